@@ -1,0 +1,55 @@
+//! Control groups: where a container's cgroup is, and a driver behind [`CgroupManager`].
+//!
+//! The cgroupfs v2 driver is the only one so far. On a hybrid host (v1 controllers plus a
+//! cgroup2 mount at `/sys/fs/cgroup/unified`) the v2 hierarchy is used for what it has:
+//! process tracking, freezing and killing work with no controller at all. Resource limits
+//! are applied by a later change; until then the driver only warns that they are ignored.
+
+mod path;
+mod v2;
+
+pub use path::{container_cgroup, find_hierarchy, own_cgroup};
+pub use v2::CgroupV2;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup v2 hierarchy is mounted (looked at /sys/fs/cgroup, /sys/fs/cgroup/unified and /proc/self/mountinfo); runtime-rs needs one")]
+    NoHierarchy,
+    #[error("cgroup {path}: {what}: {source}")]
+    Io { path: PathBuf, what: String, source: io::Error },
+    #[error("cgroup {path} already holds {count} process(es); a container needs a cgroup of its own")]
+    NotEmpty { path: PathBuf, count: usize },
+    #[error("cgroup {path}: {what}")]
+    Timeout { path: PathBuf, what: String },
+}
+
+impl CgroupError {
+    pub(crate) fn io(path: &Path, what: impl Into<String>) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+        let what = what.into();
+        move |source| CgroupError::Io { path: path.to_path_buf(), what, source }
+    }
+}
+
+/// What the runtime does with a container's cgroup.
+pub trait CgroupManager {
+    /// The cgroup's directory on the host.
+    fn path(&self) -> &Path;
+    /// Create the cgroup (and missing parents); an existing one must hold no process.
+    fn create(&self) -> Result<(), CgroupError>;
+    /// Move a process into the cgroup.
+    fn add_process(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Every process in the cgroup and its descendants.
+    fn processes(&self) -> Result<Vec<i32>, CgroupError>;
+    fn freeze(&self) -> Result<(), CgroupError>;
+    fn thaw(&self) -> Result<(), CgroupError>;
+    fn is_frozen(&self) -> Result<bool, CgroupError>;
+    /// Send `signal` to every process in the cgroup.
+    fn signal_all(&self, signal: Signal) -> Result<(), CgroupError>;
+    /// Kill what is left and remove the cgroup and its descendants. Absent is fine.
+    fn destroy(&self) -> Result<(), CgroupError>;
+}

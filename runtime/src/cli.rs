@@ -1,0 +1,226 @@
+//! The command line, as runc spells it: global options, then a verb. Only argument structs
+//! here; `commands/` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "runtime-rs", version, about = "An OCI container runtime, command-line compatible with runc")]
+pub struct Cli {
+    /// Root directory for storage of container state (this should be located in tmpfs)
+    #[arg(long, global = true, default_value = "/run/runtime-rs")]
+    pub root: PathBuf,
+    /// Set the log file to write runtime-rs logs to (default is stderr)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Set the log format
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for runc compatibility; the cgroupfs driver is used
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility ('true', 'false' or 'auto')
+    #[arg(long, global = true, value_name = "true|false|auto")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container (its process waits until `start`)
+    Create(Create),
+    /// Run the user-defined process of a created container
+    Start { id: String },
+    /// Output the state of a container
+    State { id: String },
+    /// Send a signal to the container's init process (default SIGTERM)
+    Kill(Kill),
+    /// Delete everything the container holds
+    Delete(Delete),
+    /// Create and start a container
+    Run(Run),
+    /// Execute a new process inside the container
+    Exec(Exec),
+    /// List containers started by runtime-rs with the given root
+    List(List),
+    /// Display the processes running inside a container
+    Ps(Ps),
+    /// Suspend all processes inside the container
+    Pause { id: String },
+    /// Resume all processes suspended by pause
+    Resume { id: String },
+    /// Show what this runtime supports, as JSON
+    Features,
+    /// Create a new specification file (config.json)
+    Spec(SpecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateOptions {
+    /// Path to the root of the bundle directory, defaults to the current directory
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Specify the file to write the process id to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot root to jail process inside rootfs (for a rootfs on a ramdisk)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct Create {
+    #[command(flatten)]
+    pub opts: CreateOptions,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Run {
+    #[command(flatten)]
+    pub opts: CreateOptions,
+    /// Detach from the container's process
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Do not delete the container after it exits
+    #[arg(long)]
+    pub keep: bool,
+    /// Do not use a subreaper to reap reparented processes
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Kill {
+    /// Send the signal to all processes inside the container
+    #[arg(long, short = 'a')]
+    pub all: bool,
+    pub id: String,
+    /// Signal name (KILL, SIGKILL) or number; default SIGTERM
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Delete {
+    /// Forcibly delete the container if it is still running (uses SIGKILL)
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Exec {
+    /// Path to an AF_UNIX socket which will receive the pseudoterminal's master
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Current working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set environment variables
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// UID (format: <uid>[:<gid>])
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Additional gids
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Path to the process.json
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    /// Detach from the container's process
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Specify the file to write the process id to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Set the no new privileges value for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Add a capability to the bounding set for the process
+    #[arg(long, short = 'c')]
+    pub cap: Vec<String>,
+    /// Pass N additional file descriptors to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Accepted for runc compatibility; SELinux is not supported
+    #[arg(long = "process-label", hide = true)]
+    pub process_label: Option<String>,
+    /// Accepted for runc compatibility; AppArmor is not supported
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    /// Run the process in a sub-cgroup; not supported yet
+    #[arg(long, hide = true)]
+    pub cgroup: Option<String>,
+    pub id: String,
+    /// The command and its arguments (unless --process is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct List {
+    /// Select one of: table or json
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Display only container IDs
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Ps {
+    /// Select one of: table or json
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    pub id: String,
+    /// Options passed to ps(1) (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Path to the root of the bundle directory
+    #[arg(long, short = 'b')]
+    pub bundle: Option<PathBuf>,
+    /// Generate a configuration for a rootless container
+    #[arg(long)]
+    pub rootless: bool,
+}

@@ -1,0 +1,48 @@
+//! `features`: what this runtime supports, in the runtime-spec `features` format.
+
+use serde_json::json;
+
+use super::Error;
+use crate::namespaces::NsType;
+use crate::rootfs::options;
+
+pub fn features() -> Result<(), Error> {
+    println!("{}", serde_json::to_string_pretty(&document()).expect("JSON serializes"));
+    Ok(())
+}
+
+pub fn document() -> serde_json::Value {
+    let mut caps: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+    caps.sort();
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.1",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": options::known_options(),
+        "linux": {
+            "namespaces": NsType::ALL.iter().map(|n| n.spec_name()).collect::<Vec<_>>(),
+            "capabilities": caps,
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "io.github.kubelet-rs.runtime-rs.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_parse_as_the_spec_type() {
+        let f: oci_spec::runtime::Features = serde_json::from_value(super::document()).unwrap();
+        assert_eq!(f.oci_version_max(), "1.2.1");
+        let linux = f.linux().as_ref().unwrap();
+        assert!(linux.namespaces().as_ref().unwrap().contains(&oci_spec::runtime::LinuxNamespaceType::Time));
+        assert!(linux.capabilities().as_ref().unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+    }
+}

@@ -1,0 +1,185 @@
+//! The steps several verbs share: create a container, start it, destroy it.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::Error;
+use crate::cgroups::{container_cgroup, find_hierarchy, own_cgroup, CgroupManager, CgroupV2};
+use crate::cli::CreateOptions;
+use crate::container::{process_start_time, Container, Status, Store};
+use crate::hooks::{self, HookPoint};
+use crate::process::{launch, Launch, Role};
+use crate::spec::Config;
+
+const EXEC_FIFO: &str = "exec.fifo";
+
+/// How many descriptors from 3 up a new process inherits: socket-activation ones
+/// (`LISTEN_FDS`, as systemd passes them) plus `--preserve-fds`.
+pub fn preserved_fds(extra: u32) -> i32 {
+    let listen: i32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    listen + extra as i32
+}
+
+/// Where the container's cgroup goes.
+pub fn cgroup_for(config: &Config, id: &str) -> Result<CgroupV2, Error> {
+    let hierarchy = find_hierarchy()?;
+    let own = own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    Ok(CgroupV2::new(container_cgroup(&hierarchy, &own, config.cgroups_path.as_deref(), id)))
+}
+
+/// Create the container: state directory, exec fifo, cgroup, and the init, which then waits
+/// for `start`. On failure everything made so far is removed again.
+pub fn create(store: &Store, id: &str, config: Config, opts: &CreateOptions, console_socket: Option<OwnedFd>) -> Result<Container, Error> {
+    let dir = store.create_dir(id)?;
+    let mut cgroup = None;
+    let res = create_in(store, id, &dir, config, opts, console_socket, &mut cgroup);
+    if res.is_err() {
+        if let Some(cg) = &cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleaning up after a failed create: {e}");
+            }
+        }
+        let _ = store.remove(id);
+    }
+    res
+}
+
+fn create_in(
+    store: &Store,
+    id: &str,
+    dir: &Path,
+    config: Config,
+    opts: &CreateOptions,
+    console_socket: Option<OwnedFd>,
+    cgroup_out: &mut Option<CgroupV2>,
+) -> Result<Container, Error> {
+    let process = config
+        .process
+        .as_ref()
+        .ok_or_else(|| Error::refused(format!("bundle {}: config.json has no process to run", config.bundle.display())))?;
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| Error::io(format!("create {}", fifo.display()))(e.into()))?;
+
+    let cgroup = cgroup_for(&config, id)?;
+    cgroup.create()?;
+    *cgroup_out = Some(cgroup.clone());
+    if config.spec.linux().as_ref().and_then(|l| l.resources().as_ref()).is_some_and(has_limits) {
+        tracing::warn!("linux.resources: resource limits are not applied yet by runtime-rs");
+    }
+
+    let created = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    let mut record = Container {
+        id: id.to_string(),
+        bundle: config.bundle.clone(),
+        rootfs: config.rootfs.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        created,
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        cgroup: Some(cgroup.path().to_path_buf()),
+        spec: config.spec.clone(),
+    };
+    let launch_spec = Launch {
+        config: &config,
+        process,
+        role: Role::Init { id: id.to_string(), exec_fifo: fifo, no_pivot: opts.no_pivot, no_new_keyring: opts.no_new_keyring },
+        namespaces: config.namespaces.clone(),
+        cgroup: Some(&cgroup),
+        console_socket,
+        preserve_fds: preserved_fds(opts.preserve_fds),
+        state: record.oci_state(Status::Creating),
+    };
+    let pid = launch(&launch_spec)?;
+    record.pid = pid;
+    record.pid_start_time = process_start_time(pid).unwrap_or(0);
+    store.save(&record)?;
+    Ok(record)
+}
+
+fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+}
+
+/// Let a created container's init run the user's program.
+pub fn start(store: &Store, c: &Container) -> Result<(), Error> {
+    let dir = store.dir(&c.id);
+    match c.status(&dir) {
+        Status::Created => {}
+        Status::Stopped => return Err(Error::refused("cannot start a container that has stopped")),
+        _ => return Err(Error::refused("cannot start an already running container")),
+    }
+    let fifo_path = dir.join(EXEC_FIFO);
+    let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io(format!("open {}", fifo_path.display()))(e.into()))?;
+    wait_readable(&fifo, c)?;
+    let mut byte = [0u8; 1];
+    let n = File::from(fifo).read(&mut byte).map_err(Error::io("read the exec fifo"))?;
+    if n == 0 {
+        return Err(Error::refused("cannot start a container that has stopped (its init exited)"));
+    }
+    std::fs::remove_file(&fifo_path).map_err(Error::io(format!("remove {}", fifo_path.display())))?;
+    let state = c.oci_state(Status::Running).to_string();
+    if let Err(e) = hooks::run(HookPoint::Poststart, c.spec.hooks().as_ref(), &state) {
+        tracing::warn!("{e}");
+    }
+    Ok(())
+}
+
+/// Wait until the init writes to the fifo, giving up if it dies first.
+fn wait_readable(fifo: &OwnedFd, c: &Container) -> Result<(), Error> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                if !c.init_running() {
+                    return Err(Error::refused("cannot start a container that has stopped (its init exited)"));
+                }
+            }
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(Error::io("wait on the exec fifo")(e.into())),
+        }
+    }
+}
+
+/// Remove a stopped (or about to be killed) container: its processes, its cgroup, poststop
+/// hooks, and its state.
+pub fn destroy(store: &Store, c: &Container) -> Result<(), Error> {
+    match c.cgroup() {
+        Some(cg) => cg.destroy()?,
+        None => {
+            if c.init_running() {
+                let _ = kill(Pid::from_raw(c.pid), Signal::SIGKILL);
+                wait_gone(c);
+            }
+        }
+    }
+    let state = c.oci_state(Status::Stopped).to_string();
+    if let Err(e) = hooks::run(HookPoint::Poststop, c.spec.hooks().as_ref(), &state) {
+        tracing::warn!("{e}");
+    }
+    store.remove(&c.id).map_err(Error::from)
+}
+
+fn wait_gone(c: &Container) {
+    let mut pause = Duration::from_micros(200);
+    for _ in 0..200 {
+        if !c.init_running() {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,132 @@
+//! The container's configuration after validation: what the rest of the runtime acts on.
+//!
+//! `config.json` is parsed with oci-spec and checked in one pass (`validate.rs`); the result
+//! is this typed form, so the code that builds the container never re-parses strings.
+
+use std::path::PathBuf;
+
+use caps::CapsHashSet;
+use nix::mount::MsFlags;
+use nix::sys::resource::Resource;
+use oci_spec::runtime::Spec;
+
+use crate::namespaces::Namespaces;
+use crate::rootfs::options::MountOptions;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The bundle directory, absolute.
+    pub bundle: PathBuf,
+    /// `root.path`, absolute.
+    pub rootfs: PathBuf,
+    pub root_readonly: bool,
+    /// The spec as given, kept for hooks, annotations and `state`.
+    pub spec: Spec,
+    pub namespaces: Namespaces,
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
+    pub mounts: Vec<MountEntry>,
+    pub devices: Vec<Device>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// `(key, value)` with the key as written (`net.ipv4.ip_forward`).
+    pub sysctls: Vec<(String, String)>,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    /// `linux.rootfsPropagation`, if set.
+    pub rootfs_propagation: Option<MsFlags>,
+    pub cgroups_path: Option<PathBuf>,
+    /// Lines for `/proc/self/timens_offsets`: `(clock, seconds, nanoseconds)`.
+    pub time_offsets: Vec<(String, i64, u32)>,
+    pub process: Option<ProcessConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// Render id mappings as `/proc/<pid>/uid_map` wants them.
+pub fn id_map_lines(maps: &[IdMap]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    /// Filesystem type; `None` for a bind mount given only by its options.
+    pub typ: Option<String>,
+    /// For bind mounts an absolute host path (relative ones are taken from the bundle).
+    pub source: Option<PathBuf>,
+    pub options: MountOptions,
+}
+
+impl MountEntry {
+    pub fn is_bind(&self) -> bool {
+        self.options.bind || self.typ.as_deref() == Some("bind")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub path: PathBuf,
+    pub kind: DeviceKind,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The process to run: the container's own (`process` in config.json) or one given to `exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub terminal: bool,
+    /// `(rows, columns)`.
+    pub console_size: Option<(u16, u16)>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub capabilities: Option<Capabilities>,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+    pub oom_score_adj: Option<i32>,
+}
+
+impl ProcessConfig {
+    /// The value of an environment variable, as the process will see it.
+    pub fn env_var(&self, key: &str) -> Option<&str> {
+        self.env.iter().rev().find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    pub name: String,
+    pub resource: Resource,
+    pub soft: u64,
+    pub hard: u64,
+}
