@@ -1,0 +1,314 @@
+//! Helpers for root-only integration tests.
+//!
+//! Each test gets its own busybox bundle (copied from a rootfs built once from Debian's
+//! busybox-static), its own state root, and its own cgroup parent named `krs-test-*`;
+//! dropping them removes containers, cgroups and files even when the test failed.
+//!
+//! Root-only tests are marked `#[ignore = "needs root"]`, so a plain `cargo test` lists them
+//! as ignored (visibly) and `scripts/test` runs them when it is root.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// Panic with a clear message unless we are root.
+pub fn require_root() {
+    assert!(unsafe { libc::geteuid() } == 0, "this test needs root: run it through scripts/test as root");
+}
+
+/// The directory of this test binary's build profile (`target/debug`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test binary>
+    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+}
+
+/// A busybox root filesystem, built once per build directory.
+pub fn busybox_rootfs() -> PathBuf {
+    let dir = profile_dir().join("krs-busybox-rootfs");
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let lock = profile_dir().join("krs-busybox-rootfs.lock");
+    let f = fs::File::create(&lock).expect("create rootfs lock");
+    use std::os::fd::AsRawFd;
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    if !done.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-rootfs.sh");
+        let st = Command::new("sh").arg(&script).arg(&dir).status().expect("run build-busybox-rootfs.sh");
+        assert!(st.success(), "{} failed", script.display());
+        fs::write(&done, "").unwrap();
+    }
+    dir
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name with our prefix, for cgroups, namespaces and containers.
+pub fn unique(kind: &str) -> String {
+    format!("krs-test-{kind}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The cgroup v2 hierarchy of this machine.
+pub fn cgroup2_root() -> PathBuf {
+    for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        if Path::new(p).join("cgroup.procs").exists() && Path::new(p).join("cgroup.subtree_control").exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("no cgroup v2 hierarchy found");
+}
+
+/// A cgroup of the test's own under the v2 root; containers go below it. Removed on drop.
+pub struct CgroupParent {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl CgroupParent {
+    pub fn new() -> Self {
+        let name = unique("cg");
+        let path = cgroup2_root().join(&name);
+        fs::create_dir(&path).expect("create test cgroup");
+        CgroupParent { name, path }
+    }
+
+    /// The `linux.cgroupsPath` for a container below this parent.
+    pub fn child(&self, id: &str) -> String {
+        format!("/{}/{id}", self.name)
+    }
+}
+
+impl Default for CgroupParent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    let _ = fs::write(dir.join("cgroup.kill"), "1");
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..400 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.path);
+    }
+}
+
+/// A bundle: a busybox rootfs copy and a config.json, in a temporary directory.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A busybox bundle running `args`, without terminal, with the default namespaces, mounts,
+    /// masked and read-only paths runc's `spec` gives, and its cgroup under `cgroups_path`.
+    pub fn busybox(args: &[&str], cgroups_path: &str) -> Bundle {
+        let dir = tempfile::Builder::new().prefix("krs-test-bundle-").tempdir().expect("bundle dir");
+        let rootfs = dir.path().join("rootfs");
+        let st = Command::new("cp").arg("-a").arg(busybox_rootfs()).arg(&rootfs).status().expect("cp rootfs");
+        assert!(st.success());
+        let _ = fs::remove_file(rootfs.join(".complete"));
+        let config = default_config(args, cgroups_path);
+        let b = Bundle { dir, config };
+        b.write();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Write `config` as config.json (call after changing it).
+    pub fn write(&self) {
+        fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).expect("write config.json");
+    }
+
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.config["process"]["args"] = json!(args);
+        self.write();
+    }
+}
+
+/// runc's default spec, without a terminal, running `args`.
+pub fn default_config(args: &[&str], cgroups_path: &str) -> Value {
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "krs-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                            "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+/// A runtime binary with a state root of the test's own. Dropping it force-deletes every
+/// container left in the root, then removes the root.
+pub struct Runtime {
+    pub bin: PathBuf,
+    pub root: tempfile::TempDir,
+}
+
+impl Runtime {
+    pub fn new(bin: impl Into<PathBuf>) -> Runtime {
+        let root = tempfile::Builder::new().prefix("krs-test-root-").tempdir().expect("state root");
+        Runtime { bin: bin.into(), root }
+    }
+
+    /// A command for `runtime-rs --root <ours> <args...>`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run to completion. Output goes through files, not pipes: a container's init inherits
+    /// the runtime's stdio (as with runc), so a pipe would not close until the container exits.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_captured(self.cmd(args), args)
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should have failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        text(&out.stderr)
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Wait until the container's status is `want`.
+    pub fn wait_status(&self, id: &str, want: &str) {
+        for _ in 0..500 {
+            if self.status(id) == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("container {id} never became {want}; it is {}", self.status(id));
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Ok(entries) = fs::read_dir(self.root.path()) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().to_string();
+                let _ = self.cmd(&["delete", "--force", &id]).output();
+            }
+        }
+    }
+}
+
+/// How long any single command of a test may take before it counts as hung.
+pub const HANG: Duration = Duration::from_secs(120);
+
+/// Run `cmd` with stdout and stderr captured in files; kill it and fail the test if it hangs.
+pub fn run_captured(mut cmd: Command, what: &[&str]) -> Output {
+    let mut out = tempfile::tempfile().expect("stdout file");
+    let mut err = tempfile::tempfile().expect("stderr file");
+    cmd.stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap());
+    let mut child = cmd.spawn().expect("spawn");
+    let status = wait_or_kill(&mut child, HANG, what);
+    use std::io::{Read, Seek};
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    out.rewind().unwrap();
+    out.read_to_end(&mut o).unwrap();
+    err.rewind().unwrap();
+    err.read_to_end(&mut e).unwrap();
+    Output { status, stdout: o, stderr: e }
+}
+
+/// Wait for `child`; past `limit` kill it and panic (a hang is a failure, never a wait).
+pub fn wait_or_kill(child: &mut std::process::Child, limit: Duration, what: &[&str]) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} hung for {limit:?} and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Mount points (from /proc/self/mountinfo) under `prefix`: what a test must not leave behind.
+pub fn mounts_under(prefix: &Path) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
