@@ -29,12 +29,23 @@ pub fn find_program(p: &ProcessConfig) -> Result<PathBuf, String> {
     Err(format!("exec: {name:?}: executable file not found in $PATH"))
 }
 
+/// Errors worded as Go's `exec.LookPath` words them (`stat /x: no such file or directory`):
+/// clients of containerd match on that text (Docker maps "no such file or directory" in a
+/// start error to exit code 127).
 fn check_executable(path: &Path) -> Result<(), String> {
-    let md = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let md = std::fs::metadata(path).map_err(|e| format!("stat {}: {}", path.display(), errno_text(&e)))?;
     if md.is_dir() {
         return Err("is a directory".into());
     }
     access(path, AccessFlags::X_OK).map_err(|e| e.desc().to_lowercase())
+}
+
+/// An OS error as Go prints it: the lowercase strerror text, without Rust's "(os error N)".
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
 
 /// The environment as `execve` takes it, with `HOME` filled in from the container's
@@ -99,6 +110,15 @@ mod tests {
         let err = find_program(&process(&[file.to_str().unwrap()], &[])).unwrap_err();
         // root may execute anything with an x bit; without any x bit even root is refused.
         assert!(err.contains("permission denied"), "{err}");
+    }
+
+    #[test]
+    fn missing_program_is_worded_like_runc() {
+        let err = find_program(&process(&["/nonexistent/tool"], &[])).unwrap_err();
+        assert_eq!(err, "exec: \"/nonexistent/tool\": stat /nonexistent/tool: no such file or directory");
+        let dir = tempfile::tempdir().unwrap();
+        let err = find_program(&process(&[dir.path().to_str().unwrap()], &[])).unwrap_err();
+        assert!(err.ends_with(": is a directory"), "{err}");
     }
 
     #[test]
