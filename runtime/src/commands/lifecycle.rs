@@ -65,7 +65,7 @@ fn create_in(
         .as_ref()
         .ok_or_else(|| Error::refused(format!("bundle {}: config.json has no process to run", config.bundle.display())))?;
     let fifo = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| Error::io(format!("create {}", fifo.display()))(e.into()))?;
+    make_exec_fifo(&fifo, config.host_root_ids())?;
 
     let cgroup = cgroup_for(&config, id)?;
     cgroup.create()?;
@@ -101,6 +101,16 @@ fn create_in(
     record.pid_start_time = process_start_time(pid).unwrap_or(0);
     store.save(&record)?;
     Ok(record)
+}
+
+/// The fifo the init blocks on until `start`. The init opens it for writing as the
+/// container's root, which in a user namespace is not the host's root: like runc, give it to
+/// that user, with a mode the umask cannot narrow.
+fn make_exec_fifo(fifo: &Path, (uid, gid): (u32, u32)) -> Result<(), Error> {
+    let err = |e: nix::Error| Error::io(format!("create {}", fifo.display()))(e.into());
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622)).map_err(err)?;
+    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, fifo, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(err)?;
+    nix::unistd::chown(fifo, Some(uid.into()), Some(gid.into())).map_err(err)
 }
 
 fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
@@ -181,5 +191,27 @@ fn wait_gone(c: &Container) {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    #[test]
+    fn exec_fifo_mode_is_exact_and_owned_by_the_container_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("exec.fifo");
+        // 022 is the usual umask (so other tests running meanwhile are unaffected); it would
+        // turn mkfifo's 0622 into 0600.
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+        let res = make_exec_fifo(&fifo, (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()));
+        nix::sys::stat::umask(old);
+        res.unwrap();
+        let md = std::fs::metadata(&fifo).unwrap();
+        assert!(md.file_type().is_fifo());
+        assert_eq!(md.permissions().mode() & 0o777, 0o622);
+        assert_eq!(md.uid(), nix::unistd::geteuid().as_raw());
     }
 }

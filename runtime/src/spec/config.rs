@@ -48,6 +48,25 @@ pub struct IdMap {
     pub size: u32,
 }
 
+/// The host id that container id `id` maps to; `None` when no mapping covers it.
+pub fn host_id(maps: &[IdMap], id: u32) -> Option<u32> {
+    maps.iter()
+        .find(|m| id >= m.container_id && id - m.container_id < m.size)
+        .map(|m| m.host_id + (id - m.container_id))
+}
+
+impl Config {
+    /// The host uid and gid of the container's root: 0 without a new user namespace, else
+    /// what the mappings make of 0 (the runtime's own ids when they do not map it).
+    pub fn host_root_ids(&self) -> (u32, u32) {
+        if !self.namespaces.is_new(crate::namespaces::NsType::User) {
+            return (0, 0);
+        }
+        let own = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        (host_id(&self.uid_mappings, 0).unwrap_or(own.0), host_id(&self.gid_mappings, 0).unwrap_or(own.1))
+    }
+}
+
 /// Render id mappings as `/proc/<pid>/uid_map` wants them.
 pub fn id_map_lines(maps: &[IdMap]) -> String {
     maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
@@ -129,4 +148,19 @@ pub struct Rlimit {
     pub resource: Resource,
     pub soft: u64,
     pub hard: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_id_follows_the_mapping_ranges() {
+        let maps = [IdMap { container_id: 0, host_id: 100000, size: 1000 }, IdMap { container_id: 1000, host_id: 5000, size: 10 }];
+        assert_eq!(host_id(&maps, 0), Some(100000));
+        assert_eq!(host_id(&maps, 999), Some(100999));
+        assert_eq!(host_id(&maps, 1001), Some(5001));
+        assert_eq!(host_id(&maps, 1010), None);
+        assert_eq!(host_id(&[], 0), None);
+    }
 }
