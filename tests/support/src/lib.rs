@@ -312,3 +312,96 @@ pub fn mounts_under(prefix: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A namespace of a process as `readlink /proc/<pid>/ns/<kind>` names it (`net:[4026531840]`);
+/// `pid` may be `"self"`.
+pub fn ns_of(pid: impl std::fmt::Display, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("readlink /proc/{pid}/ns/{kind}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Runtime {
+    /// `run` the bundle in the foreground; the container's output is the returned stdout.
+    pub fn run_bundle(&self, b: &Bundle, id: &str) -> Output {
+        self.run(&["run", "--bundle", b.path().to_str().unwrap(), id])
+    }
+
+    /// `run` the bundle in the foreground and require exit status 0; returns stdout.
+    pub fn run_ok(&self, b: &Bundle, id: &str) -> String {
+        self.ok(&["run", "--bundle", b.path().to_str().unwrap(), id])
+    }
+
+    /// `create` then `start`; returns the init's pid as the host sees it.
+    pub fn create_and_start(&self, b: &Bundle, id: &str) -> i32 {
+        self.ok(&["create", "--bundle", b.path().to_str().unwrap(), id]);
+        self.ok(&["start", id]);
+        self.state(id)["pid"].as_i64().expect("a running container has a pid") as i32
+    }
+
+    /// Require that nothing of container `id` is left: no state directory, no cgroup below
+    /// `cg`, and `state` says it does not exist.
+    pub fn assert_gone(&self, id: &str, cg: &CgroupParent) {
+        assert!(!self.root.path().join(id).exists(), "state directory of {id} was left behind");
+        assert!(!cg.path.join(id).exists(), "cgroup of {id} was left behind");
+        let err = self.fails(&["state", id]);
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}
+
+/// Receive one file descriptor sent with SCM_RIGHTS on a connected unix socket (what a
+/// `--console-socket` listener does with the terminal's master). Written against libc here,
+/// independently of the runtime's own code, so a bug there cannot hide itself.
+pub fn recv_fd(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::other("no control message: no descriptor was sent"));
+    }
+    let (level, typ) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+    if level != libc::SOL_SOCKET || typ != libc::SCM_RIGHTS {
+        return Err(io::Error::other(format!("unexpected control message {level}/{typ}")));
+    }
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int) };
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Read from `fd` until `needle` appears in what was read, or `limit` passes; returns all
+/// that was read. For terminals and pipes whose writer does not close.
+pub fn read_until(fd: std::os::fd::BorrowedFd<'_>, needle: &str, limit: Duration) -> String {
+    use std::os::fd::AsRawFd;
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    while !text(&got).contains(needle) {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            panic!("{needle:?} did not appear within {limit:?}; got {:?}", text(&got));
+        }
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            panic!("end of input before {needle:?} appeared; got {:?}", text(&got));
+        }
+        got.extend_from_slice(&buf[..r as usize]);
+    }
+    text(&got)
+}
