@@ -1,5 +1,6 @@
 //! Making the prepared root filesystem the container's `/`.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -21,11 +22,21 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path, method: Method) -> Result<(), Roo
     let err = |step, source| RootfsError::Pivot { rootfs: rootfs.into(), step, source };
     let dot = Path::new(".");
     let slash = Path::new("/");
+    // Held across pivot_root to name the old root afterwards.
+    let old_root = match method {
+        Method::PivotRoot => Some(sys.open_dir(slash).map_err(|e| err("open the old root", e))?),
+        _ => None,
+    };
     sys.chdir(rootfs).map_err(|e| err("chdir", e))?;
     match method {
         Method::PivotRoot => {
-            // pivot_root(".", ".") stacks the old root under the new one; then we detach it.
+            // pivot_root(".", ".") stacks the old root on top of the new one; then we detach it.
             sys.pivot_root(dot, dot).map_err(|e| err("pivot_root", e))?;
+            // "." is still the new root (the directory, under the stacked old root): go to the
+            // old root itself, or the rslave below would change the container's own mounts
+            // and undo a shared rootfsPropagation (as runc, which does the same fchdir).
+            let old_root = old_root.expect("opened for PivotRoot");
+            sys.fchdir(old_root.as_fd()).map_err(|e| err("fchdir to the old root", e))?;
             // Keep the unmount of the old root from reaching the host.
             sys.mount(None, dot, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None).map_err(|e| err("make old root rslave", e))?;
             sys.umount2(dot, MntFlags::MNT_DETACH).map_err(|e| err("detach old root", e))?;
@@ -51,8 +62,11 @@ mod tests {
         assert_eq!(
             sys.calls(),
             vec![
+                Call::OpenDir("/".into()),
                 Call::Chdir("/b/rootfs".into()),
                 Call::PivotRoot { new_root: ".".into(), put_old: ".".into() },
+                // The rslave and the detach act on the old root, not on the new one.
+                Call::Fchdir("/".into()),
                 Call::Mount { source: None, target: ".".into(), fstype: None, flags: MsFlags::MS_SLAVE | MsFlags::MS_REC, data: None },
                 Call::Umount { target: ".".into(), flags: MntFlags::MNT_DETACH },
                 Call::Chdir("/".into()),

@@ -68,6 +68,15 @@ impl Syscall for Linux {
         nix::unistd::chdir(path)
     }
 
+    fn open_dir(&self, path: &Path) -> nix::Result<OwnedFd> {
+        use nix::fcntl::OFlag;
+        nix::fcntl::open(path, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+    }
+
+    fn fchdir(&self, fd: BorrowedFd<'_>) -> nix::Result<()> {
+        nix::unistd::fchdir(fd)
+    }
+
     fn setns(&self, fd: BorrowedFd<'_>, nstype: CloneFlags) -> nix::Result<()> {
         nix::sched::setns(fd, nstype)
     }

@@ -75,6 +75,9 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()>;
     fn chroot(&self, path: &Path) -> nix::Result<()>;
     fn chdir(&self, path: &Path) -> nix::Result<()>;
+    /// Open a directory to come back to later with [`Syscall::fchdir`].
+    fn open_dir(&self, path: &Path) -> nix::Result<OwnedFd>;
+    fn fchdir(&self, fd: BorrowedFd<'_>) -> nix::Result<()>;
     fn setns(&self, fd: BorrowedFd<'_>, nstype: CloneFlags) -> nix::Result<()>;
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()>;
     fn sethostname(&self, name: &str) -> nix::Result<()>;

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -23,6 +23,9 @@ pub enum Call {
     PivotRoot { new_root: PathBuf, put_old: PathBuf },
     Chroot(PathBuf),
     Chdir(PathBuf),
+    OpenDir(PathBuf),
+    /// A change of directory to a descriptor from `open_dir`, named by the path it was opened at.
+    Fchdir(PathBuf),
     Setns(CloneFlags),
     Unshare(CloneFlags),
     Sethostname(String),
@@ -54,6 +57,8 @@ pub struct Recorder {
     /// Calls that fail, by a short name ("mount:/proc"), with the errno to return.
     failures: RefCell<HashMap<String, Errno>>,
     failing_writes: RefCell<HashSet<PathBuf>>,
+    /// What `open_dir` opened, by descriptor number, so `fchdir` can be recorded by path.
+    opened_dirs: RefCell<HashMap<i32, PathBuf>>,
 }
 
 impl Recorder {
@@ -156,6 +161,20 @@ impl Syscall for Recorder {
 
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         self.push(Call::Chdir(path.into()));
+        Ok(())
+    }
+
+    fn open_dir(&self, path: &Path) -> nix::Result<OwnedFd> {
+        self.push(Call::OpenDir(path.to_path_buf()));
+        // A real descriptor (of /dev/null: nothing is opened at `path`) to hand back.
+        let fd = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())?;
+        self.opened_dirs.borrow_mut().insert(fd.as_raw_fd(), path.to_path_buf());
+        Ok(fd)
+    }
+
+    fn fchdir(&self, fd: BorrowedFd<'_>) -> nix::Result<()> {
+        let path = self.opened_dirs.borrow().get(&fd.as_raw_fd()).cloned().unwrap_or_default();
+        self.push(Call::Fchdir(path));
         Ok(())
     }
 
