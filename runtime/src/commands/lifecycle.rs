@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ fn create_in(
         .ok_or_else(|| Error::refused(format!("bundle {}: config.json has no process to run", config.bundle.display())))?;
     let fifo = dir.join(EXEC_FIFO);
     make_exec_fifo(&fifo, config.host_root_ids())?;
+    // Held until launch returns; the init inherits it (see Role::Init).
+    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io(format!("open {}", fifo.display()))(e.into()))?;
 
     let cgroup = cgroup_for(&config, id)?;
     cgroup.create()?;
@@ -89,7 +92,7 @@ fn create_in(
     let launch_spec = Launch {
         config: &config,
         process,
-        role: Role::Init { id: id.to_string(), exec_fifo: fifo, no_pivot: opts.no_pivot, no_new_keyring: opts.no_new_keyring },
+        role: Role::Init { id: id.to_string(), exec_fifo: fifo_fd.as_raw_fd(), no_pivot: opts.no_pivot, no_new_keyring: opts.no_new_keyring },
         namespaces: config.namespaces.clone(),
         cgroup: Some(&cgroup),
         console_socket,

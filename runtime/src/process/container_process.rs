@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ use crate::syscall::{Linux, NodeKind, Syscall};
 
 pub fn run(l: &Launch, ch: &ChildEnd) -> ! {
     let res = match &l.role {
-        Role::Init { id, exec_fifo, no_pivot, no_new_keyring } => init(l, ch, id, exec_fifo, *no_pivot, *no_new_keyring),
+        Role::Init { id, exec_fifo, no_pivot, no_new_keyring } => init(l, ch, id, *exec_fifo, *no_pivot, *no_new_keyring),
         Role::Exec { container_pid } => exec(l, ch, *container_pid),
     };
     let err = match res {
@@ -60,7 +60,7 @@ fn proceed(ch: &ChildEnd) -> Result<String, ChildError> {
     }
 }
 
-fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: &Path, no_pivot: bool, no_new_keyring: bool) -> Result<Never, ChildError> {
+fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, no_new_keyring: bool) -> Result<Never, ChildError> {
     let sys = Linux;
     let config = l.config;
     let process = l.process;
@@ -87,9 +87,10 @@ fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: &Path, no_pivot: bool, n
     if let Some(d) = &config.domainname {
         sys.setdomainname(d).map_err(|e| ChildError::new(&format!("set domain name {d:?}"), e))?;
     }
-    // The fifo is out of reach after pivot_root; hold it, and a way to reopen it, now.
-    let fifo = open(exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| ChildError::new(&format!("open exec fifo {}", exec_fifo.display()), e))?;
+    // Our copy of the runtime's O_PATH descriptor of the fifo (see Role::Init); reopened
+    // for writing through /proc/self/fd, which checks only the fifo's own permissions.
+    // SAFETY: inherited across fork and owned by nothing else in this process.
+    let fifo = unsafe { OwnedFd::from_raw_fd(exec_fifo) };
     let fd_dir = open("/proc/self/fd", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| ChildError::new("open /proc/self/fd", e))?;
     if process.terminal {

@@ -1,6 +1,6 @@
 //! The runtime's side of starting a container process.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
@@ -19,8 +19,11 @@ use crate::spec::{id_map_lines, Config, ProcessConfig};
 /// Which process is being started.
 #[derive(Debug, Clone)]
 pub enum Role {
-    /// The container's init, at `create`: it waits on `exec_fifo` until `start`.
-    Init { id: String, exec_fifo: PathBuf, no_pivot: bool, no_new_keyring: bool },
+    /// The container's init, at `create`: it waits on the exec fifo until `start`.
+    /// `exec_fifo` is an `O_PATH` descriptor of it, opened by the runtime and inherited
+    /// across the forks: the init may be a user namespace's root, which cannot always reach
+    /// the state directory by path (runc hands the fifo over the same way).
+    Init { id: String, exec_fifo: RawFd, no_pivot: bool, no_new_keyring: bool },
     /// A new process in a running container whose init is `container_pid`.
     Exec { container_pid: i32 },
 }
