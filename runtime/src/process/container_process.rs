@@ -4,7 +4,7 @@
 //! Init, in order: wait to be placed in its cgroup; cgroup namespace; session; keyring;
 //! rootfs (mounts, devices); sysctls; hostname; console; read-only and masked paths;
 //! oom_score_adj; createRuntime hooks (run by the runtime); createContainer hooks;
-//! pivot_root; read-only root; rlimits; identity and capabilities; cwd; find the program;
+//! pivot_root; create a missing cwd; read-only root; rlimits; identity and capabilities; cwd; find the program;
 //! report Ready; wait for `start` on the exec fifo; startContainer hooks; execve.
 
 use std::ffi::CString;
@@ -111,6 +111,7 @@ fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, n
         (true, false) => Method::PivotRoot,
     };
     rootfs::pivot(&sys, &config.rootfs, method).map_err(|e| ChildError(e.to_string()))?;
+    rootfs::create_cwd(&sys, &process.cwd).map_err(|e| ChildError(e.to_string()))?;
     if own_mounts {
         rootfs::finalize(&sys, config).map_err(|e| ChildError(e.to_string()))?;
     }

@@ -37,6 +37,8 @@ pub enum RootfsError {
     Pivot { rootfs: PathBuf, step: &'static str, source: nix::Error },
     #[error("cannot make the root filesystem read-only: {0}")]
     ReadonlyRoot(nix::Error),
+    #[error("cannot create the working directory {cwd} (process.cwd): {source}")]
+    Cwd { cwd: PathBuf, source: io::Error },
 }
 
 /// What `prepare` needs beyond the spec.
@@ -75,6 +77,15 @@ pub fn protect(sys: &dyn Syscall, config: &Config) -> Result<(), RootfsError> {
         masking::mask(sys, &config.rootfs, p)?;
     }
     Ok(())
+}
+
+/// After `pivot_root`, before the root may turn read-only: create the process's working
+/// directory if the image lacks it (owned by root, 0755 less the umask), as runc does. The
+/// path is resolved inside the new root, so `..` in it cannot leave.
+pub fn create_cwd(sys: &dyn Syscall, cwd: &Path) -> Result<(), RootfsError> {
+    sys.resolve_in_root(Path::new("/"), cwd, Some(crate::syscall::NodeKind::Dir))
+        .map(drop)
+        .map_err(|source| RootfsError::Cwd { cwd: cwd.to_path_buf(), source })
 }
 
 /// After `pivot_root`: a read-only root and the spec's root propagation.
@@ -153,6 +164,15 @@ mod tests {
     pub(crate) fn config(json: &str) -> Config {
         let spec = crate::spec::parse_json(json).unwrap();
         Config::from_spec(Path::new("/b"), spec).unwrap()
+    }
+
+    #[test]
+    fn missing_cwd_is_created_inside_the_new_root() {
+        let sys = Recorder::new();
+        create_cwd(&sys, Path::new("/srv/../srv/app")).unwrap();
+        let t = sys.resolve_in_root(Path::new("/"), Path::new("/srv/app"), None).unwrap();
+        assert_eq!(t.kind, NodeKind::Dir);
+        assert!(sys.calls().is_empty(), "only the resolution, which creates, is involved");
     }
 
     #[test]
