@@ -14,6 +14,7 @@ test_exe=$(echo "$artifacts" | awk '$1 == "test" && $2 == "lifecycle" { print $3
 [ -x "$rt" ] && [ -x "$test_exe" ] || die "cargo did not build runtime-rs and the lifecycle tests"
 
 # The bundle is made on the host: runtime-rs spec, then the process edited.
+mkdir -p "$cache_dir"
 bundle=$(mktemp -d "$cache_dir/smoke-bundle.XXXXXX")
 trap 'rm -rf "$bundle"' EXIT
 if ! "$rt" spec --bundle "$bundle" 2>"$bundle/spec.err"; then
