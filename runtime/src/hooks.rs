@@ -69,6 +69,14 @@ pub fn run(point: HookPoint, hooks: Option<&Hooks>, state_json: &str) -> Result<
     Ok(())
 }
 
+/// Run every hook of `point`, in order, even past failures, and return the failures: for
+/// poststart and poststop, whose failures the runtime spec wants logged while "the remaining
+/// hooks and lifecycle continue as if the hook had succeeded".
+pub fn run_all(point: HookPoint, hooks: Option<&Hooks>, state_json: &str) -> Vec<HookError> {
+    let Some(hooks) = hooks else { return Vec::new() };
+    point.hooks(hooks).iter().filter_map(|hook| run_one(point, hook, state_json).err()).collect()
+}
+
 fn memfd(name: &str) -> std::io::Result<File> {
     let name = std::ffi::CString::new(name).expect("no NUL in a constant name");
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -178,6 +186,23 @@ mod tests {
         let h = hooks(r#"{"prestart":[{"path":"/bin/sh","args":["sh","-c","echo broken network >&2; exit 3"]}]}"#);
         let err = run(HookPoint::Prestart, Some(&h), "{}").unwrap_err().to_string();
         assert!(err.starts_with("prestart hook /bin/sh failed (exit status: 3): broken network"), "{err}");
+    }
+
+    #[test]
+    fn run_all_goes_on_past_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hooks(&format!(
+            r#"{{"poststop":[{{"path":"/bin/sh","args":["sh","-c","exit 1"]}},{{"path":"/bin/sh","args":["sh","-c","touch {0}/second"]}}]}}"#,
+            dir.path().display()
+        ));
+        let errors = run_all(HookPoint::Poststop, Some(&h), "{}");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("exit status: 1"), "{}", errors[0]);
+        assert!(dir.path().join("second").exists(), "the hook after the failing one ran");
+        // run, by contrast, stops at the first failure.
+        std::fs::remove_file(dir.path().join("second")).unwrap();
+        assert!(run(HookPoint::Poststop, Some(&h), "{}").is_err());
+        assert!(!dir.path().join("second").exists());
     }
 
     #[test]

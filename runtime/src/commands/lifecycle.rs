@@ -1,7 +1,5 @@
 //! The steps several verbs share: create a container, start it, destroy it.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
@@ -137,17 +135,51 @@ pub fn start(store: &Store, c: &Container) -> Result<(), Error> {
     let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(format!("open {}", fifo_path.display()))(e.into()))?;
     wait_readable(&fifo, c)?;
-    let mut byte = [0u8; 1];
-    let n = File::from(fifo).read(&mut byte).map_err(Error::io("read the exec fifo"))?;
-    if n == 0 {
-        return Err(Error::refused("cannot start a container that has stopped (its init exited)"));
-    }
+    // Read to the end: the init closes its end by executing the program (after the
+    // startContainer hooks), so poststart runs only once the program runs, as with runc.
+    let data = read_to_end(&fifo)?;
+    let outcome = exec_fifo_outcome(&data);
     std::fs::remove_file(&fifo_path).map_err(Error::io(format!("remove {}", fifo_path.display())))?;
+    outcome.map_err(Error::Refused)?;
     let state = c.oci_state(Status::Running).to_string();
-    if let Err(e) = hooks::run(HookPoint::Poststart, c.spec.hooks().as_ref(), &state) {
+    for e in hooks::run_all(HookPoint::Poststart, c.spec.hooks().as_ref(), &state) {
         tracing::warn!("{e}");
     }
     Ok(())
+}
+
+/// What the init wrote to the exec fifo: `0` when `start` opened it, then nothing more if it
+/// executed the program, or why it could not (a startContainer hook failed, execve failed).
+fn exec_fifo_outcome(data: &[u8]) -> Result<(), String> {
+    match data.split_first() {
+        None => Err("cannot start a container that has stopped (its init exited)".into()),
+        Some((b'0', [])) => Ok(()),
+        Some((b'0', why)) => Err(format!("cannot start the container's program: {}", String::from_utf8_lossy(why))),
+        Some(_) => Err(format!("unexpected data in the exec fifo: {:?}", String::from_utf8_lossy(data))),
+    }
+}
+
+/// Everything in the (non-blocking) fifo until its writer closes it.
+fn read_to_end(fifo: &OwnedFd) -> Result<Vec<u8>, Error> {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fifo.as_fd(), &mut buf) {
+            Ok(0) => return Ok(data),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(Error::io("wait on the exec fifo")(e.into())),
+                }
+            }
+            Err(e) => return Err(Error::io("read the exec fifo")(e.into())),
+        }
+    }
 }
 
 /// Wait until the init writes to the fifo, giving up if it dies first.
@@ -180,7 +212,7 @@ pub fn destroy(store: &Store, c: &Container) -> Result<(), Error> {
         }
     }
     let state = c.oci_state(Status::Stopped).to_string();
-    if let Err(e) = hooks::run(HookPoint::Poststop, c.spec.hooks().as_ref(), &state) {
+    for e in hooks::run_all(HookPoint::Poststop, c.spec.hooks().as_ref(), &state) {
         tracing::warn!("{e}");
     }
     store.remove(&c.id).map_err(Error::from)
@@ -201,6 +233,15 @@ fn wait_gone(c: &Container) {
 mod tests {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    #[test]
+    fn exec_fifo_outcome_tells_exec_from_failure() {
+        assert_eq!(exec_fifo_outcome(b"0"), Ok(()));
+        assert!(exec_fifo_outcome(b"").unwrap_err().contains("has stopped"));
+        let err = exec_fifo_outcome(b"0startContainer hook /bin/x failed (exit status: 3)").unwrap_err();
+        assert_eq!(err, "cannot start the container's program: startContainer hook /bin/x failed (exit status: 3)");
+        assert!(exec_fifo_outcome(b"x").is_err());
+    }
 
     #[test]
     fn exec_fifo_mode_is_exact_and_owned_by_the_container_root() {

@@ -5,7 +5,8 @@
 //! rootfs (mounts, devices); sysctls; hostname; console; read-only and masked paths;
 //! oom_score_adj; createRuntime hooks (run by the runtime); createContainer hooks;
 //! pivot_root; create a missing cwd; read-only root; rlimits; identity and capabilities; cwd; find the program;
-//! report Ready; wait for `start` on the exec fifo; startContainer hooks; execve.
+//! report Ready; wait for `start` on the exec fifo; startContainer hooks; execve (which closes
+//! the fifo, telling `start` the program runs; a failure is written to the fifo instead).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -118,11 +119,32 @@ fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, n
     let ready = prepare_process(&sys, l)?;
 
     ch.send(&FromChild::Ready).map_err(chan)?;
-    wait_for_start(&fd_dir, &fifo)?;
+    let mut started = wait_for_start(&fd_dir, &fifo)?;
     drop(fifo);
     drop(fd_dir);
-    hooks::run(HookPoint::StartContainer, l.hooks(), &state).map_err(|e| ChildError(e.to_string()))?;
-    exec_program(&ready)
+    let state = with_status(&state, "created");
+    let res = hooks::run(HookPoint::StartContainer, l.hooks(), &state)
+        .map_err(|e| ChildError(e.to_string()))
+        .and_then(|()| exec_program(&ready));
+    // Only a failure comes back here: tell `start`, which reads the fifo until our end closes.
+    let err = match res {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    use std::io::Write;
+    let _ = started.write_all(err.0.as_bytes());
+    Err(err)
+}
+
+/// The state JSON with another `status` (runc gives startContainer hooks "created").
+fn with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = status.into();
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
 }
 
 fn exec(l: &Launch, ch: &ChildEnd, container_pid: i32) -> Result<Never, ChildError> {
@@ -225,14 +247,16 @@ fn attach_console(sys: &dyn Syscall, l: &Launch, root: &Path, own_mounts: bool) 
     console::become_controlling(&pty.slave).map_err(|e| ChildError(e.to_string()))
 }
 
-/// Block until `start` opens the exec fifo for reading, then tell it we are going.
-fn wait_for_start(fd_dir: &OwnedFd, fifo: &OwnedFd) -> Result<(), ChildError> {
+/// Block until `start` opens the exec fifo for reading, then tell it we are going. The
+/// returned writer is close-on-exec: `start` sees the fifo's end when the program runs.
+fn wait_for_start(fd_dir: &OwnedFd, fifo: &OwnedFd) -> Result<File, ChildError> {
     let name = fifo.as_raw_fd().to_string();
     let fd = openat(fd_dir, name.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| ChildError::new("open the exec fifo for writing", e))?;
     let mut f = File::from(fd);
     use std::io::Write;
-    f.write_all(b"0").map_err(|e| ChildError::new("write to the exec fifo", e))
+    f.write_all(b"0").map_err(|e| ChildError::new("write to the exec fifo", e))?;
+    Ok(f)
 }
 
 /// Close-on-exec for every descriptor from `first` up: only stdio and the preserved ones
