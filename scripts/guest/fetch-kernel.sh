@@ -39,5 +39,9 @@ if [ ! -e "$dest/.complete" ]; then
     mv "$dest.tmp/root" "$dest"
     rmdir "$dest.tmp"
     touch "$dest/.complete"
+    # Older kernels are no longer what apt offers; drop them (~460 MB each).
+    for old in "$kernels"/*/; do
+        [ "${old%/}" = "$dest" ] || rm -rf "${old%/}"
+    done
 fi
 echo "$dest"
