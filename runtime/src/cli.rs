@@ -23,8 +23,9 @@ pub struct Cli {
     /// Accepted for runc compatibility; the cgroupfs driver is used
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility ('true', 'false' or 'auto')
-    #[arg(long, global = true, value_name = "true|false|auto")]
+    /// Accepted for runc compatibility ('true', 'false' or 'auto'); before the verb, as with
+    /// runc (`spec --rootless` is the verb's own flag)
+    #[arg(long, value_name = "true|false|auto")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported
     #[arg(long, global = true, hide = true)]
@@ -223,4 +224,29 @@ pub struct SpecArgs {
     /// Generate a configuration for a rootless container
     #[arg(long)]
     pub rootless: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_rootless_and_spec_rootless_do_not_collide() {
+        let cli = Cli::try_parse_from(["runtime-rs", "--rootless", "auto", "spec", "--rootless"]).unwrap();
+        assert_eq!(cli.rootless.as_deref(), Some("auto"));
+        assert!(matches!(cli.command, Command::Spec(SpecArgs { rootless: true, .. })));
+    }
+
+    #[test]
+    fn global_options_may_follow_the_verb_like_containerd_passes_them() {
+        let cli = Cli::try_parse_from(["runtime-rs", "create", "--root", "/r", "--log", "/l", "--log-format", "json", "--bundle", "/b", "c1"]).unwrap();
+        assert_eq!(cli.root, std::path::Path::new("/r"));
+        assert_eq!(cli.log_format, LogFormat::Json);
+    }
 }
