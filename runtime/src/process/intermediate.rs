@@ -65,8 +65,10 @@ fn intermediate(l: &Launch, ch: &ChildEnd) -> Result<(), ChildError> {
         sys.unshare(flags).map_err(|e| ChildError::new(&format!("create namespaces ({flags:?})"), e))?;
     }
     if !l.config.time_offsets.is_empty() && l.is_init() {
-        let text: String = l.config.time_offsets.iter().map(|(clock, s, ns)| format!("{clock} {s} {ns}\n")).collect();
-        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| ChildError::new("write time namespace offsets", e))?;
+        // Written by the runtime, as runc's parent does: /proc/self of this non-dumpable
+        // process belongs to the host's root, which a user namespace's root is not.
+        ch.send(&FromChild::TimeNamespaceCreated).map_err(chan)?;
+        ch.expect("TimeOffsetsWritten", |m| matches!(m, FromParent::TimeOffsetsWritten)).map_err(chan)?;
     }
 
     // SAFETY: single-threaded; the child runs our code and then execs.

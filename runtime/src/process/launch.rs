@@ -65,6 +65,8 @@ pub enum LaunchError {
     Died(String),
     #[error("cannot write {file} for the user namespace: {source}")]
     IdMap { file: PathBuf, source: std::io::Error },
+    #[error("cannot write the time namespace offsets (linux.timeOffsets) to {file}: {source}")]
+    TimeOffsets { file: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -103,6 +105,10 @@ fn drive(l: &Launch, ch: &ParentEnd, intermediate: Pid, pid_out: &mut Option<i32
             Some(FromChild::UserNamespaceCreated) => {
                 write_id_maps(l.config, intermediate.as_raw())?;
                 ch.send(&FromParent::IdMapsWritten)?;
+            }
+            Some(FromChild::TimeNamespaceCreated) => {
+                write_time_offsets(l.config, intermediate.as_raw())?;
+                ch.send(&FromParent::TimeOffsetsWritten)?;
             }
             Some(FromChild::ProcessForked { pid }) => break pid,
             Some(FromChild::Error { message }) => return Err(LaunchError::Child(message)),
@@ -170,7 +176,29 @@ fn write_id_maps(config: &Config, pid: i32) -> Result<(), LaunchError> {
     write("gid_map", &id_map_lines(&config.gid_mappings))
 }
 
+/// Write `linux.timeOffsets` for the time namespace `pid` made for its children.
+fn write_time_offsets(config: &Config, pid: i32) -> Result<(), LaunchError> {
+    let file = Path::new("/proc").join(pid.to_string()).join("timens_offsets");
+    std::fs::write(&file, time_offset_lines(&config.time_offsets)).map_err(|source| LaunchError::TimeOffsets { file, source })
+}
+
+/// Offsets as `/proc/<pid>/timens_offsets` takes them: `<clock> <secs> <nanosecs>` lines.
+fn time_offset_lines(offsets: &[(String, i64, u32)]) -> String {
+    offsets.iter().map(|(clock, s, ns)| format!("{clock} {s} {ns}\n")).collect()
+}
+
 /// Whether `setgroups(2)` is allowed in our user namespace.
 pub(crate) fn setgroups_allowed() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_offsets_are_one_line_per_clock() {
+        let lines = time_offset_lines(&[("boottime".into(), -5, 7), ("monotonic".into(), 86400, 0)]);
+        assert_eq!(lines, "boottime -5 7\nmonotonic 86400 0\n");
+    }
 }

@@ -6,6 +6,8 @@
 //! ```text
 //! intermediate -> parent   UserNamespaceCreated          (only with a new user namespace)
 //! parent -> intermediate   IdMapsWritten
+//! intermediate -> parent   TimeNamespaceCreated          (only an init with time offsets)
+//! parent -> intermediate   TimeOffsetsWritten
 //! intermediate -> parent   ProcessForked { pid }         then the intermediate exits
 //! parent -> process        Proceed { state }             (it is now in its cgroup)
 //! init -> parent           RunCreateRuntimeHooks         (mounts done, before pivot_root)
@@ -20,6 +22,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromChild {
     UserNamespaceCreated,
+    /// The intermediate unshared a time namespace for its child; the runtime writes the
+    /// offsets (from outside: in a user namespace the intermediate may not).
+    TimeNamespaceCreated,
     ProcessForked { pid: i32 },
     RunCreateRuntimeHooks,
     Ready,
@@ -30,6 +35,7 @@ pub enum FromChild {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromParent {
     IdMapsWritten,
+    TimeOffsetsWritten,
     /// Go on: the process is in its cgroup. `state` is the runtime-spec state JSON that
     /// createContainer and startContainer hooks receive on stdin.
     Proceed { state: String },
