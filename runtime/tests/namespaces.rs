@@ -215,7 +215,8 @@ fn user_namespace_maps_container_root_to_the_host_range() {
             "sh",
             "-c",
             "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/made-inside; \
-             stat -c '%t,%T' /dev/null; echo discarded > /dev/null && echo null-ok",
+             stat -c '%t,%T' /dev/null; echo discarded > /dev/null && echo null-ok; \
+             grep -c ' /dev/null ' /proc/self/mountinfo",
         ],
         &cg.child("userns"),
     );
@@ -238,6 +239,7 @@ fn user_namespace_maps_container_root_to_the_host_range() {
     // mknod is refused in a user namespace: /dev/null is the host's node, bound.
     assert_eq!(lines[4], "1,3", "{out}");
     assert_eq!(lines[5], "null-ok", "{out}");
+    assert_eq!(lines[6], "1", "/dev/null is a bind mount: {out}");
     // What the container's root creates belongs to the mapped host id.
     let md = fs::metadata(b.rootfs().join("tmp/made-inside")).unwrap();
     assert_eq!((md.uid(), md.gid()), (BASE, BASE));
