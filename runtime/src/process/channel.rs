@@ -18,6 +18,8 @@ pub enum ChannelError {
     Io(#[from] io::Error),
     #[error("sync channel: bad message: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("sync channel: a message of {0} bytes is larger than any the protocol sends")]
+    TooLarge(usize),
     #[error("sync channel: the other side closed it")]
     Closed,
     #[error("sync channel: expected {expected}, got {got}")]
@@ -51,17 +53,26 @@ impl<S: Serialize, R: DeserializeOwned + std::fmt::Debug> Channel<S, R> {
 
     /// The next message, or `None` when the other side closed its end.
     pub fn recv(&self) -> Result<Option<R>, ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = loop {
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other.map_err(io::Error::from)?,
-            }
-        };
-        if n == 0 {
+        // Peek at the packet's length first, so the buffer is just as large as the message.
+        let len = self.recv_into(&mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
+        if len == 0 {
             return Ok(None);
         }
+        if len > MAX_MESSAGE {
+            return Err(ChannelError::TooLarge(len));
+        }
+        let mut buf = vec![0u8; len];
+        let n = self.recv_into(&mut buf, MsgFlags::empty())?;
         Ok(Some(serde_json::from_slice(&buf[..n])?))
+    }
+
+    fn recv_into(&self, buf: &mut [u8], flags: MsgFlags) -> Result<usize, ChannelError> {
+        loop {
+            match nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => return Ok(other.map_err(io::Error::from)?),
+            }
+        }
     }
 
     /// The next message, which must exist.
@@ -100,6 +111,14 @@ mod tests {
         parent.send(&FromParent::HooksDone).unwrap();
         let err = child.expect("IdMapsWritten", |m| matches!(m, FromParent::IdMapsWritten)).unwrap_err();
         assert!(err.to_string().contains("expected IdMapsWritten, got HooksDone"), "{err}");
+    }
+
+    #[test]
+    fn a_large_message_arrives_whole() {
+        let (parent, child) = pair().unwrap();
+        let state = "x".repeat(100_000);
+        parent.send(&FromParent::Proceed { state: state.clone() }).unwrap();
+        assert_eq!(child.recv().unwrap(), Some(FromParent::Proceed { state }));
     }
 
     #[test]
