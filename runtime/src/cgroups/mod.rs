@@ -12,6 +12,7 @@ pub use path::{container_cgroup, find_hierarchy, own_cgroup};
 pub use v2::CgroupV2;
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
@@ -43,6 +44,11 @@ pub trait CgroupManager {
     fn create(&self) -> Result<(), CgroupError>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: i32) -> Result<(), CgroupError>;
+    /// The cgroup's directory, open for `clone3(CLONE_INTO_CGROUP)`, so a new process is
+    /// born in it; `None` when processes must be moved with [`add_process`] instead.
+    ///
+    /// [`add_process`]: CgroupManager::add_process
+    fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError>;
     /// Every process in the cgroup and its descendants.
     fn processes(&self) -> Result<Vec<i32>, CgroupError>;
     fn freeze(&self) -> Result<(), CgroupError>;

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,16 @@ impl CgroupManager for CgroupV2 {
 
     fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
         self.write("cgroup.procs", &pid.to_string())
+    }
+
+    fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        // A process born into a frozen cgroup (exec --ignore-paused) would stop before it
+        // set itself up; moving it in once set up is what runc does there.
+        if self.is_frozen()? {
+            return Ok(None);
+        }
+        let dir = fs::File::open(&self.path).map_err(CgroupError::io(&self.path, "open"))?;
+        Ok(Some(dir.into()))
     }
 
     fn processes(&self) -> Result<Vec<i32>, CgroupError> {

@@ -1,15 +1,16 @@
 //! The runtime's side of starting a container process.
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::Hooks;
 
 use super::channel::{self, ChannelError, ParentEnd};
 use super::message::{FromChild, FromParent};
+use super::fork::{fork_into, Forked};
 use super::intermediate;
 use crate::cgroups::{CgroupError, CgroupManager};
 use crate::hooks::{self, HookError, HookPoint};
@@ -77,16 +78,22 @@ pub enum LaunchError {
 /// the init waits for `start`; for exec, once the program was executed.
 pub fn launch(l: &Launch) -> Result<i32, LaunchError> {
     let (parent, child) = channel::pair()?;
+    let target = match l.cgroup {
+        Some(cg) => cg.clone_target()?,
+        None => None,
+    };
     // SAFETY: the runtime is single-threaded here; the child only runs our code, then execs.
-    match unsafe { fork() }.map_err(LaunchError::Fork)? {
-        ForkResult::Child => {
+    match unsafe { fork_into(target.as_ref().map(|fd| fd.as_fd())) }.map_err(LaunchError::Fork)? {
+        Forked::Child => {
             drop(parent);
+            drop(target);
             intermediate::run(l, child)
         }
-        ForkResult::Parent { child: intermediate_pid } => {
+        Forked::Parent { child: intermediate_pid, in_cgroup } => {
             drop(child);
+            drop(target);
             let mut pid = None;
-            let res = drive(l, &parent, intermediate_pid, &mut pid);
+            let res = drive(l, &parent, intermediate_pid, in_cgroup, &mut pid);
             if res.is_err() {
                 if let Some(pid) = pid {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -99,7 +106,7 @@ pub fn launch(l: &Launch) -> Result<i32, LaunchError> {
     }
 }
 
-fn drive(l: &Launch, ch: &ParentEnd, intermediate: Pid, pid_out: &mut Option<i32>) -> Result<i32, LaunchError> {
+fn drive(l: &Launch, ch: &ParentEnd, intermediate: Pid, in_cgroup: bool, pid_out: &mut Option<i32>) -> Result<i32, LaunchError> {
     let pid = loop {
         match ch.recv()? {
             Some(FromChild::UserNamespaceCreated) => {
@@ -121,7 +128,9 @@ fn drive(l: &Launch, ch: &ParentEnd, intermediate: Pid, pid_out: &mut Option<i32
         Ok(WaitStatus::Exited(_, 0)) => {}
         other => return Err(LaunchError::Died(format!("intermediate process: {other:?}"))),
     }
-    if let Some(cg) = l.cgroup {
+    // Born in the cgroup (with the intermediate), or moved there before it runs anything of
+    // the container's.
+    if let (Some(cg), false) = (l.cgroup, in_cgroup) {
         cg.add_process(pid)?;
     }
     let mut state = l.state.clone();
