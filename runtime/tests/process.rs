@@ -145,26 +145,36 @@ fn rlimits_set_soft_and_hard() {
 
 #[test]
 #[ignore = "needs root"]
-fn raising_a_hard_rlimit_above_the_hosts_fails_clearly() {
+fn raising_a_hard_rlimit_above_the_hosts_needs_cap_sys_resource() {
     require_root();
     let cg = CgroupParent::new();
     let rt = Runtime::new(BIN);
     let mut host = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut host) }, 0);
-    // This machine's root lacks CAP_SYS_RESOURCE, so it cannot raise a hard limit.
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let eff = u64::from_str_radix(status_field(&status, "CapEff"), 16).unwrap();
-    assert_eq!(eff & (1 << 24), 0, "this test expects a root without CAP_SYS_RESOURCE");
     let above = host.rlim_max + 1;
-    let mut b = Bundle::busybox(&["true"], &cg.child("hardrl"));
+    let mut b = Bundle::busybox(&["sh", "-c", "ulimit -Hn"], &cg.child("hardrl"));
     b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": above}]);
     b.write();
+    if has_cap_sys_resource() {
+        // A root with CAP_SYS_RESOURCE (a normal host, the test guest) may raise it.
+        assert_eq!(rt.run_ok(&b, "hardrl"), format!("{above}\n"));
+        return;
+    }
+    // Root on this development machine lacks CAP_SYS_RESOURCE: create must fail and say why.
     let out = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), "hardrl"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains(&format!("cannot set RLIMIT_NOFILE to soft 1024 hard {above}")), "{err}");
     assert!(err.contains("CAP_SYS_RESOURCE"), "{err}");
     rt.assert_gone("hardrl", &cg);
+}
+
+/// Whether this (root) process has CAP_SYS_RESOURCE in its effective set.
+fn has_cap_sys_resource() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let eff = u64::from_str_radix(status_field(&status, "CapEff"), 16).unwrap();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    eff & (1 << CAP_SYS_RESOURCE) != 0
 }
 
 #[test]
@@ -266,16 +276,17 @@ fn negative_oom_score_adj_needs_cap_sys_resource() {
     require_root();
     let cg = CgroupParent::new();
     let rt = Runtime::new(BIN);
-    // Lowering oom_score_adj below the runtime's own needs CAP_SYS_RESOURCE, which root on this
-    // machine does not have: create must fail and say so.
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let eff = u64::from_str_radix(status_field(&status, "CapEff"), 16).unwrap();
-    assert_eq!(eff & (1 << 24), 0, "this test expects a root without CAP_SYS_RESOURCE");
+    // Lowering oom_score_adj below the runtime's own needs CAP_SYS_RESOURCE.
     let own: i32 = fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
     assert!(own > -500);
-    let mut b = Bundle::busybox(&["true"], &cg.child("oomneg"));
+    let mut b = Bundle::busybox(&["cat", "/proc/self/oom_score_adj"], &cg.child("oomneg"));
     b.config["process"]["oomScoreAdj"] = json!(-500);
     b.write();
+    if has_cap_sys_resource() {
+        assert_eq!(rt.run_ok(&b, "oomneg"), "-500\n");
+        return;
+    }
+    // Root on this development machine lacks it: create must fail and say so.
     let out = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), "oomneg"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);

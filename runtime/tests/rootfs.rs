@@ -392,12 +392,14 @@ fn no_pivot_enters_the_rootfs_too() {
     require_root();
     let cg = CgroupParent::new();
     let rt = Runtime::new(BIN);
-    let b = Bundle::busybox(
-        &["sh", "-c", "cat /marker; test -e /etc/debian_version && echo host-visible || echo rootfs-only; touch /x 2>/dev/null || echo ro"],
-        &cg.child("nopivot"),
-    );
+    // A file only the host has: the bundle's own config.json, outside the rootfs.
+    let mut b = Bundle::busybox(&["true"], &cg.child("nopivot"));
+    let host_only = b.path().join("config.json");
+    let script = format!("cat /marker; test -e {} && echo host-visible || echo rootfs-only; touch /x 2>/dev/null || echo ro", host_only.display());
+    b.config["process"]["args"] = json!(["sh", "-c", script]);
+    b.write();
     fs::write(b.rootfs().join("marker"), "in the rootfs\n").unwrap();
-    assert!(Path::new("/etc/debian_version").exists(), "the host is Debian, the image is not");
+    assert!(host_only.exists());
     let out = rt.ok(&["run", "--no-pivot", "--bundle", b.path().to_str().unwrap(), "nopivot"]);
     assert_eq!(out, "in the rootfs\nrootfs-only\nro\n");
     assert!(mounts_under(b.path()).is_empty());
