@@ -127,8 +127,7 @@ fn the_runtime_default_profile_runs_ordinary_programs_and_refuses_the_dangerous_
     );
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
     // The control: without the filter, unshare(CLONE_NEWUSER) needs no capability and works.
-    let mut b = Bundle::busybox(&["sh", "-c", "unshare -U true && echo unshare works"], &cg.child("default-control"));
-    b.write();
+    let b = Bundle::busybox(&["sh", "-c", "unshare -U true && echo unshare works"], &cg.child("default-control"));
     assert_eq!(rt.run_ok(&b, "default-control"), "unshare works\n");
 
     // Even with CAP_SYS_ADMIN in its sets, a container under the profile made without it
@@ -247,4 +246,37 @@ fn without_no_new_privs_the_runtimes_last_calls_pass_the_filter_and_a_refusal_cl
     b.config["process"]["noNewPrivileges"] = json!(true);
     b.write();
     rt.run_ok(&b, "setuid");
+}
+
+/// Give the image to the user namespace's root (host uid `by`).
+fn shift_ownership(root: &std::path::Path, by: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(root).unwrap();
+    std::os::unix::fs::lchown(root, Some(md.uid() + by), Some(md.gid() + by)).unwrap();
+    if md.is_dir() {
+        for e in std::fs::read_dir(root).unwrap() {
+            shift_ownership(&e.unwrap().path(), by);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn in_a_user_namespace_the_filter_loads_without_no_new_privs() {
+    require_root();
+    const BASE: u32 = 100000;
+    let cg = CgroupParent::new();
+    let rt = Runtime::new(BIN);
+    // CAP_SYS_ADMIN of the container's own user namespace is what the kernel asks for.
+    let mut b = bundle(&cg, "userns", &["sh", "-c", "grep '^Seccomp:' /proc/self/status; mkdir /dev/shm/x"], deny(MKDIR, "SCMP_ACT_ERRNO", Some(28)));
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": BASE, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": BASE, "size": 65536}]);
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.write();
+    shift_ownership(&b.rootfs(), BASE);
+    let out = rt.run_bundle(&b, "userns");
+    assert_eq!(text(&out.stdout), "Seccomp:\t2\n", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("No space left on device"), "{}", text(&out.stderr));
 }

@@ -71,6 +71,8 @@ const ALLOWED: &[&str] = &[
     "ipc", "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend",
     "mq_timedsend_time64", "mq_unlink", "msgctl", "msgget", "msgrcv", "msgsnd", "semctl", "semget", "semop",
     "semtimedop", "semtimedop_time64", "shmat", "shmctl", "shmdt", "shmget",
+    // 32-bit ARM's own (skipped on other architectures)
+    "arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush", "set_tls",
 ];
 
 /// Syscalls opened by a capability the container holds (in its bounding set).
