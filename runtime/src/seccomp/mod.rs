@@ -16,6 +16,7 @@
 //!   the same argument each becomes a rule of its own (ORed), which is how profiles such as
 //!   Docker's write "personality(0) or personality(8)".
 //! - `SCMP_CMP_MASKED_EQ` masks the argument with `value` and compares it with `valueTwo`.
+//! - Of two rules for one syscall without arguments, the first wins (libseccomp's choice).
 //! - A syscall name libseccomp knows for no architecture at all is an error naming the field.
 //!   A name that exists, but on none of the filter's architectures (`socketcall` in an
 //!   x86_64-only filter), is skipped with a debug log, as runc skips it.

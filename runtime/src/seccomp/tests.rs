@@ -223,3 +223,22 @@ fn argument_filters_and_kill_process_act_in_the_kernel() {
         other => panic!("expected death by SIGSYS, got {other:?}"),
     }
 }
+
+#[test]
+fn of_two_unconditional_rules_for_one_syscall_the_first_wins() {
+    // libseccomp keeps the first (as under runc, which uses it too); documented in mod.rs.
+    let p = convert(
+        &seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":5},{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":28}]}"#),
+        "linux.seccomp",
+    )
+    .unwrap();
+    let prog = compile(&p).unwrap();
+    fn child() -> i32 {
+        let r = unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, c"/nonexistent-dir/x".as_ptr(), 0o755) };
+        errno_of(r)
+    }
+    match in_filtered_child(&prog, child) {
+        WaitStatus::Exited(_, code) => assert_eq!(code, libc::EIO),
+        other => panic!("{other:?}"),
+    }
+}
