@@ -224,6 +224,10 @@ pub struct SpecArgs {
     /// Generate a configuration for a rootless container
     #[arg(long)]
     pub rootless: bool,
+    /// Add runtime-rs's built-in default seccomp profile (Kubernetes' RuntimeDefault) for the
+    /// config's bounding capabilities as linux.seccomp (a runtime-rs extension; runc has none)
+    #[arg(long = "seccomp-runtime-default")]
+    pub seccomp_runtime_default: bool,
 }
 
 #[cfg(test)]

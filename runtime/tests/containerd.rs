@@ -482,3 +482,17 @@ fn user_namespace_container() {
     c.ok(&["containers", "delete", "u1"]);
     c.shutdown();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn ctr_run_with_containerds_default_seccomp_profile() {
+    let c = Containerd::start();
+    // `--seccomp` puts containerd's own RuntimeDefault profile into the spec: runtime-rs must
+    // accept the ecosystem's profile as it is and enforce it.
+    let script = "grep '^Seccomp:' /proc/self/status; ls / >/dev/null && echo ordinary works; unshare -U true || echo unshare refused";
+    let out = c.run(&c.run_args(&["--rm", "--seccomp", IMAGE, "sc1", "sh", "-c", script]));
+    assert!(out.status.success(), "stdout: {}\nstderr: {}\n{}", text(&out.stdout), text(&out.stderr), c.log());
+    assert_eq!(text(&out.stdout), "Seccomp:\t2\nordinary works\nunshare refused\n", "stderr: {}", text(&out.stderr));
+    assert!(!c.container_cgroup("sc1").exists(), "the container's cgroup was left behind");
+    c.shutdown();
+}

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::Error;
 use crate::namespaces::NsType;
 use crate::rootfs::options;
+use crate::seccomp;
 
 pub fn features() -> Result<(), Error> {
     println!("{}", serde_json::to_string_pretty(&document()).expect("JSON serializes"));
@@ -23,14 +24,22 @@ pub fn document() -> serde_json::Value {
             "namespaces": NsType::ALL.iter().map(|n| n.spec_name()).collect::<Vec<_>>(),
             "capabilities": caps,
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::supported::ACTIONS,
+                "operators": seccomp::supported::OPERATORS,
+                "archs": seccomp::supported::archs(),
+                "knownFlags": seccomp::supported::KNOWN_FLAGS,
+                "supportedFlags": seccomp::supported::kernel_flags()
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {
-            "io.github.kubelet-rs.runtime-rs.version": env!("CARGO_PKG_VERSION")
+            "io.github.kubelet-rs.runtime-rs.version": env!("CARGO_PKG_VERSION"),
+            "io.github.seccomp.libseccomp.version": seccomp::supported::libseccomp_version().unwrap_or_default()
         }
     })
 }
@@ -44,5 +53,15 @@ mod tests {
         let linux = f.linux().as_ref().unwrap();
         assert!(linux.namespaces().as_ref().unwrap().contains(&oci_spec::runtime::LinuxNamespaceType::Time));
         assert!(linux.capabilities().as_ref().unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+        let sc = linux.seccomp().as_ref().unwrap();
+        use oci_spec::runtime::{Arch, LinuxSeccompAction as A};
+        assert_eq!(*sc.enabled(), Some(true));
+        assert!(sc.actions().as_ref().unwrap().contains(&A::ScmpActKillProcess));
+        assert!(!sc.actions().as_ref().unwrap().contains(&A::ScmpActNotify), "user notification is not supported");
+        assert!(sc.operators().as_ref().unwrap().contains(&"SCMP_CMP_MASKED_EQ".to_string()));
+        let archs = sc.archs().as_ref().unwrap();
+        assert!(archs.contains(&Arch::ScmpArchX86_64) && archs.contains(&Arch::ScmpArchAarch64), "{archs:?}");
+        // TSYNC exists since Linux 3.17.
+        assert!(sc.supported_flags().as_ref().unwrap().contains(&"SECCOMP_FILTER_FLAG_TSYNC".to_string()));
     }
 }

@@ -4,9 +4,23 @@
 //! Init, in order: wait to be placed in its cgroup; cgroup namespace; session; keyring;
 //! rootfs (mounts, devices); sysctls; hostname; console; read-only and masked paths;
 //! oom_score_adj; createRuntime hooks (run by the runtime); createContainer hooks;
-//! pivot_root; create a missing cwd; read-only root; rlimits; identity and capabilities; cwd; find the program;
-//! report Ready; wait for `start` on the exec fifo; startContainer hooks; execve (which closes
-//! the fifo, telling `start` the program runs; a failure is written to the fifo instead).
+//! pivot_root; create a missing cwd; read-only root; rlimits; [seccomp without no_new_privs];
+//! identity and capabilities (no_new_privs last); cwd; find the program; report Ready; wait for
+//! `start` on the exec fifo; startContainer hooks; [seccomp with no_new_privs]; execve (which
+//! closes the fifo, telling `start` the program runs; a failure is written to the fifo instead).
+//! An exec process: session; console; oom_score_adj; the same steps from rlimits to execve,
+//! without the fifo and hooks.
+//!
+//! Seccomp (the filter was compiled by the runtime before forking) goes where runc puts it:
+//! - with `noNewPrivileges`, as late as possible, right before execve: the filter then only
+//!   has to allow `execve` itself (and `write` + `exit_group` to report a failed exec);
+//! - without it, the kernel only lets a process with CAP_SYS_ADMIN load a filter, so it is
+//!   loaded before the identity change drops capabilities. The runtime's remaining calls then
+//!   pass through it: setgroups, setresgid, setresuid, prctl (keepcaps, bounding set, ambient,
+//!   no_new_privs), capget/capset, umask, chdir, stat/access (finding the program),
+//!   close_range, openat and write (the exec fifo), getpid, fork/clone/wait4 and execve for
+//!   startContainer hooks, execve. The built-in default profile allows all of them; a
+//!   profile that denies one makes the container fail with that step's error, as with runc.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -29,12 +43,14 @@ use crate::console;
 use crate::hooks::{self, HookPoint};
 use crate::namespaces::NsType;
 use crate::rootfs::{self, pivot::Method};
+use crate::seccomp::Program;
+use crate::spec::ProcessConfig;
 use crate::syscall::{Linux, NodeKind, Syscall};
 
-pub fn run(l: &Launch, ch: &ChildEnd) -> ! {
+pub fn run(l: &Launch, ch: &ChildEnd, filter: Option<&Program>) -> ! {
     let res = match &l.role {
-        Role::Init { id, exec_fifo, no_pivot, no_new_keyring } => init(l, ch, id, *exec_fifo, *no_pivot, *no_new_keyring),
-        Role::Exec { container_pid } => exec(l, ch, *container_pid),
+        Role::Init { id, exec_fifo, no_pivot, no_new_keyring } => init(l, ch, filter, id, *exec_fifo, *no_pivot, *no_new_keyring),
+        Role::Exec { container_pid } => exec(l, ch, filter, *container_pid),
     };
     let err = match res {
         Ok(never) => match never {},
@@ -61,7 +77,7 @@ fn proceed(ch: &ChildEnd) -> Result<String, ChildError> {
     }
 }
 
-fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, no_new_keyring: bool) -> Result<Never, ChildError> {
+fn init(l: &Launch, ch: &ChildEnd, filter: Option<&Program>, id: &str, exec_fifo: RawFd, no_pivot: bool, no_new_keyring: bool) -> Result<Never, ChildError> {
     let sys = Linux;
     let config = l.config;
     let process = l.process;
@@ -116,7 +132,7 @@ fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, n
     if own_mounts {
         rootfs::finalize(&sys, config).map_err(|e| ChildError(e.to_string()))?;
     }
-    let ready = prepare_process(&sys, l)?;
+    let ready = prepare_process(&sys, l, filter)?;
 
     ch.send(&FromChild::Ready).map_err(chan)?;
     let mut started = wait_for_start(&fd_dir, &fifo)?;
@@ -125,6 +141,7 @@ fn init(l: &Launch, ch: &ChildEnd, id: &str, exec_fifo: RawFd, no_pivot: bool, n
     let state = with_status(&state, "created");
     let res = hooks::run(HookPoint::StartContainer, l.hooks(), &state)
         .map_err(|e| ChildError(e.to_string()))
+        .and_then(|()| seccomp_before_exec(l, filter))
         .and_then(|()| exec_program(&ready));
     // Only a failure comes back here: tell `start`, which reads the fifo until our end closes.
     let err = match res {
@@ -147,7 +164,7 @@ fn with_status(state: &str, status: &str) -> String {
     }
 }
 
-fn exec(l: &Launch, ch: &ChildEnd, container_pid: i32) -> Result<Never, ChildError> {
+fn exec(l: &Launch, ch: &ChildEnd, filter: Option<&Program>, container_pid: i32) -> Result<Never, ChildError> {
     let sys = Linux;
     proceed(ch)?;
     nix::unistd::setsid().map_err(|e| ChildError::new("setsid", e))?;
@@ -160,8 +177,26 @@ fn exec(l: &Launch, ch: &ChildEnd, container_pid: i32) -> Result<Never, ChildErr
         attach_console(&sys, l, Path::new("/"), false)?;
     }
     set_oom_score_adj(&sys, l.process.oom_score_adj)?;
-    let ready = prepare_process(&sys, l)?;
+    let ready = prepare_process(&sys, l, filter)?;
+    seccomp_before_exec(l, filter)?;
     exec_program(&ready)
+}
+
+/// Load the filter while the process may still (CAP_SYS_ADMIN): without no_new_privs, before
+/// the identity change.
+fn seccomp_while_privileged(p: &ProcessConfig, filter: Option<&Program>) -> Result<(), ChildError> {
+    match filter {
+        Some(f) if !p.no_new_privileges => f.install().map_err(|e| ChildError(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// Load the filter right before execve when no_new_privs is set (and so allows it).
+fn seccomp_before_exec(l: &Launch, filter: Option<&Program>) -> Result<(), ChildError> {
+    match filter {
+        Some(f) if l.process.no_new_privileges => f.install().map_err(|e| ChildError(e.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// What is left to do once the process is ready: exec.
@@ -171,13 +206,14 @@ struct ReadyProcess {
     env: Vec<CString>,
 }
 
-/// rlimits, identity, cwd, program and environment; fds beyond the preserved ones are closed
+/// rlimits, seccomp (without no_new_privs), identity, cwd, program and environment; fds beyond the preserved ones are closed
 /// at exec.
-fn prepare_process(sys: &dyn Syscall, l: &Launch) -> Result<ReadyProcess, ChildError> {
+fn prepare_process(sys: &dyn Syscall, l: &Launch, filter: Option<&Program>) -> Result<ReadyProcess, ChildError> {
     let p = l.process;
     credentials::apply_rlimits(sys, &p.rlimits).map_err(|e| ChildError(e.to_string()))?;
     // Read before changing user: /etc/passwd may not be readable afterwards.
     let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    seccomp_while_privileged(p, filter)?;
     let supported = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
     let warnings = credentials::apply_identity(sys, p, &supported, setgroups_allowed()).map_err(|e| ChildError(e.to_string()))?;
     for w in warnings {

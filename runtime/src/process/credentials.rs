@@ -4,7 +4,8 @@
 //! Order: rlimits while still privileged (raising a hard limit needs CAP_SYS_RESOURCE); keep
 //! capabilities across the uid change; drop the bounding set; set groups, gid, uid; then set
 //! the inheritable, effective and permitted sets exactly and raise the ambient ones;
-//! no_new_privs last (seccomp, when it comes, goes right after it).
+//! no_new_privs last. Seccomp is loaded by the caller (`container_process.rs`): before all of
+//! this without no_new_privs (loading needs CAP_SYS_ADMIN then), right before execve with it.
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;

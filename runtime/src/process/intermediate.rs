@@ -14,10 +14,11 @@ use super::launch::Launch;
 use super::message::{FromChild, FromParent};
 use super::ChildError;
 use crate::namespaces::NsType;
+use crate::seccomp::Program;
 use crate::syscall::{Linux, Syscall};
 
-pub fn run(l: &Launch, ch: ChildEnd) -> ! {
-    let code = match intermediate(l, &ch) {
+pub fn run(l: &Launch, ch: ChildEnd, filter: Option<&Program>) -> ! {
+    let code = match intermediate(l, &ch, filter) {
         Ok(()) => 0,
         Err(e) => {
             let _ = ch.send(&FromChild::Error { message: e.0 });
@@ -28,7 +29,7 @@ pub fn run(l: &Launch, ch: ChildEnd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn intermediate(l: &Launch, ch: &ChildEnd) -> Result<(), ChildError> {
+fn intermediate(l: &Launch, ch: &ChildEnd, filter: Option<&Program>) -> Result<(), ChildError> {
     let sys = Linux;
     // Until the user's program is exec'd, nothing in the container may ptrace us or open
     // /proc/<pid>/exe: the runtime's memory and binary are none of its business.
@@ -73,7 +74,7 @@ fn intermediate(l: &Launch, ch: &ChildEnd) -> Result<(), ChildError> {
 
     // SAFETY: single-threaded; the child runs our code and then execs.
     match unsafe { fork() }.map_err(|e| ChildError::new("fork the container process", e))? {
-        ForkResult::Child => container_process::run(l, ch),
+        ForkResult::Child => container_process::run(l, ch, filter),
         ForkResult::Parent { child } => {
             ch.send(&FromChild::ProcessForked { pid: child.as_raw() }).map_err(chan)?;
             Ok(())

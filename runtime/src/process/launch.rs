@@ -15,6 +15,7 @@ use super::intermediate;
 use crate::cgroups::{CgroupError, CgroupManager};
 use crate::hooks::{self, HookError, HookPoint};
 use crate::namespaces::Namespaces;
+use crate::seccomp::{self, SeccompError};
 use crate::spec::{id_map_lines, Config, ProcessConfig};
 
 /// Which process is being started.
@@ -72,11 +73,16 @@ pub enum LaunchError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// Start the process; returns its pid as the runtime sees it. For an init, it returns once
 /// the init waits for `start`; for exec, once the program was executed.
 pub fn launch(l: &Launch) -> Result<i32, LaunchError> {
+    // Compiled here, before anything is forked: the container process only loads the bytes.
+    // `exec` processes get the container's filter, as with runc.
+    let filter = l.config.seccomp.as_ref().map(seccomp::compile).transpose()?;
     let (parent, child) = channel::pair()?;
     let target = match l.cgroup {
         Some(cg) => cg.clone_target()?,
@@ -87,7 +93,7 @@ pub fn launch(l: &Launch) -> Result<i32, LaunchError> {
         Forked::Child => {
             drop(parent);
             drop(target);
-            intermediate::run(l, child)
+            intermediate::run(l, child, filter.as_ref())
         }
         Forked::Parent { child: intermediate_pid, in_cgroup } => {
             drop(child);

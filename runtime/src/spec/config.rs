@@ -38,6 +38,8 @@ pub struct Config {
     pub cgroups_path: Option<PathBuf>,
     /// Lines for `/proc/self/timens_offsets`: `(clock, seconds, nanoseconds)`.
     pub time_offsets: Vec<(String, i64, u32)>,
+    /// `linux.seccomp`, resolved; compiled when a process is launched.
+    pub seccomp: Option<crate::seccomp::Profile>,
     pub process: Option<ProcessConfig>,
 }
 

@@ -130,9 +130,6 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
     }
 
     if let Some(l) = &linux {
-        if l.seccomp().is_some() {
-            p.add("linux.seccomp", "seccomp filters are not supported by runtime-rs yet");
-        }
         if l.intel_rdt().is_some() {
             p.add("linux.intelRdt", "Intel RDT is not supported by runtime-rs");
         }
@@ -166,6 +163,17 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
 
     let cgroups_path = linux.as_ref().and_then(|l| l.cgroups_path().clone()).filter(|p| !p.as_os_str().is_empty());
 
+    let seccomp = match linux.as_ref().and_then(|l| l.seccomp().as_ref()) {
+        None => None,
+        Some(s) => match crate::seccomp::convert(s, "linux.seccomp") {
+            Ok(profile) => Some(profile),
+            Err(problems) => {
+                p.0.extend(problems);
+                None
+            }
+        },
+    };
+
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -187,6 +195,7 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
         rootfs_propagation,
         cgroups_path,
         time_offsets,
+        seccomp,
         process,
     })
 }
@@ -608,6 +617,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.time_offsets, vec![("boottime".into(), -5, 7), ("monotonic".into(), 10, 0)]);
+    }
+
+    #[test]
+    fn seccomp_problems_join_the_others() {
+        let got = problems(
+            r#"{"root":{"path":"r"},"hostname":"h","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO",
+               "syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"},{"names":["write","foo_bar"],"action":"SCMP_ACT_ALLOW"}]}}}"#,
+        );
+        assert!(got.iter().any(|g| g.starts_with("hostname: setting the hostname needs a UTS namespace")), "{got:?}");
+        assert!(got.iter().any(|g| g.starts_with("linux.seccomp.syscalls[1].names[1]: unknown syscall \"foo_bar\"")), "{got:?}");
+        let c = convert(Path::new("/b"), spec(r#"{"root":{"path":"r"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#)).unwrap();
+        assert_eq!(c.seccomp.unwrap().default_action, crate::seccomp::Action::Allow);
     }
 
     #[test]
