@@ -261,3 +261,34 @@ fn one_program_per_container_replaced_in_place_and_gone_after_delete() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_refused_program_reports_the_verifier_log() {
+    require_root();
+    use runtime_rs::cgroups::devices::{Bpf, DeviceKernel, Insn};
+    // r0 is never set: the verifier refuses to let it be returned.
+    let err = Bpf.load(&[Insn::Exit]).err().expect("the verifier refuses a program that returns an unset r0");
+    assert_eq!(err.source.raw_os_error(), Some(libc::EACCES), "{:?}", err.source);
+    assert!(err.log.contains("R0 !read_ok"), "{}", err.log);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn without_cap_sys_admin_and_cap_bpf_the_error_says_so() {
+    require_root();
+    let cg = CgroupParent::new();
+    // Capabilities are per thread: drop them in a thread of our own.
+    let path = cg.path.clone();
+    let err = std::thread::spawn(move || {
+        for cap in [caps::Capability::CAP_SYS_ADMIN, caps::Capability::CAP_BPF] {
+            caps::drop(None, caps::CapSet::Effective, cap).unwrap();
+        }
+        let rules = runtime_rs::cgroups::devices::container_rules(vec![], &[]);
+        runtime_rs::cgroups::devices::replace(&runtime_rs::cgroups::devices::Bpf, &path, &rules).unwrap_err().to_string()
+    })
+    .join()
+    .unwrap();
+    assert!(err.contains("refused (EPERM)") && err.contains("CAP_SYS_ADMIN"), "{err}");
+    assert!(attached_programs(&cg.path).unwrap().is_empty());
+}

@@ -335,11 +335,24 @@ fn convert_devices(list: Vec<oci_spec::runtime::LinuxDevice>, p: &mut Problems) 
     out
 }
 
+/// Device rules given apart from a config.json (`update`'s resources): `field` is what
+/// errors call the list (`devices`). The result is only these rules; a container's whole
+/// list is `cgroups::devices::container_rules` of them and the container's `Config::devices`.
+pub fn device_rules(list: &[oci_spec::runtime::LinuxDeviceCgroup], field: &str) -> Result<Vec<DeviceRule>, Vec<Problem>> {
+    let mut p = Problems::default();
+    let rules = convert_device_rules_at(list.to_vec(), field, &mut p);
+    if p.0.is_empty() { Ok(rules) } else { Err(p.0) }
+}
+
 /// `linux.resources.devices`: allow/deny rules for the device cgroup, in order.
 fn convert_device_rules(list: Vec<oci_spec::runtime::LinuxDeviceCgroup>, p: &mut Problems) -> Vec<DeviceRule> {
+    convert_device_rules_at(list, "linux.resources.devices", p)
+}
+
+fn convert_device_rules_at(list: Vec<oci_spec::runtime::LinuxDeviceCgroup>, at: &str, p: &mut Problems) -> Vec<DeviceRule> {
     let mut out = Vec::new();
     for (i, d) in list.into_iter().enumerate() {
-        let field = format!("linux.resources.devices[{i}]");
+        let field = format!("{at}[{i}]");
         let before = p.0.len();
         let kind = match d.typ() {
             None | Some(LinuxDeviceType::A) => None,
@@ -706,6 +719,18 @@ mod tests {
             assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
         }
         assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn device_rules_alone_name_the_given_field() {
+        let list: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+            serde_json::from_str(r#"[{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"},{"allow":true,"access":"q"}]"#).unwrap();
+        let err = device_rules(&list, "devices").unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].to_string(), "devices[1].access: 'q' is not an access; use one or more of r, w and m");
+        let ok = device_rules(&list[..1], "devices").unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].to_string(), "allow c 10:200 rw");
     }
 
     #[test]
