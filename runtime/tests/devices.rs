@@ -6,7 +6,8 @@
 //! node is allowed, as with runc). Numbers no driver registered (majors 3000-3003 here) make
 //! a clean test: an open the program allows fails with ENXIO ("No such device or
 //! address") in the driver lookup, one it denies fails with EPERM before that. No real
-//! device is read or written except /dev/null, zero, full, random, urandom, tty and ptmx.
+//! device is read or written except /dev/null, zero, full, random, urandom, tty and ptmx
+//! (tun is only opened, which creates no interface).
 
 use std::fs;
 use std::io;
@@ -72,8 +73,8 @@ fn default_rules_allow_the_standard_devices_and_deny_the_rest() {
          echo full: $( (echo x > /dev/full) 2>&1 | grep -o 'No space left on device')
          echo tty: $(head -c1 /dev/tty 2>&1 | grep -o 'No such device or address')
          mknod /dev/mem c 1 1 && echo mknod-ok
-         mknod /dev/x c 3000 1; mknod /dev/full2 c 1 7
-         probe /dev/mem r; probe /dev/x r; probe /dev/x w; probe /dev/full2 w",
+         mknod /dev/x c 3000 1; mknod /dev/full2 c 1 7; mknod /dev/tun c 10 200
+         probe /dev/mem r; probe /dev/x r; probe /dev/x w; probe /dev/full2 w; probe /dev/tun r",
     );
     let out = rt.run_ok(&b, "std");
     assert_eq!(
@@ -85,6 +86,8 @@ fn default_rules_allow_the_standard_devices_and_deny_the_rest() {
             // A node the container makes of an allowed device works: /dev is not nodev, so
             // the denials above are the program's.
             "/dev/full2 w allowed",
+            // tun/tap, as runc allows it again since 1.2.4
+            "/dev/tun r allowed",
         ]),
         "{out}"
     );

@@ -211,7 +211,7 @@ mod tests {
     fn default_container_rules_are_as_runc_allows() {
         let rules = container_rules(vec![deny_all()], &[]);
         let p = check_against_decide(&rules);
-        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, 0), (136, 5)] {
+        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, 0), (136, 5), (10, 200)] {
             assert!(allowed(&p, C, major, minor, Access::parse("rw").unwrap()), "{major}:{minor}");
         }
         assert!(allowed(&p, C, 1, 1, Access::MKNOD));

@@ -148,15 +148,19 @@ pub fn decide(rules: &[DeviceRule], kind: DeviceType, major: u32, minor: u32, ac
 
 const CHAR: Option<DeviceType> = Some(DeviceType::Char);
 
-/// What every container may do besides its own rules, as runc allows it: mknod of any
-/// device (opening it is another matter), the pty slaves of its devpts (136:*) and
-/// `/dev/ptmx` (5:2). The default nodes (`/dev/null` and the others) are added by
-/// [`container_rules`] unless the spec puts a device of its own at their path.
+/// What every container may do besides its own rules, as runc (1.2.4 and later) allows it:
+/// mknod of any device (opening it is another matter), the pty slaves of its devpts
+/// (136:*), `/dev/ptmx` (5:2) and tun/tap (10:200; runc 1.2.0 dropped it and 1.2.4 put it
+/// back, because orchestrators such as Kubernetes give users no easy way to allow it). Not
+/// `/dev/console` (5:1): a container's console is a pty slave. The default nodes
+/// (`/dev/null` and the others) are added by [`container_rules`] unless the spec puts a
+/// device of its own at their path.
 pub const ALWAYS_ALLOWED: &[DeviceRule] = &[
     DeviceRule::allow(CHAR, None, None, Access::MKNOD),
     DeviceRule::allow(Some(DeviceType::Block), None, None, Access::MKNOD),
     DeviceRule::allow(CHAR, Some(136), None, Access::ALL),
     DeviceRule::allow(CHAR, Some(5), Some(2), Access::ALL),
+    DeviceRule::allow(CHAR, Some(10), Some(200), Access::ALL),
 ];
 
 /// The container's whole rule list: its own rules (`linux.resources.devices`) first, then
@@ -239,14 +243,14 @@ mod tests {
         let deny_all = rule(false, None, None, None, "rwm");
         let rules = container_rules(vec![deny_all], &[fuse()]);
         assert_eq!(rules[0], deny_all);
-        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, 4), (10, 229)] {
+        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, 4), (10, 200), (10, 229)] {
             assert!(decide(&rules, C, major, minor, Access::ALL), "c {major}:{minor}");
         }
         assert!(decide(&rules, C, 1, 1, Access::MKNOD), "mknod of anything, as runc");
         assert!(decide(&rules, B, 8, 0, Access::MKNOD));
         assert!(!decide(&rules, C, 1, 1, Access::READ), "/dev/mem");
         assert!(!decide(&rules, C, 5, 1, Access::READ), "/dev/console is a pty in a container");
-        assert!(!decide(&rules, C, 10, 200, Access::READ), "tun is not a default (runc 1.2)");
+        assert!(!decide(&rules, C, 10, 201, Access::READ));
         assert!(!decide(&rules, B, 8, 0, Access::READ));
     }
 
