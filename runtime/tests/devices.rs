@@ -228,10 +228,12 @@ fn one_program_per_container_replaced_in_place_and_gone_after_delete() {
     let cg = CgroupParent::new();
     let rt = Runtime::new(BIN);
     let b = bundle(&cg, "life", Some(json!([{"allow": false, "access": "rwm"}])), "mknod /dev/x c 3000 1; sleep 1000");
-    rt.create_and_start(&b, "life");
+    rt.ok(&["create", "--bundle", b.path().to_str().unwrap(), "life"]);
+    // In place once create returns, before the user's program runs.
     let dir = cg.path.join("life");
     let before = attached_programs(&dir).unwrap();
     assert_eq!(before.len(), 1, "{before:?}");
+    rt.ok(&["start", "life"]);
 
     // An exec'd process is under the same program.
     let probe = format!("{PROBE}\nprobe /dev/x r; probe /dev/null w");
