@@ -4,7 +4,9 @@
 //! cgroup2 mount at `/sys/fs/cgroup/unified`) the v2 hierarchy is used for what it has:
 //! process tracking, freezing and killing work with no controller at all. Resource limits
 //! are applied by a later change; until then the driver only warns that they are ignored.
+//! Device rules are enforced with an eBPF program (`devices/`), which needs no controller.
 
+pub mod devices;
 mod path;
 mod v2;
 
@@ -27,6 +29,8 @@ pub enum CgroupError {
     NotEmpty { path: PathBuf, count: usize },
     #[error("cgroup {path}: {what}")]
     Timeout { path: PathBuf, what: String },
+    #[error(transparent)]
+    Devices(#[from] devices::DevicesError),
 }
 
 impl CgroupError {
@@ -49,6 +53,8 @@ pub trait CgroupManager {
     ///
     /// [`add_process`]: CgroupManager::add_process
     fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError>;
+    /// Enforce these device rules (replacing any earlier ones) for every process in the cgroup.
+    fn set_devices(&self, rules: &[devices::DeviceRule]) -> Result<(), CgroupError>;
     /// Every process in the cgroup and its descendants.
     fn processes(&self) -> Result<Vec<i32>, CgroupError>;
     fn freeze(&self) -> Result<(), CgroupError>;

@@ -110,6 +110,10 @@ impl CgroupManager for CgroupV2 {
         Ok(Some(dir.into()))
     }
 
+    fn set_devices(&self, rules: &[super::devices::DeviceRule]) -> Result<(), CgroupError> {
+        Ok(super::devices::replace(&super::devices::Bpf, &self.path, rules)?)
+    }
+
     fn processes(&self) -> Result<Vec<i32>, CgroupError> {
         let mut out = Vec::new();
         match pids_in(&self.path, &mut out) {

@@ -71,6 +71,8 @@ fn create_in(
     let cgroup = cgroup_for(&config, id)?;
     cgroup.create()?;
     *cgroup_out = Some(cgroup.clone());
+    // Before any process is in the cgroup: the init builds the rootfs under these rules too.
+    cgroup.set_devices(&config.device_rules)?;
     if config.spec.linux().as_ref().and_then(|l| l.resources().as_ref()).is_some_and(has_limits) {
         tracing::warn!("linux.resources: resource limits are not applied yet by runtime-rs");
     }

@@ -10,6 +10,7 @@ use nix::mount::MsFlags;
 use nix::sys::resource::Resource;
 use oci_spec::runtime::Spec;
 
+use crate::cgroups::devices::DeviceRule;
 use crate::namespaces::Namespaces;
 use crate::rootfs::options::MountOptions;
 
@@ -27,6 +28,9 @@ pub struct Config {
     pub gid_mappings: Vec<IdMap>,
     pub mounts: Vec<MountEntry>,
     pub devices: Vec<Device>,
+    /// The device cgroup rules, in order: `linux.resources.devices`, then the devices every
+    /// container may use, then those of `devices` (see `cgroups::devices::container_rules`).
+    pub device_rules: Vec<DeviceRule>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     /// `(key, value)` with the key as written (`net.ipv4.ip_forward`).

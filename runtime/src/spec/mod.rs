@@ -8,7 +8,7 @@ pub use config::{
     id_map_lines, Capabilities, Config, Device, DeviceKind, IdMap, MountEntry, ProcessConfig, Rlimit,
 };
 pub use default::default_spec;
-pub use validate::{convert_process, Problem};
+pub use validate::{convert_process, device_rules, Problem};
 
 use std::path::{Path, PathBuf};
 

@@ -13,6 +13,7 @@ use oci_spec::runtime::{
 };
 
 use super::config::*;
+use crate::cgroups::devices::{container_rules, Access, DeviceRule, DeviceType};
 use crate::namespaces::{Namespaces, NsType};
 use crate::rootfs::options::{propagation_flags, MountOptions};
 
@@ -72,6 +73,11 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
 
     let mounts = convert_mounts(bundle, spec.mounts().as_deref().unwrap_or_default(), &namespaces, &mut p);
     let devices = convert_devices(linux.as_ref().and_then(|l| l.devices().clone()).unwrap_or_default(), &mut p);
+    let own_rules = convert_device_rules(
+        linux.as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone()).unwrap_or_default(),
+        &mut p,
+    );
+    let device_rules = container_rules(own_rules, &devices);
 
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
     if hostname.is_some() && !namespaces.contains(NsType::Uts) {
@@ -187,6 +193,7 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
         gid_mappings,
         mounts,
         devices,
+        device_rules,
         hostname,
         domainname,
         sysctls,
@@ -335,6 +342,72 @@ fn convert_devices(list: Vec<oci_spec::runtime::LinuxDevice>, p: &mut Problems) 
         });
     }
     out
+}
+
+/// Device rules given apart from a config.json (`update`'s resources): `field` is what
+/// errors call the list (`devices`). The result is only these rules; a container's whole
+/// list is `cgroups::devices::container_rules` of them and the container's `Config::devices`.
+pub fn device_rules(list: &[oci_spec::runtime::LinuxDeviceCgroup], field: &str) -> Result<Vec<DeviceRule>, Vec<Problem>> {
+    let mut p = Problems::default();
+    let rules = convert_device_rules_at(list.to_vec(), field, &mut p);
+    if p.0.is_empty() { Ok(rules) } else { Err(p.0) }
+}
+
+/// `linux.resources.devices`: allow/deny rules for the device cgroup, in order.
+fn convert_device_rules(list: Vec<oci_spec::runtime::LinuxDeviceCgroup>, p: &mut Problems) -> Vec<DeviceRule> {
+    convert_device_rules_at(list, "linux.resources.devices", p)
+}
+
+fn convert_device_rules_at(list: Vec<oci_spec::runtime::LinuxDeviceCgroup>, at: &str, p: &mut Problems) -> Vec<DeviceRule> {
+    let mut out = Vec::new();
+    for (i, d) in list.into_iter().enumerate() {
+        let field = format!("{at}[{i}]");
+        let before = p.0.len();
+        let kind = match d.typ() {
+            None | Some(LinuxDeviceType::A) => None,
+            Some(LinuxDeviceType::C) => Some(DeviceType::Char),
+            Some(LinuxDeviceType::B) => Some(DeviceType::Block),
+            Some(other) => {
+                p.add(format!("{field}.type"), format!("{:?} is not a device cgroup type; use a, b or c", other.as_str()));
+                None
+            }
+        };
+        let major = device_number(d.major(), &format!("{field}.major"), p);
+        let minor = device_number(d.minor(), &format!("{field}.minor"), p);
+        let access = match d.access().as_deref().map(Access::parse) {
+            None => {
+                p.add(format!("{field}.access"), "is required; use one or more of r, w and m");
+                Access::default()
+            }
+            Some(Ok(a)) if a.is_empty() => {
+                p.add(format!("{field}.access"), "must not be empty; use one or more of r, w and m");
+                Access::default()
+            }
+            Some(Ok(a)) => a,
+            Some(Err(c)) => {
+                p.add(format!("{field}.access"), format!("{c:?} is not an access; use one or more of r, w and m"));
+                Access::default()
+            }
+        };
+        if p.0.len() == before {
+            out.push(DeviceRule { allow: d.allow(), kind, major, minor, access });
+        }
+    }
+    out
+}
+
+/// A major or minor: absent (or -1, as Docker writes `*`) means any.
+fn device_number(n: Option<i64>, field: &str, p: &mut Problems) -> Option<u32> {
+    match n {
+        None | Some(-1) => None,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                p.add(field, format!("{n} is out of range; leave it out to mean any"));
+                None
+            }
+        },
+    }
 }
 
 /// Sysctls a container may set: only those its own namespaces scope (as runc allows).
@@ -629,6 +702,64 @@ mod tests {
         assert!(got.iter().any(|g| g.starts_with("linux.seccomp.syscalls[1].names[1]: unknown syscall \"foo_bar\"")), "{got:?}");
         let c = convert(Path::new("/b"), spec(r#"{"root":{"path":"r"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#)).unwrap();
         assert_eq!(c.seccomp.unwrap().default_action, crate::seccomp::Action::Allow);
+    }
+
+    #[test]
+    fn device_rules_are_converted_in_order_before_the_defaults() {
+        let c = convert(
+            Path::new("/b"),
+            spec(r#"{"root":{"path":"r"},"linux":{"resources":{"devices":[
+                {"allow":false,"access":"rwm"},
+                {"allow":true,"type":"c","major":1,"minor":7,"access":"rw"},
+                {"allow":true,"type":"b","major":-1,"access":"m"}]}}}"#),
+        )
+        .unwrap();
+        let shown: Vec<String> = c.device_rules.iter().map(ToString::to_string).collect();
+        assert_eq!(shown[..3], ["deny a *:* rwm", "allow c 1:7 rw", "allow b *:* m"]);
+        assert!(shown[3..].contains(&"allow c 1:3 rwm".to_string()), "{shown:?}");
+    }
+
+    #[test]
+    fn bad_device_rules_name_their_field() {
+        let got = problems(
+            r#"{"root":{"path":"r"},"linux":{"resources":{"devices":[
+                {"allow":true,"type":"c","major":1,"access":"rwx"},
+                {"allow":true,"type":"c","major":1},
+                {"allow":true,"type":"p","access":"r"},
+                {"allow":true,"type":"c","major":-5,"minor":4294967296,"access":""}]}}}"#,
+        );
+        let want = [
+            "linux.resources.devices[0].access: 'x' is not an access",
+            "linux.resources.devices[1].access: is required",
+            "linux.resources.devices[2].type: \"p\" is not a device cgroup type",
+            "linux.resources.devices[3].major: -5 is out of range",
+            "linux.resources.devices[3].minor: 4294967296 is out of range",
+            "linux.resources.devices[3].access: must not be empty",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn device_rules_alone_name_the_given_field() {
+        let list: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+            serde_json::from_str(r#"[{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"},{"allow":true,"access":"q"}]"#).unwrap();
+        let err = device_rules(&list, "devices").unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].to_string(), "devices[1].access: 'q' is not an access; use one or more of r, w and m");
+        let ok = device_rules(&list[..1], "devices").unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].to_string(), "allow c 10:200 rw");
+    }
+
+    #[test]
+    fn a_spec_without_device_rules_still_gets_the_defaults_only() {
+        let c = convert(Path::new("/b"), spec(MINIMAL)).unwrap();
+        use crate::cgroups::devices::decide;
+        assert!(decide(&c.device_rules, DeviceType::Char, 1, 3, Access::READ));
+        assert!(!decide(&c.device_rules, DeviceType::Char, 1, 1, Access::READ));
     }
 
     #[test]
