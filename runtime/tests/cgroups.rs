@@ -221,3 +221,18 @@ fn update_applies_and_stores_or_refuses_and_keeps() {
     assert_eq!(rt.status("c1"), "running");
     rt.ok(&["delete", "--force", "c1"]);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_failed_create_removes_the_parent_cgroups_it_made() {
+    let (cg, rt, mut b) = setup(&["true"], "c1");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/made/by/runtime/c1", cg.name));
+    // Fails everywhere: without the pids controller, or (with it) because the file does not exist.
+    b.config["linux"]["resources"] = json!({"unified": {"pids.nosuch": "1"}});
+    b.write();
+    let err = fails(&rt, &["create", "--bundle", b.path().to_str().unwrap(), "c1"]);
+    assert!(err.contains("linux.resources.unified.pids.nosuch"), "{err}");
+    assert!(!cg.path.join("made").exists(), "the parents runtime-rs made were left behind");
+    assert!(cg.path.exists(), "the parent the test made must stay");
+    rt.assert_gone("c1", &cg);
+}

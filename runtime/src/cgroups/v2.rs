@@ -21,6 +21,24 @@ impl CgroupV2 {
         CgroupV2 { path }
     }
 
+    /// The cgroup's ancestors that do not exist yet, top-down: what `create` will make
+    /// (besides the cgroup itself), and what a failed create removes again.
+    pub fn missing_parents(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.path.ancestors().skip(1).take_while(|d| !d.exists()).map(Path::to_path_buf).collect();
+        out.reverse();
+        out
+    }
+
+    /// Remove `parents` (from [`missing_parents`](Self::missing_parents)) deepest first, each
+    /// only if empty: another container may have been created below one meanwhile.
+    pub fn remove_parents(parents: &[PathBuf]) {
+        for d in parents.iter().rev() {
+            if let Err(e) = fs::remove_dir(d) {
+                tracing::debug!("cgroup {}: left in place: {e}", d.display());
+            }
+        }
+    }
+
     fn read(&self, file: &str) -> Result<String, CgroupError> {
         fs::read_to_string(self.path.join(file)).map_err(CgroupError::io(&self.path, format!("read {file}")))
     }
@@ -130,16 +148,10 @@ impl CgroupManager for CgroupV2 {
     }
 
     fn create(&self) -> Result<(), CgroupError> {
-        // The directories this call makes, top-down: only those are ours to configure.
-        let mut made = Vec::new();
-        let mut dir = Some(self.path.as_path());
-        while let Some(d) = dir.filter(|d| !d.exists()) {
-            made.push(d.to_path_buf());
-            dir = d.parent();
-        }
-        made.reverse();
+        // The directories this call makes: only those are ours to configure.
+        let made = self.missing_parents();
         fs::create_dir_all(&self.path).map_err(CgroupError::io(&self.path, "create"))?;
-        for d in made.iter().filter(|d| **d != self.path) {
+        for d in &made {
             enable_controllers(d)?;
         }
         let count = self.processes()?.len();
@@ -256,6 +268,22 @@ mod tests {
     fn reader(files: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {
         let map: HashMap<PathBuf, String> = files.iter().map(|(p, c)| (PathBuf::from(p), c.to_string())).collect();
         move |p| map.get(p).cloned()
+    }
+
+    #[test]
+    fn missing_parents_are_listed_top_down() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let cg = CgroupV2::new(dir.path().join("a/b/c/leaf"));
+        let made = cg.missing_parents();
+        assert_eq!(made, vec![dir.path().join("a/b"), dir.path().join("a/b/c")]);
+        std::fs::create_dir_all(dir.path().join("a/b/c/other")).unwrap();
+        CgroupV2::remove_parents(&made);
+        assert!(dir.path().join("a/b/c/other").exists(), "a parent in use must stay");
+        std::fs::remove_dir(dir.path().join("a/b/c/other")).unwrap();
+        CgroupV2::remove_parents(&made);
+        assert!(!dir.path().join("a/b").exists());
+        assert!(dir.path().join("a").exists(), "what existed before stays");
     }
 
     #[test]

@@ -44,10 +44,11 @@ pub fn create(store: &Store, id: &str, config: Config, opts: &CreateOptions, con
     let mut cgroup = None;
     let res = create_in(store, id, &dir, config, opts, console_socket, &mut cgroup);
     if res.is_err() {
-        if let Some(cg) = &cgroup {
+        if let Some((cg, parents)) = &cgroup {
             if let Err(e) = cg.destroy() {
                 tracing::warn!("cleaning up after a failed create: {e}");
             }
+            CgroupV2::remove_parents(parents);
         }
         let _ = store.remove(id);
     }
@@ -61,7 +62,7 @@ fn create_in(
     config: Config,
     opts: &CreateOptions,
     console_socket: Option<OwnedFd>,
-    cgroup_out: &mut Option<CgroupV2>,
+    cgroup_out: &mut Option<(CgroupV2, Vec<std::path::PathBuf>)>,
 ) -> Result<Container, Error> {
     let process = config
         .process
@@ -74,8 +75,13 @@ fn create_in(
         .map_err(|e| Error::io(format!("open {}", fifo.display()))(e.into()))?;
 
     let cgroup = cgroup_for(&config, id, opts.systemd_cgroup)?;
-    cgroup.create()?;
-    *cgroup_out = Some(cgroup.clone());
+    let parents = cgroup.missing_parents();
+    if let Err(e) = cgroup.create() {
+        // Not destroy(): the cgroup may be someone else's that holds processes.
+        CgroupV2::remove_parents(&parents);
+        return Err(e.into());
+    }
+    *cgroup_out = Some((cgroup.clone(), parents));
     // Before any process exists in the cgroup: the container never runs unlimited.
     cgroup.apply(&config.resources)?;
 
