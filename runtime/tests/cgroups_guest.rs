@@ -216,3 +216,39 @@ fn systemd_paths_get_slices_with_controllers() {
     rt.ok(&["delete", "--force", "c1"]);
     assert!(!scope.exists());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn update_with_check_before_update_refuses_a_limit_below_usage() {
+    let cg = guest();
+    let rt = Runtime::new(BIN);
+    let b = bundle(&cg, &["sleep", "1000"], json!({"memory": {"limit": 67108864, "checkBeforeUpdate": true}}));
+    rt.create_and_start(&b, "c1");
+    let err = rt.fails(&["update", "--memory", "4096", "c1"]);
+    assert!(err.contains("is not above the container's current memory usage"), "{err}");
+    assert_eq!(read(&cg, "c1/memory.max"), "67108864");
+    rt.ok(&["delete", "--force", "c1"]);
+}
+
+/// Needs a block device: run with `--module null_blk` (/dev/nullb0, 254:0 as the guest
+/// README says; the numbers are read from sysfs).
+#[test]
+#[ignore = "needs root"]
+fn io_weight_and_throttles() {
+    let cg = guest();
+    let dev = std::fs::read_to_string("/sys/block/nullb0/dev").expect("no /dev/nullb0: run the guest with --module null_blk");
+    let (major, minor) = dev.trim().split_once(':').unwrap();
+    let (major, minor): (u64, u64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let rt = Runtime::new(BIN);
+    let b = bundle(
+        &cg,
+        &["sleep", "1000"],
+        json!({"blockIO": {"weight": 500,
+            "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}]}}),
+    );
+    rt.create_and_start(&b, "c1");
+    assert!(read(&cg, "c1/io.weight").contains("default 4950"), "{}", read(&cg, "c1/io.weight"));
+    assert_eq!(read(&cg, "c1/io.max"), format!("{major}:{minor} rbps=1048576 wbps=max riops=max wiops=100"));
+    rt.ok(&["delete", "--force", "c1"]);
+}

@@ -36,11 +36,26 @@ pub fn update(store: &Store, args: &Update) -> Result<(), Error> {
     let resources = Resources::from_spec(&merged).map_err(|problems| {
         Error::Refused(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
     })?;
+    check_before_update(&merged, &cgroup)?;
     cgroup.apply(&resources)?;
     linux.set_resources(Some(merged));
     c.spec.set_linux(Some(linux));
     store.save(&c)?;
     Ok(())
+}
+
+/// `memory.checkBeforeUpdate`: refuse a memory limit below what the container uses now,
+/// rather than have the kernel reclaim or OOM-kill to meet it.
+fn check_before_update(r: &LinuxResources, cgroup: &impl CgroupManager) -> Result<(), Error> {
+    let Some(m) = r.memory() else { return Ok(()) };
+    let Some(limit) = m.limit().filter(|l| *l > 0 && m.check_before_update() == Some(true)) else { return Ok(()) };
+    let current = std::fs::read_to_string(cgroup.path().join("memory.current")).ok().and_then(|s| s.trim().parse::<i64>().ok());
+    match current {
+        Some(used) if used >= limit => Err(Error::Refused(format!(
+            "linux.resources.memory.limit: {limit} is not above the container's current memory usage {used} (checkBeforeUpdate is set)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The `--resources` file (or stdin for `-`): a `linux.resources` object. Devices are the
