@@ -139,10 +139,10 @@ impl Resources {
                 }
             }
         }
-        if let Some(n) = r.network() {
-            if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-                add(format!("{F}.network"), "network class ids and priorities are cgroup v1 controllers (net_cls, net_prio); cgroup v2 has no equivalent".into());
-            }
+        if let Some(n) = r.network()
+            && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))
+        {
+            add(format!("{F}.network"), "network class ids and priorities are cgroup v1 controllers (net_cls, net_prio); cgroup v2 has no equivalent".into());
         }
         if let Some(u) = r.unified() {
             let mut keys: Vec<_> = u.iter().collect();
@@ -369,10 +369,10 @@ fn convert_block_io(b: &LinuxBlockIo, out: &mut Resources, add: &mut impl FnMut(
         if d.leaf_weight().is_some_and(|w| w != 0) {
             add(format!("{f}.leafWeight"), "leaf weights are cgroup v1 only".into());
         }
-        if let Some(w) = d.weight().filter(|w| *w != 0) {
-            if let Some(w) = weight(w, format!("{f}.weight"), add) {
-                out.io_weight_devices.push((d.major() as u64, d.minor() as u64, w));
-            }
+        if let Some(w) = d.weight().filter(|w| *w != 0)
+            && let Some(w) = weight(w, format!("{f}.weight"), add)
+        {
+            out.io_weight_devices.push((d.major() as u64, d.minor() as u64, w));
         }
     }
     let lists = [

@@ -51,8 +51,10 @@ pub struct MemoryEntry {
     /// `max` reads as u64::MAX, as runc reports it.
     pub limit: u64,
     pub usage: u64,
+    /// memory.peak, where the kernel has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<u64>,
+    /// memory.events' `max`: how often usage hit the limit (v1's failcnt).
     pub failcnt: u64,
 }
 
