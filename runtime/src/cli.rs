@@ -20,7 +20,8 @@ pub struct Cli {
     /// Enable debug logging
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Accepted for runc compatibility; the cgroupfs driver is used
+    /// linux.cgroupsPath is systemd's slice:prefix:name; the cgroup is made where systemd
+    /// would put it, with the cgroupfs driver (systemd is not asked)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility ('true', 'false' or 'auto'); before the verb, as with
@@ -74,6 +75,10 @@ pub enum Command {
     Features,
     /// Create a new specification file (config.json)
     Spec(SpecArgs),
+    /// Update the resource limits of a running container
+    Update(Update),
+    /// Display container events and resource statistics
+    Events(Events),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +101,9 @@ pub struct CreateOptions {
     /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// The global --systemd-cgroup, filled in by the dispatcher
+    #[arg(skip)]
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +224,57 @@ pub struct Ps {
     pub ps_args: Vec<String>,
 }
 
+/// runc's `update`: a resources JSON file (`-` for stdin) or single values; what is not
+/// given keeps its value. Memory sizes take k, m, g suffixes; -1 means no limit.
+#[derive(Debug, Args)]
+pub struct Update {
+    /// Path to a JSON file with linux.resources to apply, or - for stdin
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (in bytes)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Total memory usage (memory + swap); set -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory reservation or soft limit (in bytes)
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// CPU shares (relative weight vs. other containers)
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS hardcap limit (in usecs); -1 for none
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period to be used for hardcapping (in usecs)
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// CPU(s) to use
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory node(s) to use
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of pids allowed in the container; -1 for none
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Specifies per cgroup weight, range is from 10 to 1000
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Events {
+    /// Display the container's stats then exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Set the stats collection interval
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    pub id: String,
+}
+
 #[derive(Debug, Args)]
 pub struct SpecArgs {
     /// Path to the root of the bundle directory
@@ -245,6 +304,18 @@ mod tests {
         let cli = Cli::try_parse_from(["runtime-rs", "--rootless", "auto", "spec", "--rootless"]).unwrap();
         assert_eq!(cli.rootless.as_deref(), Some("auto"));
         assert!(matches!(cli.command, Command::Spec(SpecArgs { rootless: true, .. })));
+    }
+
+    #[test]
+    fn update_takes_runc_spellings_and_negative_values() {
+        let cli = Cli::try_parse_from(["runtime-rs", "update", "--memory", "-1", "--cpu-share", "512", "--pids-limit", "-1", "c1"]).unwrap();
+        let Command::Update(u) = cli.command else { panic!("not update") };
+        assert_eq!(u.memory.as_deref(), Some("-1"));
+        assert_eq!(u.cpu_shares, Some(512));
+        assert_eq!(u.pids_limit, Some(-1));
+        let cli = Cli::try_parse_from(["runtime-rs", "events", "--interval", "250ms", "c1"]).unwrap();
+        let Command::Events(e) = cli.command else { panic!("not events") };
+        assert_eq!(e.interval, std::time::Duration::from_millis(250));
     }
 
     #[test]

@@ -59,14 +59,15 @@ build_runtime() {
         cargo_executables | awk '$1 == "bin" && $2 == "runtime-rs" { print $3 }'
 }
 
-# Build the integration tests TEST... of cargo package PKG (cargo test --no-run) and print their
-# artifacts as cargo_executables does, the package's binaries included.
+# Build the integration tests TEST... of cargo package PKG (cargo test --no-run, with the
+# features in $build_features if set) and print their artifacts as cargo_executables does, the
+# package's binaries included.
 build_tests() {
     pkg=$1
     shift
     tests=
     for t in "$@"; do tests="$tests --test $t"; done
     # shellcheck disable=SC2086 # $tests is a list of words
-    (cd "$repo_dir" && cargo test -p "$pkg" --no-run --message-format=json-render-diagnostics $tests) |
+    (cd "$repo_dir" && cargo test -p "$pkg" --no-run --message-format=json-render-diagnostics ${build_features:+--features "$build_features"} $tests) |
         cargo_executables
 }

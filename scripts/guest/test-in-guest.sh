@@ -5,6 +5,7 @@
 # Usage: scripts/guest/test-in-guest.sh [options] TEST... [-- TEST-ARGS...]
 #   TEST            an integration test of the package: runtime/tests/TEST.rs
 #   -p PKG          the cargo package (default runtime-rs)
+#   -F FEATURES     cargo features to build the tests with (e.g. guest-tests)
 #   TEST-ARGS       passed to each test binary after --include-ignored --test-threads=1, e.g.
 #                   a name filter or --exact NAME
 #   options         run-in-guest.sh's: --timeout S (default 900), --mem MB, --cpus N, --log FILE,
@@ -20,6 +21,7 @@ set -eu
 . "$(dirname "$0")/common.sh"
 
 pkg=runtime-rs
+build_features=
 opts=
 tests=
 opt() { for a in "$@"; do opts="$opts $(shell_quote "$a")"; done; }
@@ -27,6 +29,7 @@ opt --timeout 900
 while [ $# -gt 0 ]; do
     case $1 in
         -p) pkg=$2; shift 2 ;;
+        -F) build_features=$2; shift 2 ;;
         --timeout|--mem|--cpus|--log|--add|--module|--env) opt "$1" "$2"; shift 2 ;;
         --add-as) opt "$1" "$2" "$3"; shift 3 ;;
         --keep|--kernel-log|--no-strip) opt "$1"; shift ;;

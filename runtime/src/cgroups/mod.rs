@@ -2,15 +2,20 @@
 //!
 //! The cgroupfs v2 driver is the only one so far. On a hybrid host (v1 controllers plus a
 //! cgroup2 mount at `/sys/fs/cgroup/unified`) the v2 hierarchy is used for what it has:
-//! process tracking, freezing and killing work with no controller at all. Resource limits
-//! are applied by a later change; until then the driver only warns that they are ignored.
+//! process tracking, freezing and killing work with no controller at all. A resource limit
+//! whose controller the container's cgroup does not get is an error naming both, never
+//! skipped.
 //! Device rules are enforced with an eBPF program (`devices/`), which needs no controller.
 
 pub mod devices;
 mod path;
+mod resources;
+mod stats;
 mod v2;
 
-pub use path::{container_cgroup, find_hierarchy, own_cgroup};
+pub use path::{container_cgroup, find_hierarchy, own_cgroup, systemd_cgroup_path};
+pub use resources::{Limit, Resources, Write};
+pub use stats::{oom_kills, Stats};
 pub use v2::CgroupV2;
 
 use std::io;
@@ -31,6 +36,14 @@ pub enum CgroupError {
     Timeout { path: PathBuf, what: String },
     #[error(transparent)]
     Devices(#[from] devices::DevicesError),
+    /// A limit needs a controller the container's cgroup does not get; `why` says where
+    /// along the hierarchy it is lost.
+    #[error("{field} needs the cgroup v2 {controller:?} controller, which {why}")]
+    MissingController { field: String, controller: String, why: String },
+    #[error("{field}: cannot write {value:?} to {path}: {source}")]
+    Apply { field: String, path: PathBuf, value: String, source: io::Error },
+    #[error("linux.cgroupsPath {path:?}: {message}")]
+    SystemdPath { path: String, message: String },
 }
 
 impl CgroupError {
@@ -44,7 +57,9 @@ impl CgroupError {
 pub trait CgroupManager {
     /// The cgroup's directory on the host.
     fn path(&self) -> &Path;
-    /// Create the cgroup (and missing parents); an existing one must hold no process.
+    /// Create the cgroup (and missing parents); an existing one must hold no process. In
+    /// the parents it creates, and only there, the controllers they offer are enabled for
+    /// their children.
     fn create(&self) -> Result<(), CgroupError>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: i32) -> Result<(), CgroupError>;
@@ -55,6 +70,11 @@ pub trait CgroupManager {
     fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError>;
     /// Enforce these device rules (replacing any earlier ones) for every process in the cgroup.
     fn set_devices(&self, rules: &[devices::DeviceRule]) -> Result<(), CgroupError>;
+    /// Write the resources' files (see [`Resources::writes`]); fails, writing nothing, when
+    /// a controller they need is not available to the cgroup.
+    fn apply(&self, resources: &Resources) -> Result<(), CgroupError>;
+    /// Usage and limits as the cgroup's files report them; absent files are left out.
+    fn stats(&self) -> Result<Stats, CgroupError>;
     /// Every process in the cgroup and its descendants.
     fn processes(&self) -> Result<Vec<i32>, CgroupError>;
     fn freeze(&self) -> Result<(), CgroupError>;

@@ -23,7 +23,7 @@ pub fn document() -> serde_json::Value {
         "linux": {
             "namespaces": NsType::ALL.iter().map(|n| n.spec_name()).collect::<Vec<_>>(),
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": seccomp::supported::ACTIONS,

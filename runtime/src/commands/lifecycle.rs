@@ -9,7 +9,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::Error;
-use crate::cgroups::{container_cgroup, find_hierarchy, own_cgroup, CgroupManager, CgroupV2};
+use crate::cgroups::{container_cgroup, find_hierarchy, own_cgroup, systemd_cgroup_path, CgroupManager, CgroupV2};
 use crate::cli::CreateOptions;
 use crate::container::{process_start_time, Container, Status, Store};
 use crate::hooks::{self, HookPoint};
@@ -25,11 +25,16 @@ pub fn preserved_fds(extra: u32) -> i32 {
     listen + extra as i32
 }
 
-/// Where the container's cgroup goes.
-pub fn cgroup_for(config: &Config, id: &str) -> Result<CgroupV2, Error> {
+/// Where the container's cgroup goes. With `--systemd-cgroup` the path is systemd's
+/// `slice:prefix:name`, laid out as systemd would but made with cgroupfs.
+pub fn cgroup_for(config: &Config, id: &str, systemd: bool) -> Result<CgroupV2, Error> {
     let hierarchy = find_hierarchy()?;
     let own = own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
-    Ok(CgroupV2::new(container_cgroup(&hierarchy, &own, config.cgroups_path.as_deref(), id)))
+    let path = match systemd {
+        true => Some(systemd_cgroup_path(config.cgroups_path.as_deref().and_then(Path::to_str), id)?),
+        false => config.cgroups_path.clone(),
+    };
+    Ok(CgroupV2::new(container_cgroup(&hierarchy, &own, path.as_deref(), id)))
 }
 
 /// Create the container: state directory, exec fifo, cgroup, and the init, which then waits
@@ -39,10 +44,11 @@ pub fn create(store: &Store, id: &str, config: Config, opts: &CreateOptions, con
     let mut cgroup = None;
     let res = create_in(store, id, &dir, config, opts, console_socket, &mut cgroup);
     if res.is_err() {
-        if let Some(cg) = &cgroup {
+        if let Some((cg, parents)) = &cgroup {
             if let Err(e) = cg.destroy() {
                 tracing::warn!("cleaning up after a failed create: {e}");
             }
+            CgroupV2::remove_parents(parents);
         }
         let _ = store.remove(id);
     }
@@ -56,7 +62,7 @@ fn create_in(
     config: Config,
     opts: &CreateOptions,
     console_socket: Option<OwnedFd>,
-    cgroup_out: &mut Option<CgroupV2>,
+    cgroup_out: &mut Option<(CgroupV2, Vec<std::path::PathBuf>)>,
 ) -> Result<Container, Error> {
     let process = config
         .process
@@ -68,14 +74,18 @@ fn create_in(
     let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(format!("open {}", fifo.display()))(e.into()))?;
 
-    let cgroup = cgroup_for(&config, id)?;
-    cgroup.create()?;
-    *cgroup_out = Some(cgroup.clone());
-    // Before any process is in the cgroup: the init builds the rootfs under these rules too.
-    cgroup.set_devices(&config.device_rules)?;
-    if config.spec.linux().as_ref().and_then(|l| l.resources().as_ref()).is_some_and(has_limits) {
-        tracing::warn!("linux.resources: resource limits are not applied yet by runtime-rs");
+    let cgroup = cgroup_for(&config, id, opts.systemd_cgroup)?;
+    let parents = cgroup.missing_parents();
+    if let Err(e) = cgroup.create() {
+        // Not destroy(): the cgroup may be someone else's that holds processes.
+        CgroupV2::remove_parents(&parents);
+        return Err(e.into());
     }
+    *cgroup_out = Some((cgroup.clone(), parents));
+    // Before any process exists in the cgroup: the container never runs unlimited, and the
+    // init builds the rootfs under the device rules too.
+    cgroup.apply(&config.resources)?;
+    cgroup.set_devices(&config.device_rules)?;
 
     let created = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
     let mut record = Container {
@@ -114,15 +124,6 @@ fn make_exec_fifo(fifo: &Path, (uid, gid): (u32, u32)) -> Result<(), Error> {
     nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622)).map_err(err)?;
     nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, fifo, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(err)?;
     nix::unistd::chown(fifo, Some(uid.into()), Some(gid.into())).map_err(err)
-}
-
-fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
-    r.memory().is_some()
-        || r.cpu().is_some()
-        || r.pids().is_some()
-        || r.block_io().is_some()
-        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
-        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
 }
 
 /// Let a created container's init run the user's program.

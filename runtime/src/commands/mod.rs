@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod foreground;
@@ -15,6 +16,7 @@ mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -68,12 +70,18 @@ pub fn enters_container(cmd: &Command) -> bool {
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     let store = Store::new(&cli.root);
     match cli.command {
-        Command::Create(args) => create::create(&store, &args).map(|_| 0),
+        Command::Create(mut args) => {
+            args.opts.systemd_cgroup = cli.systemd_cgroup;
+            create::create(&store, &args).map(|_| 0)
+        }
         Command::Start { id } => start::start(&store, &id).map(|_| 0),
         Command::State { id } => state::state(&store, &id).map(|_| 0),
         Command::Kill(args) => kill::kill(&store, &args).map(|_| 0),
         Command::Delete(args) => delete::delete(&store, &args).map(|_| 0),
-        Command::Run(args) => run::run(&store, &args),
+        Command::Run(mut args) => {
+            args.opts.systemd_cgroup = cli.systemd_cgroup;
+            run::run(&store, &args)
+        }
         Command::Exec(args) => exec::exec(&store, &args),
         Command::List(args) => list::list(&store, &args).map(|_| 0),
         Command::Ps(args) => ps::ps(&store, &args).map(|_| 0),
@@ -81,6 +89,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Resume { id } => pause::resume(&store, &id).map(|_| 0),
         Command::Features => features::features().map(|_| 0),
         Command::Spec(args) => spec::spec(&args).map(|_| 0),
+        Command::Update(args) => update::update(&store, &args).map(|_| 0),
+        Command::Events(args) => events::events(&store, &args).map(|_| 0),
     }
 }
 

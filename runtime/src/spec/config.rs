@@ -40,6 +40,8 @@ pub struct Config {
     /// `linux.rootfsPropagation`, if set.
     pub rootfs_propagation: Option<MsFlags>,
     pub cgroups_path: Option<PathBuf>,
+    /// `linux.resources` in cgroup v2 terms (devices excepted).
+    pub resources: crate::cgroups::Resources,
     /// Lines for `/proc/self/timens_offsets`: `(clock, seconds, nanoseconds)`.
     pub time_offsets: Vec<(String, i64, u32)>,
     /// `linux.seccomp`, resolved; compiled when a process is launched.

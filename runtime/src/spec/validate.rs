@@ -168,6 +168,13 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
     }
 
     let cgroups_path = linux.as_ref().and_then(|l| l.cgroups_path().clone()).filter(|p| !p.as_os_str().is_empty());
+    let resources = match linux.as_ref().and_then(|l| l.resources().as_ref()) {
+        None => crate::cgroups::Resources::default(),
+        Some(r) => crate::cgroups::Resources::from_spec(r).unwrap_or_else(|problems| {
+            p.0.extend(problems);
+            Default::default()
+        }),
+    };
 
     let seccomp = match linux.as_ref().and_then(|l| l.seccomp().as_ref()) {
         None => None,
@@ -201,6 +208,7 @@ pub fn convert(bundle: &Path, spec: Spec) -> Result<Config, Vec<Problem>> {
         readonly_paths,
         rootfs_propagation,
         cgroups_path,
+        resources,
         time_offsets,
         seccomp,
         process,
@@ -760,6 +768,14 @@ mod tests {
         use crate::cgroups::devices::decide;
         assert!(decide(&c.device_rules, DeviceType::Char, 1, 3, Access::READ));
         assert!(!decide(&c.device_rules, DeviceType::Char, 1, 1, Access::READ));
+    }
+
+    #[test]
+    fn resources_are_converted_and_their_problems_named() {
+        let c = convert(Path::new("/b"), spec(r#"{"root":{"path":"r"},"linux":{"resources":{"memory":{"limit":1048576},"devices":[{"allow":false,"access":"rwm"}]}}}"#)).unwrap();
+        assert_eq!(c.resources.memory_max, Some(crate::cgroups::Limit::Value(1048576)));
+        let got = problems(r#"{"root":{"path":"r"},"linux":{"resources":{"cpu":{"quota":5}}}}"#);
+        assert_eq!(got, vec!["linux.resources.cpu.quota: 5 is below the kernel's minimum of 1000 microseconds"]);
     }
 
     #[test]

@@ -79,6 +79,25 @@ impl CgroupParent {
         CgroupParent { name, path }
     }
 
+    /// Pass every controller this cgroup has on to its children (it is the test's own
+    /// cgroup, so the test may); returns them. On a host whose v2 root enables none for its
+    /// children, like the hybrid development machines, that is none.
+    pub fn enable_controllers(&self) -> Vec<String> {
+        let offered = fs::read_to_string(self.path.join("cgroup.controllers")).expect("read cgroup.controllers");
+        let mut enabled = Vec::new();
+        for c in offered.split_whitespace() {
+            if fs::write(self.path.join("cgroup.subtree_control"), format!("+{c}")).is_ok() {
+                enabled.push(c.to_string());
+            }
+        }
+        enabled
+    }
+
+    /// Whether containers below this parent get `controller`.
+    pub fn offers(&self, controller: &str) -> bool {
+        fs::read_to_string(self.path.join("cgroup.subtree_control")).unwrap_or_default().split_whitespace().any(|c| c == controller)
+    }
+
     /// The `linux.cgroupsPath` for a container below this parent.
     pub fn child(&self, id: &str) -> String {
         format!("/{}/{id}", self.name)
