@@ -64,20 +64,27 @@ struct Runtime {
 }
 
 impl Runtime {
+    /// The command with stdin and stdout on /dev/null and stderr in a file: never a pipe,
+    /// which a container's init inherits and holds open until it exits.
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.path);
         c.arg("--root").arg(&self.state).args(args);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let err = fs::File::create(self.stderr_file()).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
         c
     }
 
+    fn stderr_file(&self) -> PathBuf {
+        self.state.with_extension("stderr")
+    }
+
     fn ok(&self, args: &[&str]) -> Result<(), String> {
-        let out = self.cmd(args).output().map_err(|e| format!("{}: {e}", self.path.display()))?;
-        if out.status.success() {
+        let status = self.cmd(args).status().map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if status.success() {
             Ok(())
         } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(format!("{} {}: {} {}", self.name, args.join(" "), out.status, err.lines().last().unwrap_or("")))
+            let err = fs::read_to_string(self.stderr_file()).unwrap_or_default();
+            Err(format!("{} {}: {} {}", self.name, args.join(" "), status, err.lines().last().unwrap_or("")))
         }
     }
 
@@ -147,6 +154,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut failed: Vec<Option<String>> = vec![None; runtimes.len()];
     let bundles: Vec<PathBuf> = runtimes.iter().map(|rt| bundle(rt, "timed", args.memory)).collect::<Result<_, _>>()?;
     for round in 0..args.warmup + args.runs {
+        eprintln!("krs-bench-limits: timed round {}/{}", round + 1, args.warmup + args.runs);
         for (i, rt) in runtimes.iter().enumerate() {
             if failed[i].is_some() {
                 continue;
@@ -171,6 +179,7 @@ fn run(args: &Args) -> Result<(), String> {
     println!("| runtime | version | create+start+wait+delete, ms median (p10–p90) | run, ms median (p10–p90) | smallest memory.max for `run`, KiB |");
     println!("|---|---|---|---|---|");
     for (i, rt) in runtimes.iter().enumerate() {
+        eprintln!("krs-bench-limits: searching the smallest memory.max for {}", rt.name);
         let min = smallest_memory(args, rt, |m| bundle(rt, "min", m));
         let min = match min {
             Ok(Some(bytes)) => format!("{}", bytes >> 10),
