@@ -14,6 +14,7 @@ pub const R2: Reg = 2;
 pub const R3: Reg = 3;
 pub const R4: Reg = 4;
 pub const R5: Reg = 5;
+pub const R6: Reg = 6;
 
 /// An index into the labels of an [`Assembler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum Insn {
     MovImm { dst: Reg, imm: i32 },
     /// `dst = src` (32-bit)
     MovReg { dst: Reg, src: Reg },
+    /// `dst = src` (64-bit: what copies a pointer, such as the context)
+    Mov64Reg { dst: Reg, src: Reg },
     /// `dst &= imm` (32-bit)
     AndImm { dst: Reg, imm: i32 },
     /// `dst >>= imm` (32-bit, logical)
@@ -45,6 +48,7 @@ pub enum Insn {
 const CLASS_LDX: u8 = 0x01;
 const CLASS_ALU: u8 = 0x04;
 const CLASS_JMP: u8 = 0x05;
+const CLASS_ALU64: u8 = 0x07;
 const SIZE_W: u8 = 0x00;
 const MODE_MEM: u8 = 0x60;
 const ALU_AND: u8 = 0x50;
@@ -65,6 +69,7 @@ impl Insn {
             Insn::LoadWord { dst, src, off } => (CLASS_LDX | SIZE_W | MODE_MEM, dst, src, off, 0),
             Insn::MovImm { dst, imm } => (CLASS_ALU | ALU_MOV | SRC_K, dst, 0, 0, imm),
             Insn::MovReg { dst, src } => (CLASS_ALU | ALU_MOV | SRC_X, dst, src, 0, 0),
+            Insn::Mov64Reg { dst, src } => (CLASS_ALU64 | ALU_MOV | SRC_X, dst, src, 0, 0),
             Insn::AndImm { dst, imm } => (CLASS_ALU | ALU_AND | SRC_K, dst, 0, 0, imm),
             Insn::RshImm { dst, imm } => (CLASS_ALU | ALU_RSH | SRC_K, dst, 0, 0, imm),
             Insn::JeqImm { dst, imm, off } => (CLASS_JMP | JMP_JEQ | SRC_K, dst, 0, off, imm),
@@ -218,6 +223,10 @@ pub mod interpreter {
                     regs[dst as usize] = read(src, &regs, &init)? as u32 as u64;
                     init[dst as usize] = true;
                 }
+                Insn::Mov64Reg { dst, src } => {
+                    regs[dst as usize] = read(src, &regs, &init)?;
+                    init[dst as usize] = true;
+                }
                 Insn::AndImm { dst, imm } => regs[dst as usize] = (read(dst, &regs, &init)? as u32 & imm as u32) as u64,
                 Insn::RshImm { dst, imm } => regs[dst as usize] = ((read(dst, &regs, &init)? as u32) >> (imm as u32 & 31)) as u64,
                 Insn::JeqImm { dst, imm, off } => {
@@ -276,6 +285,7 @@ mod tests {
     fn encodings_match_the_kernel_layout() {
         // Values as include/uapi/linux/bpf.h and the kernel's filter.h macros produce them.
         assert_eq!(Insn::LoadWord { dst: R2, src: R1, off: 4 }.encode(), [0x61, 0x12, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(Insn::Mov64Reg { dst: R6, src: R1 }.encode(), [0xbf, 0x16, 0, 0, 0, 0, 0, 0]);
         assert_eq!(Insn::MovImm { dst: R0, imm: 1 }.encode(), [0xb4, 0x00, 0, 0, 1, 0, 0, 0]);
         assert_eq!(Insn::MovReg { dst: R1, src: R3 }.encode(), [0xbc, 0x31, 0, 0, 0, 0, 0, 0]);
         assert_eq!(Insn::AndImm { dst: R2, imm: 0xffff }.encode(), [0x54, 0x02, 0, 0, 0xff, 0xff, 0, 0]);

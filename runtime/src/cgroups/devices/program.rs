@@ -7,9 +7,10 @@
 //! (EPERM). The shape:
 //!
 //! ```text
-//!     r2 = type; r3 = access; r4 = major; r5 = minor
+//!     r6 = context
 //!     for each access bit (m, r, w):
 //!         if the request lacks the bit, go on to the next bit
+//!         r2 = type; r4 = major; r5 = minor     (if a rule compares them)
 //!         for each rule naming the bit, last first:
 //!             if the device does not match, go on to the next rule
 //!             allow: go on to the next bit          deny: return 0
@@ -19,25 +20,33 @@
 //!
 //! Rules before the last one that matches every device are never reached, so they are not
 //! emitted (the verifier refuses unreachable instructions).
+//!
+//! The fields are loaded again at the start of each access bit's section so that no register
+//! the comparisons narrowed is live where the sections join: the verifier can then prune
+//! the paths that reach a section from different allow rules as one state. Loaded once, they
+//! made it walk every combination of allow rules across the three sections (about 1.8 ms of
+//! CPU per container for the default rules, 13 % of a `run`).
 
-use super::insn::{AsmError, Assembler, Insn, Label, R1, R2, R3, R4, R5};
+use super::insn::{AsmError, Assembler, Insn, Label, R1, R2, R4, R5, R6};
 use super::rules::{Access, DeviceRule};
 
 /// The program for `rules`.
 pub fn compile(rules: &[DeviceRule]) -> Result<Vec<Insn>, AsmError> {
     let mut a = Assembler::new();
-    a.push(Insn::LoadWord { dst: R2, src: R1, off: 0 });
-    a.push(Insn::AndImm { dst: R2, imm: 0xffff });
-    a.push(Insn::LoadWord { dst: R3, src: R1, off: 0 });
-    a.push(Insn::RshImm { dst: R3, imm: 16 });
-    a.push(Insn::LoadWord { dst: R4, src: R1, off: 4 });
-    a.push(Insn::LoadWord { dst: R5, src: R1, off: 8 });
+    a.push(Insn::Mov64Reg { dst: R6, src: R1 });
     for bit in Access::EACH {
         let next_bit = a.label();
-        // r1 (the context pointer, no longer needed) is the scratch register.
-        a.push(Insn::MovReg { dst: R1, src: R3 });
+        a.push(Insn::LoadWord { dst: R1, src: R6, off: 0 });
+        a.push(Insn::RshImm { dst: R1, imm: 16 });
         a.push(Insn::AndImm { dst: R1, imm: bit.bits() as i32 });
         a.jeq(R1, 0, next_bit);
+        let reached = rules.iter().rev().filter(|r| r.access.contains(bit)).take_while(|r| !r.is_unconditional());
+        if reached.clone().next().is_some() {
+            a.push(Insn::LoadWord { dst: R2, src: R6, off: 0 });
+            a.push(Insn::AndImm { dst: R2, imm: 0xffff });
+            a.push(Insn::LoadWord { dst: R4, src: R6, off: 4 });
+            a.push(Insn::LoadWord { dst: R5, src: R6, off: 8 });
+        }
         let mut decided = false;
         for rule in rules.iter().rev().filter(|r| r.access.contains(bit)) {
             if rule.is_unconditional() {
