@@ -36,7 +36,11 @@ fn on_read_only_overlay(f: &File) -> bool {
 /// Re-execute our binary, with the same arguments and environment, from a copy that cannot be
 /// written. Returns only on failure.
 pub fn reexec_sealed() -> io::Error {
-    match read_only_view().or_else(|_| sealed_copy()) {
+    let copy = read_only_view().or_else(|e| {
+        tracing::debug!("no read-only overlayfs view of the runtime binary ({e}); copying it into a sealed memfd");
+        sealed_copy()
+    });
+    match copy {
         Ok(memfd) => {
             let args: Vec<CString> = std::env::args_os()
                 .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).unwrap_or_default())
@@ -69,6 +73,7 @@ fn read_only_view() -> io::Result<File> {
     };
     let empty = detached_mount("tmpfs", &[])?;
     let empty_path = format!("/proc/self/fd/{}", empty.as_raw_fd());
+    // "lowerdir+" is Linux 6.8's; on older kernels this fails and the caller uses a memfd.
     let overlay = detached_mount("overlay", &[("lowerdir+", dir), ("lowerdir+", Path::new(&empty_path))])?;
     let file = nix::fcntl::openat(&overlay, Path::new(name), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     // If the binary was replaced on disk since we started, readlink says "... (deleted)",
