@@ -1,3 +1,4 @@
 //! Container images: references as users write them, the registry client (distribution
 //! protocol, auth), a verified content-addressed store, and safe unpacking of layers into
 //! overlay snapshots. Used by the CRI image service and by `kubelet-rs image ...`.
+pub mod digest;
