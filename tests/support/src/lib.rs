@@ -6,6 +6,14 @@
 //!
 //! Root-only tests are marked `#[ignore = "needs root"]`, so a plain `cargo test` lists them
 //! as ignored (visibly) and `scripts/test` runs them when it is root.
+//!
+//! For the image tests: [`registry::Registry`], a real registry on loopback seeded with the
+//! images of scripts/build-test-images.sh ([`test_images`]); these need no root.
+
+pub mod http;
+pub mod registry;
+pub mod test_images;
+pub mod token_issuer;
 
 use std::fs;
 use std::io;
@@ -22,7 +30,7 @@ pub fn require_root() {
 }
 
 /// The directory of this test binary's build profile (`target/debug`).
-fn profile_dir() -> PathBuf {
+pub(crate) fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
     exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()

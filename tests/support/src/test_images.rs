@@ -1,0 +1,65 @@
+//! The OCI image layouts of scripts/build-test-images.sh, built once per build directory.
+//!
+//! The cache directory's name carries a hash of the build script, so editing the script
+//! rebuilds the images instead of serving stale ones.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The images the script builds; see the README of tests/support's `registry` module.
+pub const IMAGES: &[&str] = &["busybox", "busybox-zstd", "layered", "multiarch", "big"];
+
+fn script_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
+}
+
+fn cache_dir() -> PathBuf {
+    let py = fs::read(script_dir().join("build-test-images.py")).expect("read build-test-images.py");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    py.hash(&mut h);
+    crate::profile_dir().join(format!("krs-test-images-{:016x}", h.finish()))
+}
+
+/// The OCI image layout directory of test image `name` (one of [`IMAGES`]), tagged `latest`.
+pub fn test_image(name: &str) -> PathBuf {
+    assert!(IMAGES.contains(&name), "unknown test image {name:?}; the script builds {IMAGES:?}");
+    let dir = cache_dir();
+    let image = dir.join(name);
+    if image.join("index.json").exists() {
+        return image;
+    }
+    fs::create_dir_all(&dir).expect("create test image cache");
+    let lock = fs::File::create(dir.with_extension("lock")).expect("create test image lock");
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    if !image.join("index.json").exists() {
+        // The script renames a finished layout into place, so index.json means complete.
+        let script = script_dir().join("build-test-images.sh");
+        let st = Command::new("sh")
+            .arg(&script)
+            .arg(&dir)
+            .args(["--only", name])
+            .status()
+            .expect("run build-test-images.sh");
+        assert!(st.success(), "{} {} --only {name} failed", script.display(), dir.display());
+    }
+    image
+}
+
+/// The digest (`sha256:…`) of the manifest or index a layout tags `latest`: what a registry
+/// serves for the tag after [`crate::registry::Registry::push`].
+pub fn layout_digest(layout: &Path) -> String {
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).expect("read index.json"))
+        .expect("parse index.json");
+    index["manifests"][0]["digest"].as_str().expect("index.json has a digest").to_string()
+}
+
+/// A blob of a layout, by digest (`sha256:…`).
+pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    fs::read(layout.join("blobs/sha256").join(hex)).expect("read layout blob")
+}
