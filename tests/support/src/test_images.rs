@@ -11,7 +11,24 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The images the script builds; see the README of tests/support's `registry` module.
+/// The images the script builds, each an OCI layout tagged `latest`, all OCI media types:
+///
+/// - `busybox`: linux/amd64, one gzip layer: busybox-static at /bin/busybox with its applet
+///   symlinks, /etc/passwd and /etc/group (root, user 1000, nobody), /home/user owned by
+///   1000:1000, /tmp 1777; config Cmd `["sh"]`, Env PATH, WorkingDir `/`.
+/// - `busybox-zstd`: the same layer compressed with zstd (`...layer.v1.tar+zstd`).
+/// - `layered`: busybox plus three gzip layers under /data. Layer 2 adds keep.txt,
+///   gone.txt, gonedir/inner.txt, opaque/old.txt, hardlink-src.txt with hardlink-dst.txt,
+///   symlink-rel -> keep.txt, symlink-abs -> /data/keep.txt, setuid (mode 4755),
+///   xattr.txt (xattr `user.krs=test`, PAX `SCHILY.xattr`), owned.txt (1000:1000, 0640).
+///   Layer 3 replaces keep.txt ("replaced by layer 2"), adds added.txt and opaque/mid.txt.
+///   Layer 4 whites out gone.txt and gonedir (`.wh.` files), makes opaque/ opaque
+///   (`.wh..wh..opq`) and adds opaque/new.txt. Unpacked, /data holds keep.txt, added.txt,
+///   opaque/new.txt only in opaque/, the links, setuid, xattr.txt, owned.txt.
+/// - `multiarch`: an image index; linux/amd64 is `busybox`, linux/arm64 a single layer
+///   with the file /ARCH containing "arm64\n" (not runnable).
+/// - `big`: linux/amd64, 4 gzip layers of seeded random data (incompressible), about 25 MB
+///   each: /bigN/large.bin (16 MiB) and 600 small files in /bigN/small/; for the benchmark.
 pub const IMAGES: &[&str] = &["busybox", "busybox-zstd", "layered", "multiarch", "big"];
 
 fn script_dir() -> PathBuf {

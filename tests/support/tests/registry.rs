@@ -185,3 +185,21 @@ fn dropping_the_registry_stops_it_and_removes_its_files() {
     assert!(http::get(&format!("{url}/v2/"), &[]).is_err(), "registry still answers after drop");
     assert!(!storage.exists(), "{} left behind", storage.display());
 }
+
+#[test]
+fn big_image_is_served_with_ranges() {
+    let reg = Registry::start(Auth::None);
+    let digest = reg.push("big", "big:latest");
+    let m = get(&reg, &format!("/v2/big/manifests/{digest}"), &[("Accept", OCI_MANIFEST)]).json();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4);
+    let total: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    assert!((90 << 20..120 << 20).contains(&total), "big is {total} bytes");
+
+    // Where a test can corrupt a blob, and a resumed download's Range request.
+    let layer = layers[0]["digest"].as_str().unwrap();
+    assert!(reg.blob_path(layer).exists(), "{}", reg.blob_path(layer).display());
+    let part = get(&reg, &format!("/v2/big/blobs/{layer}"), &[("Range", "bytes=1000-1999")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, layout_blob(&test_image("big"), layer)[1000..2000]);
+}
