@@ -10,6 +10,7 @@
 //! For the image tests: [`registry::Registry`], a real registry on loopback seeded with the
 //! images of scripts/build-test-images.sh ([`test_images`]); these need no root.
 
+pub mod cutting_proxy;
 pub mod http;
 pub mod registry;
 pub mod test_images;

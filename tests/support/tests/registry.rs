@@ -203,3 +203,25 @@ fn big_image_is_served_with_ranges() {
     assert_eq!(part.status, 206);
     assert_eq!(part.body, layout_blob(&test_image("big"), layer)[1000..2000]);
 }
+
+#[test]
+fn cutting_proxy_interrupts_once_then_passes() {
+    use test_support::cutting_proxy::CuttingProxy;
+    let reg = Registry::start(Auth::None);
+    reg.push("busybox", "busybox:latest");
+    let m = get(&reg, "/v2/busybox/manifests/latest", &[("Accept", OCI_MANIFEST)]).json();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let size = m["layers"][0]["size"].as_u64().unwrap() as usize;
+    let proxy = CuttingProxy::start(&reg.host, 100_000, 1);
+    let url = format!("http://{}/v2/busybox/blobs/{layer}", proxy.host);
+
+    // HTTP/1.0 reads to the end of the connection: the cut shows as a short body.
+    let first = http::get(&url, &[]).unwrap();
+    assert_eq!(proxy.cut(), 1);
+    assert!(first.body.len() < size, "the first download was not cut");
+    let got = first.body.len();
+    let rest = http::get(&url, &[("Range", &format!("bytes={got}-"))]).unwrap();
+    assert_eq!(rest.status, 206);
+    let whole = [first.body, rest.body].concat();
+    assert!(whole == layout_blob(&test_image("busybox"), &layer), "resumed blob differs");
+}
