@@ -8,7 +8,8 @@
 //! // pull from format!("{}/library/busybox:1.36", reg.host) over plain HTTP
 //! ```
 //!
-//! Dropping it stops that registry process (by its PID only) and removes its directory.
+//! Dropping it stops that registry process (by its PID only) and removes its directory; if
+//! the test process dies first, the kernel kills the registry (PR_SET_PDEATHSIG).
 
 use std::fs;
 use std::path::PathBuf;
@@ -97,7 +98,16 @@ impl Registry {
             let host = format!("127.0.0.1:{port}");
             let config = dir.path().join("config.yml");
             fs::write(&config, config_yaml(&host, &storage, dir.path(), issuer.as_ref())).unwrap();
-            let child = Command::new(REGISTRY)
+            let mut cmd = Command::new(REGISTRY);
+            // If the test process is killed (a timeout), its registry goes too. The signal
+            // follows the thread that started it: start a registry in the test using it.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -153,8 +163,37 @@ impl Registry {
     /// then points to, the same as the layout's, since skopeo copies blobs unchanged.
     pub fn push(&self, image: &str, repo_tag: &str) -> String {
         let layout = test_image(image);
+        self.skopeo_copy(image, repo_tag, &[]);
+        layout_digest(&layout)
+    }
+
+    /// Push test image `image` converted by skopeo to Docker's media types (schema2 manifest
+    /// or manifest list, `...docker.image.rootfs.diff.tar.gzip` layers). Not for `busybox-zstd`:
+    /// skopeo 1.9 refuses zstd in Docker images. Returns the digest the tag then points to, which differs
+    /// from the layout's.
+    pub fn push_docker(&self, image: &str, repo_tag: &str) -> String {
+        self.skopeo_copy(image, repo_tag, &["--format=v2s2"]);
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
+        cmd.args(["inspect", "--raw", "--tls-verify=false"]);
+        if let Some((user, password)) = self.auth.credentials() {
+            cmd.arg(format!("--creds={user}:{password}"));
+        }
+        let out = cmd.arg(format!("docker://{}", self.reference(repo_tag))).output().expect("run skopeo inspect");
+        assert!(out.status.success(), "skopeo inspect {repo_tag}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut sum = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run sha256sum");
+        std::io::Write::write_all(&mut sum.stdin.take().unwrap(), &out.stdout).unwrap();
+        let hex = String::from_utf8(sum.wait_with_output().unwrap().stdout).unwrap();
+        format!("sha256:{}", hex.split_whitespace().next().expect("sha256sum output"))
+    }
+
+    fn skopeo_copy(&self, image: &str, repo_tag: &str, extra: &[&str]) {
+        let layout = test_image(image);
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]).args(extra);
         if let Some((user, password)) = self.auth.credentials() {
             cmd.arg(format!("--dest-creds={user}:{password}"));
         }
@@ -167,7 +206,6 @@ impl Registry {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
-        layout_digest(&layout)
     }
 
     /// Where the registry keeps a blob, to corrupt it in a test.

@@ -225,3 +225,21 @@ fn cutting_proxy_interrupts_once_then_passes() {
     let whole = [first.body, rest.body].concat();
     assert!(whole == layout_blob(&test_image("busybox"), &layer), "resumed blob differs");
 }
+
+#[test]
+fn docker_media_types_on_request() {
+    let reg = Registry::start(Auth::basic("alice", "s3cret"));
+    let list = reg.push_docker("multiarch", "dmulti:latest");
+    let one = reg.push_docker("busybox", "dbusybox:latest");
+    let auth = basic_auth("alice", "s3cret");
+    let accept_list = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let l = get(&reg, "/v2/dmulti/manifests/latest", &[("Accept", accept_list), ("Authorization", &auth)]);
+    assert_eq!(l.header("docker-content-digest"), Some(list.as_str()));
+    assert_eq!(l.json()["mediaType"], accept_list);
+    let accept_v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    let m = get(&reg, "/v2/dbusybox/manifests/latest", &[("Accept", accept_v2), ("Authorization", &auth)]);
+    assert_eq!(m.header("docker-content-digest"), Some(one.as_str()));
+    let m = m.json();
+    assert_eq!(m["mediaType"], accept_v2);
+    assert_eq!(m["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+}
