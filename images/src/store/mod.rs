@@ -7,6 +7,7 @@
 mod blobs;
 mod gc;
 mod records;
+mod snapshots;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -30,6 +31,8 @@ pub enum StoreError {
     RecordNotFound(String),
     #[error("image record {path}: {source}")]
     RecordJson { path: PathBuf, source: serde_json::Error },
+    #[error("layer {layer}: {source}")]
+    Unpack { layer: Digest, source: crate::unpack::UnpackError },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
