@@ -4,3 +4,4 @@
 pub mod digest;
 pub mod store;
 pub mod unpack;
+pub mod process_config;
