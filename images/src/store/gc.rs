@@ -40,12 +40,16 @@ impl Store {
         }
         names.sort();
         for name in names {
-            // Temp dirs (".tmp-...") of unpacks that died are removed too.
+            // Temp dirs (".tmp-...") of unpacks that died, and lock files, are removed too.
             if keep_hex.contains(name.as_str()) {
                 continue;
             }
             let path = snapshots.join(&name);
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
             if !name.starts_with('.') {
                 report.snapshots_removed.push(name);
             }
@@ -76,6 +80,7 @@ mod tests {
             fs::create_dir_all(s.snapshots_dir().join(l.hex()).join("fs/etc")).unwrap();
         }
         fs::create_dir_all(s.snapshots_dir().join(".tmp-dead")).unwrap();
+        fs::write(s.snapshots_dir().join(format!(".lock-{}", l1.hex())), b"").unwrap();
         let r1 = ImageRecord { name: "a:1".into(), manifest: m1.clone(), config: c1.clone(), layers: vec![shared.clone(), l1.clone()] };
         let r2 = ImageRecord { name: "b:1".into(), manifest: m2.clone(), config: c2.clone(), layers: vec![shared.clone(), l2.clone()] };
         s.put_record(&r1).unwrap();
@@ -86,6 +91,7 @@ mod tests {
         assert_eq!(report.snapshots_removed, vec![orphan.hex().to_string()]);
         assert_eq!(report.bytes_freed, 6);
         assert!(!s.snapshots_dir().join(".tmp-dead").exists());
+        assert!(!s.snapshots_dir().join(format!(".lock-{}", l1.hex())).exists());
 
         s.remove_record("b:1").unwrap();
         let report = s.gc().unwrap();

@@ -109,6 +109,14 @@ pub fn unpack_layer(snapshots: &Path, key: &str, media_type: Option<&str>, reade
         move |source| UnpackError::Io { path, source }
     };
     fs::create_dir_all(snapshots).map_err(io_err(snapshots))?;
+    // Concurrent unpacks of one layer: the first does the work, the others wait and find it.
+    let lock_path = snapshots.join(format!(".lock-{key}"));
+    let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| UnpackError::Io { path: lock_path.clone(), source: errno.into() })?;
+    if let Some(done) = existing(snapshots, key)? {
+        return Ok(done);
+    }
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     let result = (|| {
         let fs_dir = tmp.join("fs");
@@ -129,7 +137,8 @@ pub fn unpack_layer(snapshots: &Path, key: &str, media_type: Option<&str>, reade
     let dir = snapshots.join(key);
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok(Unpacked { fs: dir.join("fs"), diff_id, existed: false }),
-        // Another unpack of the same layer finished first; its result is as good as ours.
+        // Another process without the lock (an older binary) finished first; its result is
+        // as good as ours.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
             let _ = fs::remove_dir_all(&tmp);
             existing(snapshots, key)?.ok_or(UnpackError::Io { path: dir, source: e })
