@@ -5,6 +5,7 @@
 //! entries are refused, naming the entry, and nothing is written outside the snapshot
 //! (`safety.rs`).
 
+mod limits;
 mod safety;
 mod whiteouts;
 
@@ -196,14 +197,15 @@ pub fn unpack_tar(root: &Path, media_type: Option<&str>, reader: impl Read) -> R
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Zstd => Box::new(zstd::Decoder::with_buffer(buffered).map_err(UnpackError::Tar)?),
     };
-    let mut archive = tar::Archive::new(HashingReader { inner: decoded, hash: DigestWriter::new(io::sink()) });
+    let hashing = HashingReader { inner: decoded, hash: DigestWriter::new(io::sink()) };
+    let mut archive = tar::Archive::new(limits::HeaderGuard::new(hashing));
     let mut unpacker = Unpacker { root, privileged: nix::unistd::geteuid().is_root(), written: HashSet::new(), dirs: Vec::new() };
     for entry in archive.entries().map_err(UnpackError::Tar)? {
         unpacker.entry(entry.map_err(UnpackError::Tar)?)?;
     }
     unpacker.finish()?;
     // The end-of-archive blocks and any padding are part of the diffID too.
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(UnpackError::Tar)?;
     Ok(rest.hash.finish().0)
 }

@@ -242,6 +242,40 @@ fn hostile_entries_are_refused_and_nothing_is_written_outside() {
 }
 
 #[test]
+fn oversize_extension_headers_are_refused_before_they_are_read() {
+    let p = Place::new();
+    // A GNU long name claiming 64 MiB, compressed to almost nothing.
+    let mut h = Tar::header(EntryType::GNULongName, 0o644, 64 << 20);
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    let mut data = h.as_bytes().to_vec();
+    data.resize(512 + (64 << 20), b'a');
+    let zst = zstd::encode_all(&data[..], 1).unwrap();
+    assert!(zst.len() < 100_000);
+    let err = p.unpack(&zst).unwrap_err();
+    assert!(err.to_string().contains("GNU long name of 67108864 bytes"), "{err}");
+    p.assert_untouched();
+    // PAX size records are followed: a big file behind a PAX header does not confuse it.
+    let big = vec![9u8; 3 << 20];
+    let tar = Tar::new().pax(&[("size", big.len().to_string().as_bytes())]).file("big", 0o644, &big).file("after", 0o644, b"x").bytes();
+    let u = p.unpack(&tar).unwrap();
+    assert_eq!(fs::read(u.fs.join("big")).unwrap().len(), big.len());
+    assert_eq!(fs::read(u.fs.join("after")).unwrap(), b"x");
+}
+
+#[test]
+fn long_names_within_limits_work() {
+    let p = Place::new();
+    let name = format!("{}/file", "d".repeat(200));
+    let target = format!("{}/t", "e".repeat(200));
+    let tar = Tar::new().file(&target, 0o644, b"t").file(&name, 0o644, b"x").link(EntryType::Symlink, "l", &target).link(EntryType::Link, "h", &target).bytes();
+    let u = p.unpack(&tar).unwrap();
+    assert_eq!(fs::read(u.fs.join(&name)).unwrap(), b"x");
+    assert_eq!(fs::read_link(u.fs.join("l")).unwrap(), Path::new(&target));
+    assert_eq!(fs::read(u.fs.join("h")).unwrap(), b"t");
+}
+
+#[test]
 fn malformed_headers_are_refused() {
     let p = Place::new();
     let mut data = Tar::new().file("f", 0o644, b"x").bytes();
