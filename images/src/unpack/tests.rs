@@ -391,3 +391,40 @@ fn concurrent_unpacks_of_one_layer_agree_and_leave_one_snapshot() {
     assert_eq!(results.iter().filter(|u| !u.existed).count(), 1, "the layer was unpacked more than once");
     assert_eq!(fs::read(snapshots.join("layer/fs/d7/f197")).unwrap(), vec![197u8; 3000]);
 }
+
+/// Unmounts (lazily) when dropped, so a failing assertion leaves no mount behind.
+struct Mounted(PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn snapshots_stack_as_overlayfs_lower_layers_with_whiteouts_honoured() {
+    assert!(root(), "run as root (scripts/test does)");
+    let p = Place::new();
+    let base = Tar::new()
+        .file("etc/a", 0o644, b"a")
+        .file("etc/b", 0o644, b"b")
+        .file("var/cache/old", 0o644, b"old")
+        .bytes();
+    let top = Tar::new()
+        .file("etc/.wh.a", 0o644, b"")
+        .file("var/cache/.wh..wh..opq", 0o644, b"")
+        .file("var/cache/new", 0o644, b"new")
+        .bytes();
+    let base = unpack_layer(&p.snapshots(), "base", None, &base[..]).unwrap();
+    let top = unpack_layer(&p.snapshots(), "top", None, &top[..]).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let options = format!("lowerdir={}:{}", top.fs.display(), base.fs.display());
+    nix::mount::mount(Some("overlay"), target.path(), Some("overlay"), nix::mount::MsFlags::MS_RDONLY, Some(options.as_str()))
+        .expect("mount overlay");
+    let mounted = Mounted(target.path().to_path_buf());
+    let m = &mounted.0;
+    assert!(!m.join("etc/a").exists(), "the whiteout hides etc/a");
+    assert_eq!(fs::read(m.join("etc/b")).unwrap(), b"b");
+    let cache: Vec<_> = fs::read_dir(m.join("var/cache")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(cache, vec!["new"], "the opaque dir hides the lower var/cache");
+}
