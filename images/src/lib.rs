@@ -2,3 +2,4 @@
 //! protocol, auth), a verified content-addressed store, and safe unpacking of layers into
 //! overlay snapshots. Used by the CRI image service and by `kubelet-rs image ...`.
 pub mod digest;
+pub mod reference;
