@@ -3,3 +3,4 @@
 //! overlay snapshots. Used by the CRI image service and by `kubelet-rs image ...`.
 pub mod digest;
 pub mod reference;
+pub mod registry;
