@@ -99,7 +99,8 @@ impl RegistryError {
     fn is_transient(&self) -> bool {
         match self {
             RegistryError::Http { source, .. } => {
-                source.is_connect() || source.is_timeout() || source.is_body() || source.is_request()
+                // A connection lost mid-body surfaces as a decode error wrapping a body error.
+                source.is_connect() || source.is_timeout() || source.is_body() || source.is_decode() || source.is_request()
             }
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             RegistryError::ShortBody { .. } => true,
