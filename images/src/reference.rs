@@ -35,9 +35,13 @@ pub enum ReferenceError {
     Uppercase { reference: String },
     #[error("image reference {reference:?}: invalid registry host {host:?}")]
     Host { reference: String, host: String },
-    #[error("image reference {reference:?}: invalid repository path component {component:?} (lowercase letters, digits and single separators . _ __ - only)")]
+    #[error(
+        "image reference {reference:?}: invalid repository path component {component:?} (lowercase letters, digits and single separators . _ __ - only)"
+    )]
     Component { reference: String, component: String },
-    #[error("image reference {reference:?}: invalid tag {tag:?} (1 to 128 of letters, digits, _ . -, not starting with . or -)")]
+    #[error(
+        "image reference {reference:?}: invalid tag {tag:?} (1 to 128 of letters, digits, _ . -, not starting with . or -)"
+    )]
     Tag { reference: String, tag: String },
     #[error("image reference {reference:?}: invalid digest: {source}")]
     Digest { reference: String, source: DigestError },
@@ -120,20 +124,20 @@ impl FromStr for Reference {
             Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
             _ => (rest, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(ReferenceError::Tag { reference: whole(), tag: t.into() });
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::Tag { reference: whole(), tag: t.into() });
         }
         if name.is_empty() {
             return Err(ReferenceError::Empty);
         }
 
         let (registry, path) = split_registry(name);
-        if let Some(host) = &registry {
-            if !valid_host(host) {
-                return Err(ReferenceError::Host { reference: whole(), host: host.clone() });
-            }
+        if let Some(host) = &registry
+            && !valid_host(host)
+        {
+            return Err(ReferenceError::Host { reference: whole(), host: host.clone() });
         }
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(ReferenceError::Uppercase { reference: whole() });
@@ -245,10 +249,10 @@ fn valid_host(h: &str) -> bool {
             None => (h, None),
         }
     };
-    if let Some(p) = port {
-        if !valid_port(p) {
-            return false;
-        }
+    if let Some(p) = port
+        && !valid_port(p)
+    {
+        return false;
     }
     !host.is_empty()
         && host.split('.').all(|label| {
@@ -275,7 +279,12 @@ mod tests {
         (r.registry().into(), r.repository().into(), r.tag().map(Into::into), r.digest().map(|d| d.to_string()))
     }
 
-    fn p(reg: &str, repo: &str, tag: Option<&str>, digest: Option<&str>) -> (String, String, Option<String>, Option<String>) {
+    fn p(
+        reg: &str,
+        repo: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> (String, String, Option<String>, Option<String>) {
         (reg.into(), repo.into(), tag.map(Into::into), digest.map(Into::into))
     }
 
@@ -330,10 +339,7 @@ mod tests {
 
     #[test]
     fn uppercase_repositories_are_refused_but_hosts_may_have_it() {
-        assert_eq!(
-            Reference::parse("Nginx"),
-            Err(ReferenceError::Uppercase { reference: "Nginx".into() })
-        );
+        assert_eq!(Reference::parse("Nginx"), Err(ReferenceError::Uppercase { reference: "Nginx".into() }));
         assert!(matches!(Reference::parse("ghcr.io/Org/app"), Err(ReferenceError::Uppercase { .. })));
         assert_eq!(parts("Registry.Example.com/app").0, "Registry.Example.com");
     }

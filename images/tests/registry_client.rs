@@ -85,7 +85,11 @@ async fn serve(handler: Handler) -> u16 {
                     404 => "Not Found",
                     _ => "Status",
                 };
-                let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n", r.status, r.body.len());
+                let mut head = format!(
+                    "HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    r.status,
+                    r.body.len()
+                );
                 for (k, v) in &r.headers {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -127,7 +131,10 @@ fn image() -> Image {
     let layer_bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (layer, layer_len) = add_blob(layer_bytes.clone());
     let mut platform_manifest = |arch: &str| {
-        let (cfg, cfg_len) = add_blob(format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#).into_bytes());
+        let (cfg, cfg_len) = add_blob(
+            format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#)
+                .into_bytes(),
+        );
         let m = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -243,7 +250,10 @@ async fn a_manifest_that_does_not_match_its_digest_is_refused() {
     }))
     .await;
     let client = Client::new(config());
-    let e = client.resolve(&reference(port, &format!("app@{}", img.arm64_manifest)), &Platform::default()).await.unwrap_err();
+    let e = client
+        .resolve(&reference(port, &format!("app@{}", img.arm64_manifest)), &Platform::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
     assert!(e.to_string().contains(&img.arm64_manifest.to_string()), "{e}");
     // Through the index the same lie is caught too.
@@ -317,7 +327,11 @@ async fn basic_auth_uses_configured_credentials() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("config.json");
-    std::fs::write(&cfg_path, format!(r#"{{"auths":{{"http://127.0.0.1:{port}":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
+    std::fs::write(
+        &cfg_path,
+        format!(r#"{{"auths":{{"http://127.0.0.1:{port}":{{"username":"bob","password":"pw"}}}}}}"#),
+    )
+    .unwrap();
     let creds = images::registry::DockerConfig::load(&cfg_path).unwrap();
     let client = Client::new(ClientConfig { credentials: Arc::new(creds), ..config() });
     let res = client.resolve(&r, &Platform::default()).await.unwrap();

@@ -312,7 +312,8 @@ mod tests {
 
     #[test]
     fn basic_multiple_challenges_tokens_and_escapes() {
-        let c = parse_challenges(r#"Basic realm="Registry Realm", Bearer realm=https://t/x, error="a \"q\" b""#).unwrap();
+        let c =
+            parse_challenges(r#"Basic realm="Registry Realm", Bearer realm=https://t/x, error="a \"q\" b""#).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].scheme, Scheme::Basic);
         assert_eq!(c[0].param("realm"), Some("Registry Realm"));

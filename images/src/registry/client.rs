@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oci_spec::image::{Descriptor, ImageManifest};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE, WWW_AUTHENTICATE,
+};
 use reqwest::{StatusCode, Url};
 use tracing::{debug, warn};
 
@@ -100,7 +102,11 @@ impl RegistryError {
         match self {
             RegistryError::Http { source, .. } => {
                 // A connection lost mid-body surfaces as a decode error wrapping a body error.
-                source.is_connect() || source.is_timeout() || source.is_body() || source.is_decode() || source.is_request()
+                source.is_connect()
+                    || source.is_timeout()
+                    || source.is_body()
+                    || source.is_decode()
+                    || source.is_request()
             }
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             RegistryError::ShortBody { .. } => true,
@@ -255,7 +261,8 @@ impl Client {
             .user_agent(concat!("kubelet-rs/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(ep.skip_verify);
         for path in &ep.ca {
-            let pem = std::fs::read(path).map_err(|e| RegistryError::Ca { path: path.clone(), detail: e.to_string() })?;
+            let pem =
+                std::fs::read(path).map_err(|e| RegistryError::Ca { path: path.clone(), detail: e.to_string() })?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| RegistryError::Ca { path: path.clone(), detail: e.to_string() })?;
             b = b.add_root_certificate(cert);
@@ -276,36 +283,49 @@ impl Client {
                     actual: digest,
                 });
             }
-        } else if let Some(h) = header_digest.and_then(|h| h.parse::<Digest>().ok()) {
-            if h != digest {
-                return Err(RegistryError::DigestMismatch {
-                    what: format!("manifest {r} (Docker-Content-Digest header)"),
-                    expected: h,
-                    actual: digest,
-                });
-            }
+        } else if let Some(h) = header_digest.and_then(|h| h.parse::<Digest>().ok())
+            && h != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {r} (Docker-Content-Digest header)"),
+                expected: h,
+                actual: digest,
+            });
         }
         let pinned = r.with_digest(digest.clone());
-        let (index_digest, manifest_digest, media_type, bytes) = match manifest::kind(content_type.as_deref(), &body, &digest)? {
-            Kind::Manifest => (None, digest, content_type, body),
-            Kind::Index => {
-                let desc = manifest::select_platform(&body, &digest, platform)?;
-                let want = descriptor_digest(r, &desc)?;
-                debug!(%platform, manifest = %want, "picked from index {digest}");
-                let (m, ct, _) = self.get_manifest(t, r, &want.to_string()).await?;
-                let got = Digest::of(&m);
-                if got != want {
-                    return Err(RegistryError::DigestMismatch { what: format!("manifest {want} of {r}"), expected: want, actual: got });
+        let (index_digest, manifest_digest, media_type, bytes) =
+            match manifest::kind(content_type.as_deref(), &body, &digest)? {
+                Kind::Manifest => (None, digest, content_type, body),
+                Kind::Index => {
+                    let desc = manifest::select_platform(&body, &digest, platform)?;
+                    let want = descriptor_digest(r, &desc)?;
+                    debug!(%platform, manifest = %want, "picked from index {digest}");
+                    let (m, ct, _) = self.get_manifest(t, r, &want.to_string()).await?;
+                    let got = Digest::of(&m);
+                    if got != want {
+                        return Err(RegistryError::DigestMismatch {
+                            what: format!("manifest {want} of {r}"),
+                            expected: want,
+                            actual: got,
+                        });
+                    }
+                    if m.len() as u64 != desc.size() {
+                        return Err(RegistryError::SizeMismatch {
+                            digest: want,
+                            expected: desc.size(),
+                            actual: m.len() as u64,
+                        });
+                    }
+                    if manifest::kind(ct.as_deref(), &m, &want)? != Kind::Manifest {
+                        return Err(ManifestError::MediaType {
+                            digest: want,
+                            media_type: "an index inside an index".into(),
+                        }
+                        .into());
+                    }
+                    (Some(digest), want, ct, m)
                 }
-                if m.len() as u64 != desc.size() {
-                    return Err(RegistryError::SizeMismatch { digest: want, expected: desc.size(), actual: m.len() as u64 });
-                }
-                if manifest::kind(ct.as_deref(), &m, &want)? != Kind::Manifest {
-                    return Err(ManifestError::MediaType { digest: want, media_type: "an index inside an index".into() }.into());
-                }
-                (Some(digest), want, ct, m)
-            }
-        };
+            };
         let parsed = manifest::parse_manifest(&bytes, &manifest_digest)?;
         let media_type = media_type
             .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
@@ -344,7 +364,9 @@ impl Client {
                 return Err(RegistryError::ManifestTooLarge { url: url.clone() });
             }
             let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|source| RegistryError::Http { url: url.clone(), source })? {
+            while let Some(chunk) =
+                resp.chunk().await.map_err(|source| RegistryError::Http { url: url.clone(), source })?
+            {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_MANIFEST {
                     return Err(RegistryError::ManifestTooLarge { url: url.clone() });
@@ -385,7 +407,11 @@ impl Client {
             return Err((RegistryError::SizeMismatch { digest: digest.clone(), expected: size, actual: n }, sink));
         }
         if &got != digest {
-            let e = RegistryError::DigestMismatch { what: format!("blob {digest} of {r}"), expected: digest.clone(), actual: got };
+            let e = RegistryError::DigestMismatch {
+                what: format!("blob {digest} of {r}"),
+                expected: digest.clone(),
+                actual: got,
+            };
             return Err((e, sink));
         }
         Ok(sink)
@@ -423,8 +449,12 @@ impl Client {
             let (_, _, sink) = w.finish();
             match sink.restart() {
                 Ok(true) => {}
-                Ok(false) => return (Err(RegistryError::NotRewindable { digest: digest.clone() }), DigestWriter::new(sink)),
-                Err(source) => return (Err(RegistryError::Sink { digest: digest.clone(), source }), DigestWriter::new(sink)),
+                Ok(false) => {
+                    return (Err(RegistryError::NotRewindable { digest: digest.clone() }), DigestWriter::new(sink));
+                }
+                Err(source) => {
+                    return (Err(RegistryError::Sink { digest: digest.clone(), source }), DigestWriter::new(sink));
+                }
             }
             w = DigestWriter::new(sink);
             if resp.status() == StatusCode::PARTIAL_CONTENT {
@@ -493,7 +523,10 @@ impl Client {
             }
             answered = true;
             let Some(challenge) = challenge else {
-                return Err(RegistryError::Unauthorized { url: url.into(), detail: "401 without www-authenticate".into() });
+                return Err(RegistryError::Unauthorized {
+                    url: url.into(),
+                    detail: "401 without www-authenticate".into(),
+                });
             };
             self.answer(t, url, &challenge).await?;
         }
@@ -531,7 +564,11 @@ impl Client {
             let body = resp.bytes().await.map_err(|e| token_err(e.to_string()))?;
             let tr: TokenResponse =
                 serde_json::from_slice(&body).map_err(|e| token_err(format!("invalid token response: {e}")))?;
-            let token = tr.token.or(tr.access_token).filter(|t| !t.is_empty()).ok_or_else(|| token_err("no token in response".into()))?;
+            let token = tr
+                .token
+                .or(tr.access_token)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| token_err("no token in response".into()))?;
             self.tokens.store_bearer(&t.ep.host, &t.scope, token, tr.expires_in);
             return Ok(());
         }

@@ -131,9 +131,7 @@ pub fn parse(registry: &str, text: &str, path: &Path, insecure: &[String]) -> Re
 
     let mut out = Vec::new();
     for (url, value) in file.host {
-        let entry: HostEntry = value
-            .try_into()
-            .map_err(|source| HostsError::Toml { path: path.into(), source })?;
+        let entry: HostEntry = value.try_into().map_err(|source| HostsError::Toml { path: path.into(), source })?;
         let mut ep = endpoint_from_url(&url, entry.override_path.unwrap_or(false), path)?;
         ep.mirror = true;
         apply_capabilities(&mut ep, entry.capabilities.as_deref(), &url, path)?;
@@ -168,11 +166,8 @@ fn endpoint_from_url(url: &str, override_path: bool, path: &Path) -> Result<Endp
     }
     // As containerd: the API path gets /v2 appended unless it is there or override_path says
     // the path is the API root as given.
-    let api_path = if override_path || api_path.ends_with("/v2") {
-        api_path.to_string()
-    } else {
-        format!("{api_path}/v2")
-    };
+    let api_path =
+        if override_path || api_path.ends_with("/v2") { api_path.to_string() } else { format!("{api_path}/v2") };
     Ok(Endpoint {
         scheme: scheme.into(),
         host: host.into(),
@@ -257,7 +252,10 @@ server = "https://registry-1.docker.io"
         assert!(e[0].pull && e[0].resolve && e[0].mirror);
         assert!(e[1].pull && !e[1].resolve && e[1].skip_verify);
         assert_eq!(e[1].ca, [PathBuf::from("/etc/kubelet-rs/certs.d/docker.io/mirror-ca.pem")]);
-        assert_eq!(e[2].ca, [PathBuf::from("/abs/ca1.pem"), PathBuf::from("/etc/kubelet-rs/certs.d/docker.io/ca2.pem")]);
+        assert_eq!(
+            e[2].ca,
+            [PathBuf::from("/abs/ca1.pem"), PathBuf::from("/etc/kubelet-rs/certs.d/docker.io/ca2.pem")]
+        );
         assert!(!e[3].mirror && e[3].pull && e[3].resolve);
     }
 

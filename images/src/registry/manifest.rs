@@ -21,7 +21,9 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 pub enum ManifestError {
     #[error("manifest {digest}: not valid json for {kind}: {source}")]
     Json { digest: Digest, kind: &'static str, source: serde_json::Error },
-    #[error("manifest {digest}: unsupported media type {media_type:?} (docker schema 1 and unknown types cannot be pulled)")]
+    #[error(
+        "manifest {digest}: unsupported media type {media_type:?} (docker schema 1 and unknown types cannot be pulled)"
+    )]
     MediaType { digest: Digest, media_type: String },
     #[error("image index {digest}: no manifest for platform {platform} (available: {available})")]
     NoPlatform { digest: Digest, platform: Platform, available: String },
@@ -56,8 +58,11 @@ pub fn kind(content_type: Option<&str>, body: &[u8], digest: &Digest) -> Result<
     if let Some(k) = ct.as_deref().and_then(from_type) {
         return Ok(k);
     }
-    let probe: Probe = serde_json::from_slice(body)
-        .map_err(|source| ManifestError::Json { digest: digest.clone(), kind: "a manifest", source })?;
+    let probe: Probe = serde_json::from_slice(body).map_err(|source| ManifestError::Json {
+        digest: digest.clone(),
+        kind: "a manifest",
+        source,
+    })?;
     if let Some(k) = probe.media_type.as_deref().and_then(from_type) {
         return Ok(k);
     }
@@ -73,8 +78,11 @@ pub fn kind(content_type: Option<&str>, body: &[u8], digest: &Digest) -> Result<
 }
 
 pub fn parse_manifest(body: &[u8], digest: &Digest) -> Result<ImageManifest, ManifestError> {
-    serde_json::from_slice(body)
-        .map_err(|source| ManifestError::Json { digest: digest.clone(), kind: "an image manifest", source })
+    serde_json::from_slice(body).map_err(|source| ManifestError::Json {
+        digest: digest.clone(),
+        kind: "an image manifest",
+        source,
+    })
 }
 
 /// The platform an image is for, as an index describes it.
@@ -171,8 +179,11 @@ struct PlatformJson {
 /// without a variant accepts any (the architecture's default variant first). Attestation
 /// manifests (buildkit's `unknown/unknown` entries) are never picked.
 pub fn select_platform(index: &[u8], index_digest: &Digest, want: &Platform) -> Result<Descriptor, ManifestError> {
-    let parsed: IndexJson = serde_json::from_slice(index)
-        .map_err(|source| ManifestError::Json { digest: index_digest.clone(), kind: "an image index", source })?;
+    let parsed: IndexJson = serde_json::from_slice(index).map_err(|source| ManifestError::Json {
+        digest: index_digest.clone(),
+        kind: "an image index",
+        source,
+    })?;
     let descriptors: Vec<Descriptor> = serde_json::from_slice::<serde_json::Value>(index)
         .ok()
         .and_then(|v| v.get("manifests").cloned())
@@ -295,7 +306,15 @@ mod tests {
     fn kinds_come_from_content_type_or_body() {
         let d = Digest::of(b"");
         assert_eq!(kind(Some(OCI_INDEX), b"{}", &d).unwrap(), Kind::Index);
-        assert_eq!(kind(Some("application/json"), br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#, &d).unwrap(), Kind::Manifest);
+        assert_eq!(
+            kind(
+                Some("application/json"),
+                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#,
+                &d
+            )
+            .unwrap(),
+            Kind::Manifest
+        );
         assert_eq!(kind(None, br#"{"schemaVersion":2,"manifests":[]}"#, &d).unwrap(), Kind::Index);
         assert_eq!(kind(None, br#"{"schemaVersion":2,"layers":[]}"#, &d).unwrap(), Kind::Manifest);
         let e = kind(Some("application/vnd.docker.distribution.manifest.v1+prettyjws"), br#"{"schemaVersion":1}"#, &d);
