@@ -536,3 +536,14 @@ async fn mirrors_serve_docker_hub_names_offline_in_order() {
     let blobs = fetch_all_blobs(&client, &r, &res).await;
     assert_eq!(blobs[1], img.layer_bytes);
 }
+
+/// The kubelet spawns pulls on tokio's multi-threaded runtime, so the futures must be Send.
+#[allow(dead_code)]
+fn client_futures_are_send(c: &Client, r: &Reference, p: &Platform, d: &oci_spec::image::Descriptor) {
+    fn send<T: Send>(_: &T) {}
+    send(&c.resolve(r, p));
+    let mut sink = Vec::new();
+    send(&c.fetch_blob(r, d, &mut sink));
+    fn share<T: Send + Sync>() {}
+    share::<Client>();
+}

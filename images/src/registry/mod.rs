@@ -11,3 +11,4 @@ pub use auth::{Anonymous, Credential, Credentials, DockerConfig, StaticCredentia
 pub use client::{BlobSink, Client, ClientConfig, RegistryError, Resolved};
 pub use hosts::Endpoint;
 pub use manifest::Platform;
+pub use oci_spec::image::Descriptor;
