@@ -526,7 +526,15 @@ async fn transient_errors_are_retried() {
 async fn mirrors_serve_docker_hub_names_offline_in_order() {
     let img = Arc::new(image());
     let i2 = img.clone();
-    let mirror = serve(Arc::new(move |r| registry_answer(&i2, "library/nginx", r))).await;
+    let mirror_saw_auth = Arc::new(AtomicUsize::new(0));
+    let saw = mirror_saw_auth.clone();
+    let mirror = serve(Arc::new(move |r| {
+        if r.header("authorization").is_some() {
+            saw.fetch_add(1, Ordering::SeqCst);
+        }
+        registry_answer(&i2, "library/nginx", r)
+    }))
+    .await;
     // A mirror that is down (nothing listens), tried first.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -541,13 +549,22 @@ async fn mirrors_serve_docker_hub_names_offline_in_order() {
         ),
     )
     .unwrap();
-    let client = Client::new(ClientConfig { hosts_dir: Some(dir.path().into()), retries: 0, ..config() });
+    // Docker Hub credentials are configured; the mirrors must not be sent them.
+    let mut creds = StaticCredentials::default();
+    creds.0.insert("docker.io".into(), Credential { username: "hub".into(), password: "hub-secret".into() });
+    let client = Client::new(ClientConfig {
+        hosts_dir: Some(dir.path().into()),
+        retries: 0,
+        credentials: Arc::new(creds),
+        ..config()
+    });
     let r = Reference::parse("nginx:v1").unwrap();
     let res = client.resolve(&r, &Platform::default()).await.unwrap();
     assert_eq!(res.manifest_digest, img.amd64_manifest);
     assert_eq!(res.reference.to_string(), format!("docker.io/library/nginx:v1@{}", img.index_digest));
     let blobs = fetch_all_blobs(&client, &r, &res).await;
     assert_eq!(blobs[1], img.layer_bytes);
+    assert_eq!(mirror_saw_auth.load(Ordering::SeqCst), 0);
 }
 
 /// The kubelet spawns pulls on tokio's multi-threaded runtime, so the futures must be Send.
@@ -647,4 +664,35 @@ async fn https_endpoints_trust_a_configured_ca_or_skip_verify() {
 
     let c = client(format!("server = \"https://{registry}\"\nskip_verify = true\n"));
     assert_eq!(c.resolve(&r, &Platform::default()).await.unwrap().manifest_digest, img.amd64_manifest);
+}
+
+#[tokio::test]
+async fn a_mirror_asking_for_auth_is_not_sent_the_upstream_credentials() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let mirror = serve(Arc::new(move |r| {
+        g.lock().unwrap().push(r.header("authorization").map(str::to_string));
+        resp(401, "").with("WWW-Authenticate", r#"Basic realm="mirror""#)
+    }))
+    .await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docker.io")).unwrap();
+    std::fs::write(
+        dir.path().join("docker.io/hosts.toml"),
+        format!("server = \"http://127.0.0.1:{dead}\"\n[host.\"http://127.0.0.1:{mirror}\"]\n"),
+    )
+    .unwrap();
+    let mut creds = StaticCredentials::default();
+    creds.0.insert("docker.io".into(), Credential { username: "hub".into(), password: "hub-secret".into() });
+    let client = Client::new(ClientConfig {
+        hosts_dir: Some(dir.path().into()),
+        retries: 0,
+        credentials: Arc::new(creds),
+        ..config()
+    });
+    assert!(client.resolve(&Reference::parse("nginx").unwrap(), &Platform::default()).await.is_err());
+    let got = got.lock().unwrap();
+    assert!(!got.is_empty());
+    assert!(got.iter().all(Option::is_none), "the mirror was sent credentials: {got:?}");
 }

@@ -532,8 +532,11 @@ impl Client {
         }
     }
 
+    /// Credentials for the host contacted. A mirror gets only its own, never those of the
+    /// registry it mirrors (Docker Hub credentials must not go to a local cache).
     fn credential(&self, t: &Target<'_>) -> Option<Credential> {
-        self.config.credentials.lookup(&t.ep.host).or_else(|| self.config.credentials.lookup(t.registry))
+        let own = self.config.credentials.lookup(&t.ep.host);
+        if t.ep.mirror { own } else { own.or_else(|| self.config.credentials.lookup(t.registry)) }
     }
 
     async fn answer(&self, t: &Target<'_>, url: &str, header: &str) -> Result<(), RegistryError> {
