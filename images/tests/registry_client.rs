@@ -514,6 +514,19 @@ async fn transient_errors_are_retried() {
     let res = client.resolve(&reference(port, "app:v1"), &Platform::default()).await.unwrap();
     assert_eq!(res.manifest_digest, img.amd64_manifest);
 
+    // A 429 with Retry-After is waited for at least that long.
+    let (i3, f3) = (img.clone(), Arc::new(AtomicUsize::new(0)));
+    let limited = serve(Arc::new(move |r| {
+        if f3.fetch_add(1, Ordering::SeqCst) == 0 {
+            return resp(429, "slow down").with("Retry-After", "1");
+        }
+        registry_answer(&i3, "app", r)
+    }))
+    .await;
+    let started = std::time::Instant::now();
+    client.resolve(&reference(limited, "app:v1"), &Platform::default()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited only {:?}", started.elapsed());
+
     let always = serve(Arc::new(|_| resp(500, "down"))).await;
     let e = Client::new(ClientConfig { retries: 1, ..config() })
         .resolve(&reference(always, "app:v1"), &Platform::default())

@@ -67,7 +67,13 @@ pub enum RegistryError {
     #[error("{url}: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: registry answered {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+        /// The registry's `Retry-After` in seconds, if it sent one.
+        retry_after: Option<u64>,
+    },
     #[error("{url}: unauthorized: {detail}")]
     Unauthorized { url: String, detail: String },
     #[error("{url}: token request to {realm} failed: {detail}")]
@@ -394,7 +400,7 @@ impl Client {
             match res {
                 Ok(()) => break,
                 Err(e) if e.is_transient() && attempt < self.config.retries => {
-                    let delay = self.backoff(attempt);
+                    let delay = self.backoff(attempt, &e);
                     attempt += 1;
                     warn!(%url, error = %e, offset = w.written(), "blob download interrupted; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
@@ -483,8 +489,14 @@ impl Client {
         (Ok(()), w)
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        (self.config.retry_delay * 2u32.saturating_pow(attempt)).min(Duration::from_secs(10))
+    /// The wait before retry `attempt` after `e`: exponential, but at least what a 429 or
+    /// 503 asked for in `Retry-After` (capped, so a registry cannot park a pull for hours).
+    fn backoff(&self, attempt: u32, e: &RegistryError) -> Duration {
+        let exp = (self.config.retry_delay * 2u32.saturating_pow(attempt)).min(Duration::from_secs(10));
+        match e {
+            RegistryError::Status { retry_after: Some(s), .. } => exp.max(Duration::from_secs((*s).min(60))),
+            _ => exp,
+        }
     }
 
     async fn with_retries<T, F, Fut>(&self, url: &str, mut f: F) -> Result<T, RegistryError>
@@ -496,7 +508,7 @@ impl Client {
         loop {
             match f().await {
                 Err(e) if e.is_transient() && attempt < self.config.retries => {
-                    let delay = self.backoff(attempt);
+                    let delay = self.backoff(attempt, &e);
                     attempt += 1;
                     warn!(%url, error = %e, "transient failure; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
@@ -627,6 +639,8 @@ async fn check_status(url: &str, resp: &mut reqwest::Response, ok: &[StatusCode]
         return Ok(());
     }
     let status = resp.status().as_u16();
+    let retry_after =
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let mut body = Vec::new();
     while let Ok(Some(c)) = resp.chunk().await {
         body.extend_from_slice(&c);
@@ -634,7 +648,7 @@ async fn check_status(url: &str, resp: &mut reqwest::Response, ok: &[StatusCode]
             break;
         }
     }
-    Err(RegistryError::Status { url: url.into(), status, body: brief(&String::from_utf8_lossy(&body)) })
+    Err(RegistryError::Status { url: url.into(), status, body: brief(&String::from_utf8_lossy(&body)), retry_after })
 }
 
 fn brief(s: &str) -> String {
