@@ -587,6 +587,7 @@ fn client_futures_are_send(c: &Client, r: &Reference, p: &Platform, d: &oci_spec
     send(&c.resolve(r, p));
     let mut sink = Vec::new();
     send(&c.fetch_blob(r, d, &mut sink));
+    send(&c.fetch_blob_async(r, d, &mut sink));
     fn share<T: Send + Sync>() {}
     share::<Client>();
 }
@@ -708,4 +709,43 @@ async fn a_mirror_asking_for_auth_is_not_sent_the_upstream_credentials() {
     let got = got.lock().unwrap();
     assert!(!got.is_empty());
     assert!(got.iter().all(Option::is_none), "the mirror was sent credentials: {got:?}");
+}
+
+#[tokio::test]
+async fn async_sinks_resume_and_restart_too() {
+    use tokio::io::AsyncSeekExt;
+    let img = Arc::new(image());
+    let (port, _) = flaky_blob_server(img.clone(), true).await;
+    let client = Client::new(config());
+    let r = reference(port, "app:v1");
+    let res = client.resolve(&r, &Platform::default()).await.unwrap();
+    let mut sink: Vec<u8> = Vec::new();
+    client.fetch_blob_async(&r, &res.layers[0], &mut sink).await.unwrap();
+    assert_eq!(sink, img.layer_bytes);
+
+    let (port, ranges) = flaky_blob_server(img.clone(), false).await;
+    let r = reference(port, "app:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = tokio::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("blob"))
+        .await
+        .unwrap();
+    client.fetch_blob_async(&r, &res.layers[0], &mut file).await.unwrap();
+    file.rewind().await.unwrap();
+    let mut got = Vec::new();
+    file.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, img.layer_bytes);
+    assert_eq!(ranges.lock().unwrap().len(), 2);
+
+    let bad = serve(Arc::new(|_| resp(200, "not the blob"))).await;
+    let mut sink: Vec<u8> = Vec::new();
+    let mut d = res.layers[0].clone();
+    d.set_size(12);
+    let e = client.fetch_blob_async(&reference(bad, "app:v1"), &d, &mut sink).await.unwrap_err();
+    assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
+    assert!(sink.is_empty());
 }

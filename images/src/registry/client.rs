@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::io::{self, Seek, Write};
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use oci_spec::image::{Descriptor, ImageManifest};
 use reqwest::header::{
@@ -142,6 +144,65 @@ impl BlobSink for std::fs::File {
     }
 }
 
+/// An async sink for `fetch_blob_async`; `restart` as for `BlobSink`.
+pub trait AsyncBlobSink: AsyncWrite + Unpin + Send {
+    fn restart(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+}
+
+impl AsyncBlobSink for Vec<u8> {
+    async fn restart(&mut self) -> io::Result<bool> {
+        self.clear();
+        Ok(true)
+    }
+}
+
+impl AsyncBlobSink for tokio::fs::File {
+    async fn restart(&mut self) -> io::Result<bool> {
+        self.set_len(0).await?;
+        self.rewind().await?;
+        Ok(true)
+    }
+}
+
+/// The two kinds of sink as the download code sees them.
+trait Out: Send {
+    fn put(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    fn restart(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+    /// Called once the blob is complete and verified.
+    fn done(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+struct SyncOut<'s>(&'s mut dyn BlobSink);
+
+impl Out for SyncOut<'_> {
+    async fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+    async fn restart(&mut self) -> io::Result<bool> {
+        self.0.restart()
+    }
+    async fn done(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+struct AsyncOut<'s, W>(&'s mut W);
+
+impl<W: AsyncBlobSink> Out for AsyncOut<'_, W> {
+    async fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes).await
+    }
+
+    async fn done(&mut self) -> io::Result<()> {
+        self.0.flush().await
+    }
+    async fn restart(&mut self) -> io::Result<bool> {
+        // Buffered bytes must land before the sink is emptied, not after.
+        self.0.flush().await?;
+        AsyncBlobSink::restart(self.0).await
+    }
+}
+
 /// An image resolved for one platform: the manifest, verified, and what it points to.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -200,28 +261,47 @@ impl Client {
 
     /// Streams the blob `desc` of `reference`'s repository into `sink`, resuming with a
     /// Range request after a dropped connection where the registry allows it. On success
-    /// the sink holds exactly the blob; its size and digest have been checked.
+    /// the sink holds exactly the blob; its size and digest have been checked. On failure
+    /// the sink has been restarted (emptied) where it can be.
     pub async fn fetch_blob(
         &self,
         reference: &Reference,
         desc: &Descriptor,
         sink: &mut dyn BlobSink,
     ) -> Result<(), RegistryError> {
+        self.fetch_blob_into(reference, desc, &mut SyncOut(sink)).await
+    }
+
+    /// As `fetch_blob`, into an async writer (a `tokio::fs::File`, a pipe to a decompressor).
+    pub async fn fetch_blob_async<W: AsyncBlobSink>(
+        &self,
+        reference: &Reference,
+        desc: &Descriptor,
+        sink: &mut W,
+    ) -> Result<(), RegistryError> {
+        self.fetch_blob_into(reference, desc, &mut AsyncOut(sink)).await
+    }
+
+    async fn fetch_blob_into<O: Out>(
+        &self,
+        reference: &Reference,
+        desc: &Descriptor,
+        out: &mut O,
+    ) -> Result<(), RegistryError> {
         let digest = descriptor_digest(reference, desc)?;
         let eps = self.endpoints(reference, "pull")?;
-        let mut sink = sink;
         let mut last = None;
         for ep in &eps {
             let target = self.target(ep, reference)?;
-            match self.fetch_blob_at(&target, reference, &digest, desc.size(), sink).await {
-                Ok(s) => {
-                    let _ = s;
-                    return Ok(());
+            match self.fetch_blob_at(&target, reference, &digest, desc.size(), out).await {
+                Ok(()) => {
+                    return out.done().await.map_err(|source| RegistryError::Sink { digest: digest.clone(), source });
                 }
-                Err((e, s)) => {
+                Err(e) => {
                     warn!(endpoint = %ep.base(), error = %e, "fetching blob {digest} failed");
-                    sink = s;
-                    if !sink.restart().map_err(|source| RegistryError::Sink { digest: digest.clone(), source })? {
+                    let rewound =
+                        out.restart().await.map_err(|source| RegistryError::Sink { digest: digest.clone(), source })?;
+                    if !rewound {
                         return Err(e);
                     }
                     last = Some(e);
@@ -383,67 +463,62 @@ impl Client {
         .await
     }
 
-    async fn fetch_blob_at<'s>(
+    async fn fetch_blob_at<O: Out>(
         &self,
         t: &Target<'_>,
         r: &Reference,
         digest: &Digest,
         size: u64,
-        sink: &'s mut dyn BlobSink,
-    ) -> Result<&'s mut dyn BlobSink, (RegistryError, &'s mut dyn BlobSink)> {
+        out: &mut O,
+    ) -> Result<(), RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", t.ep.base(), r.repository());
-        let mut w = DigestWriter::new(sink);
+        // Hashes what has gone to `out`; replaced when the download starts over.
+        let mut hash = DigestWriter::new(io::sink());
         let mut attempt = 0;
         loop {
-            let (res, back) = self.blob_attempt(t, &url, digest, size, w).await;
-            w = back;
-            match res {
+            match self.blob_attempt(t, &url, digest, size, &mut hash, out).await {
                 Ok(()) => break,
                 Err(e) if e.is_transient() && attempt < self.config.retries => {
                     let delay = self.backoff(attempt, &e);
                     attempt += 1;
-                    warn!(%url, error = %e, offset = w.written(), "blob download interrupted; retrying in {delay:?}");
+                    warn!(%url, error = %e, offset = hash.written(), "blob download interrupted; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                 }
-                Err(e) => return Err((e, w.finish().2)),
+                Err(e) => return Err(e),
             }
         }
-        let (got, n, sink) = w.finish();
+        let (got, n, _) = hash.finish();
         if n != size {
-            return Err((RegistryError::SizeMismatch { digest: digest.clone(), expected: size, actual: n }, sink));
+            return Err(RegistryError::SizeMismatch { digest: digest.clone(), expected: size, actual: n });
         }
         if &got != digest {
-            let e = RegistryError::DigestMismatch {
+            return Err(RegistryError::DigestMismatch {
                 what: format!("blob {digest} of {r}"),
                 expected: digest.clone(),
                 actual: got,
-            };
-            return Err((e, sink));
+            });
         }
-        Ok(sink)
+        Ok(())
     }
 
-    /// One GET of a blob, from where the writer stands (Range) or from the start.
-    async fn blob_attempt<'s>(
+    /// One GET of a blob, from where `hash` stands (Range) or from the start.
+    async fn blob_attempt<O: Out>(
         &self,
         t: &Target<'_>,
         url: &str,
         digest: &Digest,
         size: u64,
-        mut w: DigestWriter<&'s mut dyn BlobSink>,
-    ) -> (Result<(), RegistryError>, DigestWriter<&'s mut dyn BlobSink>) {
-        let offset = w.written();
+        hash: &mut DigestWriter<io::Sink>,
+        out: &mut O,
+    ) -> Result<(), RegistryError> {
+        let sink_err = |source| RegistryError::Sink { digest: digest.clone(), source };
+        let offset = hash.written();
         let mut headers = HeaderMap::new();
         if offset > 0 {
             headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={offset}-")).unwrap());
         }
-        let mut resp = match self.send(t, url, headers).await {
-            Ok(r) => r,
-            Err(e) => return (Err(e), w),
-        };
-        if let Err(e) = check_status(url, &mut resp, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await {
-            return (Err(e), w);
-        }
+        let mut resp = self.send(t, url, headers).await?;
+        check_status(url, &mut resp, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await?;
         let resumed = resp.status() == StatusCode::PARTIAL_CONTENT
             && resp
                 .headers()
@@ -452,41 +527,27 @@ impl Client {
                 .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
         if offset > 0 && !resumed {
             debug!(%url, offset, "registry did not resume; starting over");
-            let (_, _, sink) = w.finish();
-            match sink.restart() {
-                Ok(true) => {}
-                Ok(false) => {
-                    return (Err(RegistryError::NotRewindable { digest: digest.clone() }), DigestWriter::new(sink));
-                }
-                Err(source) => {
-                    return (Err(RegistryError::Sink { digest: digest.clone(), source }), DigestWriter::new(sink));
-                }
+            if !out.restart().await.map_err(sink_err)? {
+                return Err(RegistryError::NotRewindable { digest: digest.clone() });
             }
-            w = DigestWriter::new(sink);
+            *hash = DigestWriter::new(io::sink());
             if resp.status() == StatusCode::PARTIAL_CONTENT {
                 // A range we did not ask for: try again from the start.
-                return (Err(RegistryError::ShortBody { url: url.into(), got: 0, expected: size }), w);
+                return Err(RegistryError::ShortBody { url: url.into(), got: 0, expected: size });
             }
         }
-        loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(source) => return (Err(RegistryError::Http { url: url.into(), source }), w),
-            };
-            if w.written() + chunk.len() as u64 > size {
-                let actual = w.written() + chunk.len() as u64;
-                return (Err(RegistryError::SizeMismatch { digest: digest.clone(), expected: size, actual }), w);
+        while let Some(chunk) = resp.chunk().await.map_err(|source| RegistryError::Http { url: url.into(), source })? {
+            let actual = hash.written() + chunk.len() as u64;
+            if actual > size {
+                return Err(RegistryError::SizeMismatch { digest: digest.clone(), expected: size, actual });
             }
-            if let Err(source) = w.write_all(&chunk) {
-                return (Err(RegistryError::Sink { digest: digest.clone(), source }), w);
-            }
+            out.put(&chunk).await.map_err(sink_err)?;
+            hash.write_all(&chunk).map_err(sink_err)?;
         }
-        if w.written() < size {
-            let got = w.written();
-            return (Err(RegistryError::ShortBody { url: url.into(), got, expected: size }), w);
+        if hash.written() < size {
+            return Err(RegistryError::ShortBody { url: url.into(), got: hash.written(), expected: size });
         }
-        (Ok(()), w)
+        Ok(())
     }
 
     /// The wait before retry `attempt` after `e`: exponential, but at least what a 429 or

@@ -8,7 +8,7 @@ pub mod hosts;
 pub mod manifest;
 
 pub use auth::{Anonymous, Credential, Credentials, DockerConfig, StaticCredentials};
-pub use client::{BlobSink, Client, ClientConfig, RegistryError, Resolved};
+pub use client::{AsyncBlobSink, BlobSink, Client, ClientConfig, RegistryError, Resolved};
 pub use hosts::Endpoint;
 pub use manifest::Platform;
 pub use oci_spec::image::Descriptor;
