@@ -134,6 +134,15 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 fn image() -> Image {
+    image_typed(
+        OCI_INDEX,
+        OCI_MANIFEST,
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    )
+}
+
+fn image_typed(index_type: &str, manifest_type: &str, config_type: &str, layer_type: &str) -> Image {
     let mut blobs = HashMap::new();
     let mut manifests = HashMap::new();
     let mut add_blob = |b: Vec<u8>| {
@@ -150,29 +159,29 @@ fn image() -> Image {
         );
         let m = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": cfg_len},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer.to_string(), "size": layer_len}],
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "digest": cfg.to_string(), "size": cfg_len},
+            "layers": [{"mediaType": layer_type, "digest": layer.to_string(), "size": layer_len}],
         }))
         .unwrap();
         let d = Digest::of(&m);
-        manifests.insert(d.to_string(), (OCI_MANIFEST.to_string(), m.clone()));
+        manifests.insert(d.to_string(), (manifest_type.to_string(), m.clone()));
         (d, m.len())
     };
     let (amd, amd_len) = platform_manifest("amd64");
     let (arm, arm_len) = platform_manifest("arm64");
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
+        "mediaType": index_type,
         "manifests": [
-            {"mediaType": OCI_MANIFEST, "digest": arm.to_string(), "size": arm_len, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"mediaType": OCI_MANIFEST, "digest": amd.to_string(), "size": amd_len, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": manifest_type, "digest": arm.to_string(), "size": arm_len, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": manifest_type, "digest": amd.to_string(), "size": amd_len, "platform": {"os": "linux", "architecture": "amd64"}},
         ],
     }))
     .unwrap();
     let index_digest = Digest::of(&index);
-    manifests.insert(index_digest.to_string(), (OCI_INDEX.to_string(), index.clone()));
-    manifests.insert("v1".to_string(), (OCI_INDEX.to_string(), index));
+    manifests.insert(index_digest.to_string(), (index_type.to_string(), index.clone()));
+    manifests.insert("v1".to_string(), (index_type.to_string(), index));
     Image { blobs, manifests, index_digest, amd64_manifest: amd, arm64_manifest: arm, layer, layer_bytes }
 }
 
@@ -748,4 +757,23 @@ async fn async_sinks_resume_and_restart_too() {
     let e = client.fetch_blob_async(&reference(bad, "app:v1"), &d, &mut sink).await.unwrap_err();
     assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
     assert!(sink.is_empty());
+}
+
+#[tokio::test]
+async fn docker_schema2_lists_and_manifests_resolve() {
+    let img = Arc::new(image_typed(
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.container.image.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    ));
+    let i2 = img.clone();
+    let port = serve(Arc::new(move |r| registry_answer(&i2, "app", r))).await;
+    let client = Client::new(config());
+    let r = reference(port, "app:v1");
+    let res = client.resolve(&r, &Platform::parse("linux/arm64/v8").unwrap()).await.unwrap();
+    assert_eq!(res.manifest_digest, img.arm64_manifest);
+    assert_eq!(res.manifest_media_type, "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(res.layers[0].media_type().to_string(), "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    assert_eq!(fetch_all_blobs(&client, &r, &res).await[1], img.layer_bytes);
 }
