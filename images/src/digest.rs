@@ -81,6 +81,11 @@ impl<W: Write> DigestWriter<W> {
         DigestWriter { inner, hasher: Sha256::new(), written: 0 }
     }
 
+    /// How many bytes have passed through so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The digest and size of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
         (Digest { hex: hex(&self.hasher.finalize()) }, self.written, self.inner)

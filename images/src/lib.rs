@@ -5,3 +5,5 @@ pub mod digest;
 pub mod store;
 pub mod unpack;
 pub mod process_config;
+pub mod reference;
+pub mod registry;
