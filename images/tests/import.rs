@@ -265,3 +265,60 @@ fn a_directory_that_is_no_image_is_refused() {
     let err = import(&s, d.path(), &amd64(), None).unwrap_err();
     assert!(matches!(err, ImportError::Unrecognised(_)), "{err}");
 }
+
+#[test]
+fn links_in_an_import_tar_are_never_followed() {
+    let (d, s) = store();
+    let outside = d.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, "escape", &outside).unwrap();
+    tar_file(&mut b, "escape/pwned.txt", b"pwned");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_mode(0o644);
+    h.set_size(0);
+    b.append_link(&mut h, "manifest.json", "escape/pwned.txt").unwrap();
+    let path = d.path().join("links.tar");
+    fs::write(&path, b.into_inner().unwrap()).unwrap();
+
+    let err = import(&s, &path, &amd64(), Some("x")).unwrap_err();
+    assert!(matches!(err, ImportError::Unrecognised(_)), "{err}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "a file was written through a symlink");
+}
+
+#[test]
+fn a_docker_25_save_with_blobs_is_imported_by_its_manifest_json() {
+    let (d, s) = store();
+    let mut layer = tar::Builder::new(Vec::new());
+    tar_file(&mut layer, "hello", b"hi\n");
+    let layer = layer.into_inner().unwrap();
+    let diff_id = Digest::of(&layer);
+    let config = serde_json::json!({"os": "linux", "architecture": "amd64",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]}})
+    .to_string();
+    let config_digest = Digest::of(config.as_bytes());
+    let manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", config_digest.hex()),
+        "RepoTags": null,
+        "Layers": [format!("blobs/sha256/{}", diff_id.hex())],
+    }])
+    .to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    tar_file(&mut b, "manifest.json", manifest.as_bytes());
+    tar_file(&mut b, &format!("blobs/sha256/{}", config_digest.hex()), config.as_bytes());
+    tar_file(&mut b, &format!("blobs/sha256/{}", diff_id.hex()), &layer);
+    let path = d.path().join("save25.tar");
+    fs::write(&path, b.into_inner().unwrap()).unwrap();
+
+    // No RepoTags (saved by id): a name is needed.
+    let err = import(&s, &path, &amd64(), None).unwrap_err();
+    assert!(matches!(err, ImportError::NeedsName { .. }), "{err}");
+    let records = import(&s, &path, &amd64(), Some("localhost:5000/hello:1")).unwrap();
+    assert_eq!(records[0].name, "localhost:5000/hello:1");
+    assert_eq!((records[0].config.clone(), records[0].layers.clone()), (config_digest, vec![diff_id]));
+}
