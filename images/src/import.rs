@@ -47,6 +47,8 @@ pub enum ImportError {
     Mismatch { path: String, digest: Digest, expected_size: u64, actual: Digest, actual_size: u64 },
     #[error("import {path}: the image is tagged only {tag:?}, not with a full reference: give a name for it")]
     NeedsName { path: String, tag: String },
+    #[error("import {path}: the image has no name: give a name for it")]
+    Unnamed { path: String },
     #[error("import {path}: holds {count} images, so a single name cannot name them")]
     NameAmbiguous { path: String, count: usize },
     #[error("import {path}: {source}")]
@@ -240,7 +242,7 @@ fn oci_name(desc: &Desc, shown: &str) -> Result<String, ImportError> {
     match desc.annotations.get(REF_NAME) {
         Some(n) if n.contains(['/', ':', '@']) => Ok(n.clone()),
         Some(tag) => Err(ImportError::NeedsName { path: shown.to_string(), tag: tag.clone() }),
-        None => Err(ImportError::NeedsName { path: shown.to_string(), tag: String::new() }),
+        None => Err(ImportError::Unnamed { path: shown.to_string() }),
     }
 }
 
@@ -396,7 +398,7 @@ fn docker_images(store: &Store, src: &Source, name: Option<&str>) -> Result<Vec<
             None => entry.repo_tags.clone().unwrap_or_default(),
         };
         if names.is_empty() {
-            return Err(ImportError::NeedsName { path: shown.clone(), tag: String::new() });
+            return Err(ImportError::Unnamed { path: shown.clone() });
         }
         let refs = names
             .iter()
@@ -485,4 +487,38 @@ fn extract_tar(archive: &Path, dest: &Path) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(annotations: &[(&str, &str)]) -> Desc {
+        Desc {
+            media_type: None,
+            digest: String::new(),
+            size: 0,
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn index_names_are_full_references_or_need_a_name() {
+        assert_eq!(oci_name(&desc(&[(REF_NAME, "busybox:1.36")]), "i").unwrap(), "busybox:1.36");
+        assert_eq!(oci_name(&desc(&[(REF_NAME, "ghcr.io/o/a")]), "i").unwrap(), "ghcr.io/o/a");
+        let both = desc(&[(REF_NAME, "latest"), (CONTAINERD_NAME, "docker.io/library/alpine:3")]);
+        assert_eq!(oci_name(&both, "i").unwrap(), "docker.io/library/alpine:3");
+        let err = oci_name(&desc(&[(REF_NAME, "latest")]), "x/index.json").unwrap_err();
+        assert_eq!(err.to_string(), "import x/index.json: the image is tagged only \"latest\", not with a full reference: give a name for it");
+        assert!(matches!(oci_name(&desc(&[]), "i"), Err(ImportError::Unnamed { .. })));
+    }
+
+    #[test]
+    fn manifest_file_names_must_stay_inside() {
+        let src = Source { dir: PathBuf::from("/src"), label: "a.tar:".into() };
+        assert_eq!(inside(&src, "abc/layer.tar").unwrap(), PathBuf::from("/src/abc/layer.tar"));
+        for bad in ["", "../x", "/etc/passwd", "a/../../x"] {
+            assert!(matches!(inside(&src, bad), Err(ImportError::Invalid { .. })), "{bad:?}");
+        }
+    }
 }

@@ -317,7 +317,8 @@ fn a_docker_25_save_with_blobs_is_imported_by_its_manifest_json() {
 
     // No RepoTags (saved by id): a name is needed.
     let err = import(&s, &path, &amd64(), None).unwrap_err();
-    assert!(matches!(err, ImportError::NeedsName { .. }), "{err}");
+    assert!(matches!(err, ImportError::Unnamed { .. }), "{err}");
+    assert!(err.to_string().contains("give a name"), "{err}");
     let records = import(&s, &path, &amd64(), Some("localhost:5000/hello:1")).unwrap();
     assert_eq!(records[0].name, "localhost:5000/hello:1");
     assert_eq!((records[0].config.clone(), records[0].layers.clone()), (config_digest, vec![diff_id]));
