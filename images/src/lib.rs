@@ -5,5 +5,6 @@ pub mod digest;
 pub mod store;
 pub mod unpack;
 pub mod process_config;
+pub mod pull;
 pub mod reference;
 pub mod registry;
