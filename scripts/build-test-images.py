@@ -99,7 +99,8 @@ class Layer:
     def tar(self):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-            for path in sorted(self.entries):
+            # Hardlinks last: an unpacker may only link to an entry it has already seen.
+            for path in sorted(self.entries, key=lambda p: (self.entries[p][0].type == tarfile.LNKTYPE, p)):
                 ti, data = self.entries[path]
                 t.addfile(ti, io.BytesIO(data) if data is not None else None)
         return buf.getvalue()
