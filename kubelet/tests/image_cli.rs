@@ -198,6 +198,9 @@ fn layered_image_unpacks_whiteouts() {
 }
 
 fn xattr_opaque(path: &Path) -> Option<Vec<u8>> {
-    let out = Command::new("getfattr").args(["--only-values", "-n", "trusted.overlay.opaque"]).arg(path).output().ok()?;
-    out.status.success().then_some(out.stdout)
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = [0u8; 16];
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
