@@ -19,13 +19,16 @@ use crate::reference::Reference;
 use crate::registry::{AsyncBlobSink, Client, Platform, RegistryError};
 use crate::store::{ImageRecord, Store, StoreError};
 
+/// One layer's download and unpack, run alongside the others.
+type Job<'a, T> = Pin<Box<dyn Future<Output = Result<T, PullError>> + Send + 'a>>;
+
 /// How many layers download at once.
 const CONCURRENT_LAYERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error("pull {reference}: {source}")]
-    Registry { reference: String, source: RegistryError },
+    Registry { reference: String, source: Box<RegistryError> },
     #[error("pull {reference}: {source}")]
     Store { reference: String, source: StoreError },
     #[error("pull {reference}: blob {digest}: temp file {path}: {source}")]
@@ -67,7 +70,7 @@ pub async fn pull(
     progress: &dyn Progress,
 ) -> Result<ImageRecord, PullError> {
     let shown = reference.to_string();
-    let reg = |source| PullError::Registry { reference: shown.clone(), source };
+    let reg = |source| PullError::Registry { reference: shown.clone(), source: Box::new(source) };
     let st = |source| PullError::Store { reference: shown.clone(), source };
 
     let resolved = client.resolve(reference, platform).await.map_err(reg)?;
@@ -100,7 +103,7 @@ pub async fn pull(
     }
 
     let limit = Semaphore::new(CONCURRENT_LAYERS);
-    let mut jobs: Vec<Pin<Box<dyn Future<Output = Result<Digest, PullError>> + Send + '_>>> = Vec::new();
+    let mut jobs: Vec<Job<'_, Digest>> = Vec::new();
     for (desc, expected) in resolved.layers.iter().zip(&diff_ids) {
         let (limit, shown) = (&limit, &shown);
         jobs.push(Box::pin(async move {
@@ -169,7 +172,7 @@ async fn fetch_layer(
         client
             .fetch_blob_async(reference, desc, &mut sink)
             .await
-            .map_err(|source| PullError::Registry { reference: shown.into(), source })?;
+            .map_err(|source| PullError::Registry { reference: shown.into(), source: Box::new(source) })?;
         drop(sink);
         let (store2, layer2, tmp2, size) = (store.clone(), layer.clone(), tmp.clone(), desc.size());
         blocking(shown, move || {
@@ -223,7 +226,7 @@ async fn blocking<T: Send + 'static>(shown: &str, f: impl FnOnce() -> T + Send +
 /// Runs `jobs` together; the first error wins and cancels the rest. Results keep the jobs'
 /// order.
 async fn try_join_all<'a, T>(
-    mut jobs: Vec<Pin<Box<dyn Future<Output = Result<T, PullError>> + Send + 'a>>>,
+    mut jobs: Vec<Job<'a, T>>,
 ) -> Result<Vec<T>, PullError> {
     let mut results: Vec<Option<T>> = jobs.iter().map(|_| None).collect();
     let mut done = vec![false; jobs.len()];
