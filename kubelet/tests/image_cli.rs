@@ -11,7 +11,7 @@ use test_support::registry::{Auth, Registry};
 use test_support::test_images::{layout_blob, layout_digest, test_image};
 
 fn krs(root: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+    Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
         .arg("image")
         .arg("--root")
         .arg(root)
@@ -20,8 +20,7 @@ fn krs(root: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("DOCKER_CONFIG", root.join("no-docker-config"))
         .output()
-        .expect("run kubelet-rs");
-    out
+        .expect("run kubelet-rs")
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
@@ -151,6 +150,55 @@ fn a_corrupt_layer_fails_naming_its_digest_and_leaves_no_record() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(ok(dir.path(), &["list", "-q"]), "");
     assert!(!dir.path().join("images/blobs/sha256").join(&layer["sha256:".len()..]).exists());
+}
+
+#[test]
+fn a_layer_whose_diff_id_differs_from_the_config_is_refused() {
+    let reg = Registry::start(Auth::None);
+    let src = test_image("busybox");
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of busybox whose config lists a wrong diffID.
+    let layout = dir.path().join("bad");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::copy(src.join("oci-layout"), layout.join("oci-layout")).unwrap();
+    for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    let put = |data: &[u8]| {
+        let d = images::digest::Digest::of(data);
+        fs::write(layout.join("blobs/sha256").join(d.hex()), data).unwrap();
+        (d.to_string(), data.len())
+    };
+    let mut manifest: Value = serde_json::from_slice(&layout_blob(&src, &layout_digest(&src))).unwrap();
+    let mut config: Value =
+        serde_json::from_slice(&layout_blob(&src, manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let right = config["rootfs"]["diff_ids"][0].as_str().unwrap().to_string();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    config["rootfs"]["diff_ids"][0] = wrong.clone().into();
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
+    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{}", reg.reference("bad:latest")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+
+    let root = dir.path().join("root");
+    let err = fails(&root, &["pull", &reg.reference("bad:latest")]);
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    for part in [layer, &right, &wrong] {
+        assert!(err.contains(part), "{part} not in {err}");
+    }
+    assert_eq!(ok(&root, &["list", "-q"]), "");
 }
 
 #[test]
