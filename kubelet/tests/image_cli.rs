@@ -150,6 +150,33 @@ fn a_corrupt_layer_fails_naming_its_digest_and_leaves_no_record() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(ok(dir.path(), &["list", "-q"]), "");
     assert!(!dir.path().join("images/blobs/sha256").join(&layer["sha256:".len()..]).exists());
+    assert_eq!(fs::read_dir(dir.path().join("images/tmp")).unwrap().count(), 0, "temp files left behind");
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_both_succeed() {
+    let reg = Registry::start(Auth::None);
+    reg.push("busybox", "busybox:latest");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reg.reference("busybox:latest");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .args(["image", "--root"])
+            .arg(dir.path())
+            .args(["pull", &reference])
+            .env("DOCKER_CONFIG", dir.path().join("no-docker-config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(ok(dir.path(), &["list", "-q"]).trim(), reference);
+    assert_eq!(inspect(dir.path(), &reference)["record"]["layers"].as_array().unwrap().len(), 1);
 }
 
 #[test]
