@@ -6,5 +6,6 @@ pub mod import;
 pub mod store;
 pub mod unpack;
 pub mod process_config;
+pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -1,0 +1,26 @@
+//! `kubelet-rs`: the node binary. For now its `image` commands manage the local image store.
+mod cli;
+mod image;
+mod progress;
+
+use clap::Parser;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(if std::env::var_os("KUBELET_RS_DEBUG").is_some() {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::ERROR
+        })
+        .init();
+    let args = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let result = match args.command {
+        cli::Command::Image(img) => runtime.block_on(image::run(img)),
+    };
+    if let Err(e) = result {
+        eprintln!("kubelet-rs: {e}");
+        std::process::exit(1);
+    }
+}
