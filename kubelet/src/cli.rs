@@ -43,6 +43,17 @@ pub enum ImageCommand {
         #[arg(long)]
         creds: Option<String>,
     },
+    /// Import images from an OCI image layout (directory or tar) or a `docker save` tar,
+    /// for machines without a registry.
+    Import {
+        path: std::path::PathBuf,
+        /// The name to give the image when the source names none (or to replace its name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The platform to pick from a multi-platform image: os/arch[/variant].
+        #[arg(long)]
+        platform: Option<String>,
+    },
     /// List the stored images.
     List {
         /// Print the names only.

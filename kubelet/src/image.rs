@@ -1,4 +1,4 @@
-//! `kubelet-rs image ...`: pull, list, inspect, remove and prune in the store at
+//! `kubelet-rs image ...`: pull, import, list, inspect, remove and prune in the store at
 //! `<root>/images`.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub enum ImageError {
     Pull(#[from] PullError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Import(#[from] images::import::ImportError),
     #[error("platform {0:?}: expected os/arch[/variant], e.g. linux/arm64")]
     Platform(String),
     #[error("--creds: expected user:password")]
@@ -37,12 +39,15 @@ pub enum ImageError {
 pub async fn run(args: ImageArgs) -> Result<(), ImageError> {
     let store = Store::open(args.root.join("images"))?;
     match args.command {
+        ImageCommand::Import { ref path, ref name, ref platform } => {
+            let platform = parse_platform(platform.as_deref())?;
+            for record in images::import::import(&store, path, &platform, name.as_deref())? {
+                println!("{} {}", record.name, record.manifest);
+            }
+        }
         ImageCommand::Pull { ref reference, ref platform, ref creds } => {
             let reference = Reference::parse(reference)?;
-            let platform = match platform {
-                Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
-                None => Platform::host(),
-            };
+            let platform = parse_platform(platform.as_deref())?;
             let credentials = credentials(&reference, creds.as_deref())?;
             let hosts_dir = args.hosts_dir.is_dir().then(|| args.hosts_dir.clone());
             let client = Client::new(ClientConfig { hosts_dir, insecure: args.insecure.clone(), credentials, ..Default::default() });
@@ -82,6 +87,14 @@ pub async fn run(args: ImageArgs) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+/// `--platform`, else the host's.
+fn parse_platform(platform: Option<&str>) -> Result<Platform, ImageError> {
+    match platform {
+        Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.to_string())),
+        None => Ok(Platform::host()),
+    }
 }
 
 /// `--creds user:password` for the reference's registry, else the Docker config.json.

@@ -283,3 +283,18 @@ fn xattr_opaque(path: &Path) -> Option<Vec<u8>> {
     let n = unsafe { libc::lgetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
+
+#[test]
+fn import_an_oci_layout_needs_no_registry() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = test_image("busybox");
+    // The test layouts name their image by a bare tag, so a name must be given.
+    let err = fails(root.path(), &["import", layout.to_str().unwrap()]);
+    assert!(err.contains("the image is tagged only \"latest\", not with a full reference: give a name for it"), "{err}");
+    let out = ok(root.path(), &["import", layout.to_str().unwrap(), "--name", "offline/busybox:1"]);
+    assert!(out.starts_with("docker.io/offline/busybox:1 sha256:"), "{out}");
+    assert_eq!(ok(root.path(), &["list", "-q"]), "docker.io/offline/busybox:1\n");
+    let image = inspect(root.path(), "offline/busybox:1");
+    assert_eq!(image["config"]["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert!(snapshot(root.path(), &image["record"]["layers"][0]).join("bin/busybox").is_file());
+}
