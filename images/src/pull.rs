@@ -147,7 +147,8 @@ pub fn record_name(reference: &Reference) -> String {
     }
 }
 
-/// Downloads one layer into the store unless it is there: into a temp file in the store's
+/// Downloads one layer into the store unless it is there (holding the layer's store lock):
+/// into a temp file in the store's
 /// `tmp/` (the client verifies size and digest), then ingested, which checks again and
 /// renames it into place.
 async fn fetch_layer(
@@ -159,6 +160,16 @@ async fn fetch_layer(
     layer: &Digest,
     progress: &dyn Progress,
 ) -> Result<(), PullError> {
+    if store.has_blob(layer) {
+        progress.finish(layer, false);
+        return Ok(());
+    }
+    // Held across the download: another pull of this layer (in this process or another)
+    // waits, then finds it stored, so the layer is downloaded once.
+    let (store1, layer1) = (store.clone(), layer.clone());
+    let lock = blocking(shown, move || store1.lock_blob(&layer1))
+        .await?
+        .map_err(|source| PullError::Store { reference: shown.into(), source })?;
     if store.has_blob(layer) {
         progress.finish(layer, false);
         return Ok(());
@@ -177,7 +188,7 @@ async fn fetch_layer(
         let (store2, layer2, tmp2, size) = (store.clone(), layer.clone(), tmp.clone(), desc.size());
         blocking(shown, move || {
             let file = std::fs::File::open(&tmp2).map_err(|e| StoreError::Io { path: tmp2.clone(), source: e })?;
-            store2.ingest(&layer2, size, io::BufReader::with_capacity(1 << 20, file)).map(drop)
+            store2.ingest_locked(&lock, &layer2, size, io::BufReader::with_capacity(1 << 20, file)).map(drop)
         })
         .await?
         .map_err(|source| PullError::Store { reference: shown.into(), source })

@@ -10,6 +10,12 @@ use nix::fcntl::{Flock, FlockArg};
 use super::{Store, StoreError, io_err, sync_dir};
 use crate::digest::{Digest, DigestWriter};
 
+/// The held lock of one digest's ingest (see [`Store::lock_blob`]); released on drop.
+pub struct BlobLock {
+    digest: Digest,
+    _lock: Flock<File>,
+}
+
 impl Store {
     /// The path a blob has (or would have) in the store.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -48,10 +54,25 @@ impl Store {
         if path.is_file() {
             return Ok(path);
         }
-        let lock_path = self.locks_dir().join(expected.hex());
+        let lock = self.lock_blob(expected)?;
+        self.ingest_locked(&lock, expected, expected_size, reader)
+    }
+
+    /// Take the lock that serialises ingests of `digest` (blocking until it is free). A pull
+    /// holds it across the download, so a concurrent pull of the same layer waits and then
+    /// finds it stored instead of downloading it again.
+    pub fn lock_blob(&self, digest: &Digest) -> Result<BlobLock, StoreError> {
+        let lock_path = self.locks_dir().join(digest.hex());
         let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| StoreError::Io { path: lock_path.clone(), source: errno.into() })?;
+        Ok(BlobLock { digest: digest.clone(), _lock: lock })
+    }
+
+    /// [`ingest`](Store::ingest) for a caller that holds the digest's lock.
+    pub fn ingest_locked(&self, lock: &BlobLock, expected: &Digest, expected_size: u64, reader: impl Read) -> Result<PathBuf, StoreError> {
+        assert_eq!(&lock.digest, expected, "the lock held is for another digest");
+        let path = self.blob_path(expected);
         if path.is_file() {
             return Ok(path);
         }
@@ -182,6 +203,30 @@ mod tests {
             self.data = &self.data[n..];
             Ok(n)
         }
+    }
+
+    #[test]
+    fn an_ingest_waits_for_the_lock_holder_and_then_reads_nothing() {
+        struct MustNotRead;
+        impl Read for MustNotRead {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                panic!("the blob was stored by the lock holder; this ingest must not read")
+            }
+        }
+        let (_dir, store) = store();
+        let data = b"downloaded once".to_vec();
+        let digest = Digest::of(&data);
+        let lock = store.lock_blob(&digest).unwrap();
+        let waiter = {
+            let (store, digest) = (store.clone(), digest.clone());
+            std::thread::spawn(move || store.ingest(&digest, 15, MustNotRead).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "ingest must wait while another holds the digest's lock");
+        store.ingest_locked(&lock, &digest, data.len() as u64, &data[..]).unwrap();
+        drop(lock);
+        assert_eq!(waiter.join().unwrap(), store.blob_path(&digest));
+        assert_eq!(store.read_blob(&digest).unwrap(), data);
     }
 
     #[test]
