@@ -9,3 +9,4 @@ pub mod process_config;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
