@@ -6,7 +6,7 @@ use std::fs;
 use std::time::Duration;
 
 use serde_json::json;
-use test_support::{ns_of, require_root, text, wait_or_kill, Bundle, CgroupParent, Runtime, HANG};
+use test_support::{ns_of, require_root, shift_ownership, text, wait_or_kill, Bundle, CgroupParent, Runtime, HANG};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runtime-rs");
 
@@ -102,17 +102,6 @@ fn exec_joins_user_and_time_namespaces() {
     assert_eq!(lines[3], ns_of(init, "time"));
     assert!(out.contains("boottime") && out.contains("1000000"), "{out}");
     rt.ok(&["delete", "--force", "usertime"]);
-}
-
-fn shift_ownership(root: &std::path::Path, by: u32) {
-    use std::os::unix::fs::MetadataExt;
-    let md = fs::symlink_metadata(root).unwrap();
-    std::os::unix::fs::lchown(root, Some(md.uid() + by), Some(md.gid() + by)).unwrap();
-    if md.is_dir() {
-        for e in fs::read_dir(root).unwrap() {
-            shift_ownership(&e.unwrap().path(), by);
-        }
-    }
 }
 
 #[test]

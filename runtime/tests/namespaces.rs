@@ -3,10 +3,9 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use serde_json::json;
-use test_support::{ns_of, require_root, Bundle, CgroupParent, Runtime};
+use test_support::{ns_of, require_root, shift_ownership, Bundle, CgroupParent, Runtime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runtime-rs");
 
@@ -189,18 +188,6 @@ fn joining_a_namespace_path_that_does_not_exist_fails_clearly() {
     let err = rt.fails(&["create", "--bundle", b.path().to_str().unwrap(), "badns"]);
     assert!(err.contains("/proc/999999999/ns/net"), "{err}");
     rt.assert_gone("badns", &cg);
-}
-
-/// Shift the owner of every file under `root` by `by` (uid and gid), as an image prepared for
-/// a user namespace mapping container id 0 to host id `by` is.
-fn shift_ownership(root: &Path, by: u32) {
-    let md = fs::symlink_metadata(root).unwrap();
-    std::os::unix::fs::lchown(root, Some(md.uid() + by), Some(md.gid() + by)).unwrap();
-    if md.is_dir() {
-        for e in fs::read_dir(root).unwrap() {
-            shift_ownership(&e.unwrap().path(), by);
-        }
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Root-only: run through scripts/test as root. Needs no cgroup controller.
 
 use serde_json::{json, Value};
-use test_support::{require_root, text, Bundle, CgroupParent, Runtime};
+use test_support::{require_root, shift_ownership, text, Bundle, CgroupParent, Runtime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runtime-rs");
 
@@ -246,18 +246,6 @@ fn without_no_new_privs_the_runtimes_last_calls_pass_the_filter_and_a_refusal_cl
     b.config["process"]["noNewPrivileges"] = json!(true);
     b.write();
     rt.run_ok(&b, "setuid");
-}
-
-/// Give the image to the user namespace's root (host uid `by`).
-fn shift_ownership(root: &std::path::Path, by: u32) {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::symlink_metadata(root).unwrap();
-    std::os::unix::fs::lchown(root, Some(md.uid() + by), Some(md.gid() + by)).unwrap();
-    if md.is_dir() {
-        for e in std::fs::read_dir(root).unwrap() {
-            shift_ownership(&e.unwrap().path(), by);
-        }
-    }
 }
 
 #[test]

@@ -433,3 +433,16 @@ pub fn read_until(fd: std::os::fd::BorrowedFd<'_>, needle: &str, limit: Duration
     }
     text(&got)
 }
+
+/// Shift the owner of every file under `root` by `by` (uid and gid), as an image prepared for
+/// a user namespace mapping container id 0 to host id `by` is.
+pub fn shift_ownership(root: &Path, by: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(root).unwrap();
+    std::os::unix::fs::lchown(root, Some(md.uid() + by), Some(md.gid() + by)).unwrap();
+    if md.is_dir() {
+        for e in std::fs::read_dir(root).unwrap() {
+            shift_ownership(&e.unwrap().path(), by);
+        }
+    }
+}
