@@ -1,0 +1,15 @@
+//! The CNI protocol itself (spec 1.1): versions, the request a runtime makes through the
+//! environment and stdin, network configuration, results and errors. Plugins and the runtime
+//! side both speak it through these types; nothing here touches the kernel.
+
+mod error;
+mod netconf;
+mod request;
+mod result;
+mod version;
+
+pub use error::{Error, ErrorCode};
+pub use netconf::{NetConf, NetConfList, PortMapping, ValidAttachment};
+pub use request::{Command, Request};
+pub use result::{CniResult, Dns, Interface, IpConfig, Route};
+pub use version::{SUPPORTED_VERSIONS, Version, version_reply};
