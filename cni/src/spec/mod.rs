@@ -8,7 +8,7 @@ mod request;
 mod result;
 mod version;
 
-pub use error::{Error, ErrorCode};
+pub use error::{CODE_KERNEL, CODE_RANGE_FULL, Error, ErrorCode};
 pub use netconf::{NetConf, NetConfList, PortMapping, ValidAttachment};
 pub use request::{Command, Request};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};

@@ -12,6 +12,7 @@
 
 pub mod cutting_proxy;
 pub mod http;
+pub mod netns;
 pub mod registry;
 pub mod test_images;
 pub mod token_issuer;
