@@ -10,6 +10,6 @@ mod version;
 
 pub use error::{CODE_KERNEL, CODE_RANGE_FULL, Error, ErrorCode};
 pub use netconf::{NetConf, NetConfList, PortMapping, ValidAttachment};
-pub use request::{Command, Request};
+pub use request::{Command, Request, validate_link_name};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::{SUPPORTED_VERSIONS, Version, version_reply};

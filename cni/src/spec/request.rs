@@ -128,12 +128,21 @@ fn validate_container_id(id: &str) -> Result<(), Error> {
     }
 }
 
-/// Interface names as the kernel takes them: at most 15 bytes, not `.` or `..`, no `/`, `:`
-/// or whitespace.
+/// Checks an interface name from `CNI_IFNAME`.
 pub(crate) fn validate_ifname(name: &str) -> Result<(), Error> {
-    let bad = name.len() > 15 || name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    validate_link_name(name).map_err(|e| Error::new(ErrorCode::InvalidEnvironment, format!("invalid CNI_IFNAME: {}", e.msg)))
+}
+
+/// Link names as the kernel takes them: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
+/// whitespace.
+pub fn validate_link_name(name: &str) -> Result<(), Error> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
     if bad {
-        Err(Error::new(ErrorCode::InvalidEnvironment, format!("invalid CNI_IFNAME {name:?}: at most 15 characters, without '/', ':' or spaces")))
+        Err(Error::invalid_config(format!("{name:?} is not a valid link name: 1 to 15 characters, without '/', ':' or spaces")))
     } else {
         Ok(())
     }
