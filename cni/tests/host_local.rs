@@ -115,6 +115,14 @@ fn requested_ip_from_cni_args_and_capability() {
     assert_eq!(add("b", &c).unwrap().ips[0].address.to_string(), "10.0.0.60/24");
     c["runtimeConfig"] = serde_json::json!({"ips": ["10.0.0.50/24"]});
     assert_eq!(add("c", &c).unwrap_err().code, ErrorCode::Plugin(cni::spec::CODE_RANGE_FULL));
+    // Two addresses for one range set: refused before anything is reserved.
+    c["runtimeConfig"] = serde_json::json!({"ips": ["10.0.0.71"]});
+    let err = run(Command::Add, "d", &c, &[("IP".into(), "10.0.0.70".into())]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidNetworkConfig, "{err}");
+    assert_eq!(files(tmp.path()).len(), 4);
+    // The same address asked for twice is one request.
+    let out = run(Command::Add, "d", &c, &[("IP".into(), "10.0.0.71".into())]).unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("10.0.0.71/24"));
 }
 
 #[test]

@@ -109,7 +109,6 @@ impl IpamConfig {
         if !errors.is_empty() {
             return Err(IpamError::InvalidConfig(errors));
         }
-        requested.dedup();
         Ok(IpamConfig {
             network: conf.name.clone(),
             ranges,

@@ -15,6 +15,8 @@ pub enum IpamError {
     InvalidArgs { key: String, value: String },
     #[error("requested IP {ip} is not available in any range set")]
     RequestedOutsideRanges { ip: IpAddr },
+    #[error("requested IP {ip} is in range set {set}, which already has requested IP {first}")]
+    RequestedTwice { ip: IpAddr, first: IpAddr, set: usize },
     #[error("requested IP {ip} is the gateway of range set {set}")]
     RequestedGateway { ip: IpAddr, set: usize },
     #[error("requested IP {ip} is already allocated to {owner:?}")]
@@ -37,7 +39,10 @@ impl IpamError {
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            IpamError::InvalidConfig(_) | IpamError::RequestedOutsideRanges { .. } | IpamError::RequestedGateway { .. } => {
+            IpamError::InvalidConfig(_)
+            | IpamError::RequestedOutsideRanges { .. }
+            | IpamError::RequestedTwice { .. }
+            | IpamError::RequestedGateway { .. } => {
                 ErrorCode::InvalidNetworkConfig
             }
             IpamError::InvalidArgs { .. } => ErrorCode::InvalidEnvironment,

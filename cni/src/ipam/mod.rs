@@ -89,8 +89,12 @@ fn add(req: &Request, cfg: &IpamConfig) -> Result<CniResult, IpamError> {
     let mut requested: Vec<Option<std::net::IpAddr>> = vec![None; cfg.ranges.len()];
     for &ip in &cfg.requested {
         match cfg.ranges.iter().position(|set| range_for(set, ip).is_some()) {
-            Some(i) if requested[i].is_none() => requested[i] = Some(ip),
-            _ => return Err(IpamError::RequestedOutsideRanges { ip }),
+            None => return Err(IpamError::RequestedOutsideRanges { ip }),
+            Some(set) => match requested[set] {
+                None => requested[set] = Some(ip),
+                Some(first) if first == ip => {}
+                Some(first) => return Err(IpamError::RequestedTwice { ip, first, set }),
+            },
         }
     }
     let store = Store::open(&cfg.data_dir, &cfg.network)?;

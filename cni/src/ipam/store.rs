@@ -112,7 +112,11 @@ impl Store {
             return Err(IpamError::io("cannot write allocation", &path)(e));
         }
         let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
-        std::fs::write(&last, ip.to_string()).map_err(IpamError::io("cannot write", &last))?;
+        if let Err(e) = std::fs::write(&last, ip.to_string()) {
+            // Undo the claim: the caller only rolls back what it was told it got.
+            let _ = std::fs::remove_file(&path);
+            return Err(IpamError::io("cannot write", &last)(e));
+        }
         Ok(true)
     }
 
