@@ -145,6 +145,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_names_match_go_net_ip_string() {
+        // RFC 5952 as Go writes it: lowercase, longest zero run compressed, a lone zero not.
+        for (ip, go) in [("FD00:0:0:0:0:0:0:A", "fd00::a"), ("1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"), ("1:0:0:2:0:0:0:3", "1:0:0:2::3"), ("::ffff:10.0.0.1", "10.0.0.1")] {
+            assert_eq!(canonical(ip.parse().unwrap()).to_string(), go);
+        }
+    }
+
+    #[test]
     fn writes_the_reference_format() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path(), "net1").unwrap();
