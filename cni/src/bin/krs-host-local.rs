@@ -1,1 +1,5 @@
-fn main() {}
+//! The host-local IPAM plugin binary.
+
+fn main() {
+    cni::skel::main(&cni::ipam::HostLocal)
+}
