@@ -205,6 +205,10 @@ fn del_uses_the_cached_result_removes_it_and_is_idempotent() {
     gone.netns = PathBuf::new();
     f.rt.del(&l, &gone).unwrap();
     assert!(!f.env("fake-bridge", "DEL").contains_key("CNI_NETNS"), "an unknown netns is not passed");
+    f.take_order();
+    let err = f.rt.add(&l, &gone).unwrap_err();
+    assert!(matches!(err, Error::InvalidAttachment { .. }), "ADD needs a netns: {err:?}");
+    assert!(f.take_order().is_empty());
 }
 
 #[test]

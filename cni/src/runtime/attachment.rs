@@ -61,12 +61,21 @@ impl Attachment {
         Ok(())
     }
 
+    /// ADD and CHECK act inside the namespace, so unlike DEL they cannot do without it.
+    pub(super) fn require_netns(&self, network: &str) -> Result<(), Error> {
+        if self.netns().is_some() {
+            return Ok(());
+        }
+        let msg = format!("container {:?} has no network namespace path", self.container_id);
+        Err(Error::InvalidAttachment { network: network.to_string(), source: spec::Error::new(spec::ErrorCode::InvalidEnvironment, msg) })
+    }
+
     /// `CNI_NETNS`, absent when the namespace is not known.
     pub(super) fn netns(&self) -> Option<&std::path::Path> {
         (!self.netns.as_os_str().is_empty()).then_some(self.netns.as_path())
     }
 
-    pub(super) fn is(&self, v: &spec::ValidAttachment) -> bool {
+    pub(super) fn matches(&self, v: &spec::ValidAttachment) -> bool {
         self.container_id == v.container_id && self.ifname == v.ifname
     }
 }

@@ -14,6 +14,7 @@ impl CniRuntime {
     /// a failed ADD, so nothing half-configured is left) before the ADD error is returned.
     pub fn add(&self, list: &NetConfList, attachment: &Attachment) -> Result<CniResult> {
         attachment.validate(&list.name)?;
+        attachment.require_netns(&list.name)?;
         let mut prev: Option<CniResult> = None;
         for index in 0..list.plugins.len() {
             match self.run(list, index, Command::Add, attachment, prev.as_ref()) {
@@ -89,6 +90,7 @@ impl CniRuntime {
             return Ok(());
         }
         attachment.validate(&list.name)?;
+        attachment.require_netns(&list.name)?;
         let prev = self.read_cached(&list.name, attachment)?.and_then(|c| c.result).ok_or_else(|| Error::NoCachedResult {
             network: list.name.clone(),
             container_id: attachment.container_id.clone(),
@@ -121,7 +123,7 @@ impl CniRuntime {
     pub fn gc(&self, list: &NetConfList, valid: &[ValidAttachment]) -> Result<()> {
         let mut errors = Vec::new();
         for cached in self.cached_attachments(&list.name)? {
-            if valid.iter().any(|v| cached.attachment.is(v)) {
+            if valid.iter().any(|v| cached.attachment.matches(v)) {
                 continue;
             }
             let config = cached.config.as_ref().filter(|c| c.name == list.name).unwrap_or(list);
