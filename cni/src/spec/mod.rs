@@ -11,5 +11,6 @@ mod version;
 pub use error::{CODE_KERNEL, CODE_RANGE_FULL, Error, ErrorCode};
 pub use netconf::{NetConf, NetConfList, PortMapping, ValidAttachment};
 pub use request::{Command, Request, validate_link_name};
+pub(crate) use request::{validate_container_id, validate_ifname};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::{SUPPORTED_VERSIONS, Version, version_reply};

@@ -117,7 +117,7 @@ fn parse_args(s: &str) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// Container IDs: non-empty, `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` (they name files on disk).
-fn validate_container_id(id: &str) -> Result<(), Error> {
+pub(crate) fn validate_container_id(id: &str) -> Result<(), Error> {
     let mut chars = id.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
