@@ -79,10 +79,11 @@ impl Rtnl {
         }
     }
 
-    /// Sends an `RTM_SETLINK` for `index`; `what` says what for the error.
-    fn set_link(&self, msg: LinkMessage, index: u32, what: &str) -> Result<()> {
+    /// Sends an `RTM_SETLINK` for `index`; `what` says what for the error (built only then:
+    /// it may look links up).
+    fn set_link(&self, msg: LinkMessage, index: u32, what: impl FnOnce() -> String) -> Result<()> {
         self.block_on(self.handle.link().set(msg).execute())
-            .map_err(|e| kernel(format!("{what} on {}", self.describe(index)), io_error(e)))
+            .map_err(|e| kernel(format!("{} on {}", what(), self.describe(index)), io_error(e)))
     }
 
     fn fetch_created(&self, name: &str) -> Result<Link> {
@@ -192,20 +193,21 @@ impl Netlink for Rtnl {
     }
 
     fn set_up(&self, index: u32) -> Result<()> {
-        self.set_link(LinkUnspec::new_with_index(index).up().build(), index, "set up")
+        self.set_link(LinkUnspec::new_with_index(index).up().build(), index, || "set up".into())
     }
 
     fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
-        self.set_link(LinkUnspec::new_with_index(index).mtu(mtu).build(), index, &format!("set mtu {mtu}"))
+        self.set_link(LinkUnspec::new_with_index(index).mtu(mtu).build(), index, || format!("set mtu {mtu}"))
     }
 
     fn set_promisc(&self, index: u32, on: bool) -> Result<()> {
-        self.set_link(LinkUnspec::new_with_index(index).promiscuous(on).build(), index, &format!("set promisc {on}"))
+        self.set_link(LinkUnspec::new_with_index(index).promiscuous(on).build(), index, || format!("set promisc {on}"))
     }
 
     fn set_master(&self, index: u32, master: u32) -> Result<()> {
-        let what = format!("set master {}", self.describe(master));
-        self.set_link(LinkUnspec::new_with_index(index).controller(master).build(), index, &what)
+        self.set_link(LinkUnspec::new_with_index(index).controller(master).build(), index, || {
+            format!("set master {}", self.describe(master))
+        })
     }
 
     fn set_hairpin(&self, index: u32, on: bool) -> Result<()> {
@@ -216,7 +218,7 @@ impl Netlink for Rtnl {
         msg.header.interface_family = AddressFamily::Bridge;
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![mode]));
-        self.set_link(msg, index, &format!("set hairpin {on}"))
+        self.set_link(msg, index, || format!("set hairpin {on}"))
     }
 
     fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
