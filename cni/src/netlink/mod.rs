@@ -4,6 +4,9 @@
 //! logic is unit-tested without root.
 
 pub mod fake;
+mod rtnl;
+
+pub use rtnl::Rtnl;
 
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
