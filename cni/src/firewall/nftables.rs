@@ -6,7 +6,7 @@
 //! - `prerouting` (nat, dstnat) and `output` (nat, for the host's own and localhost traffic)
 //!   jump to `hostports` for traffic to a local address: DNAT hostPort -> pod.
 //! - `postrouting` (nat, srcnat) jumps to `hostports-snat` (masquerade hairpin, localhost and
-//!   `masqAll` traffic that was DNATed) and `masquerade` (the bridge's ipMasq).
+//!   `masqAll` traffic that was DNATed) and `pod-masq` (the bridge's ipMasq).
 //!
 //! Reading back uses `nft -j`; deleting is by handle, with adds and deletes of one call in
 //! one `nft -f -` transaction.
@@ -26,7 +26,7 @@ const NAME: &str = "nftables";
 pub const TABLE: &str = "inet krs-cni";
 const HOSTPORTS: &str = "hostports";
 const HOSTPORTS_SNAT: &str = "hostports-snat";
-const MASQUERADE: &str = "masquerade";
+const MASQUERADE: &str = "pod-masq"; // "masquerade" is an nft keyword
 
 pub struct Nftables {
     runner: Runner,
@@ -160,7 +160,7 @@ fn preamble() -> String {
     }
     let base = [
         ("prerouting", "prerouting priority dstnat", vec![format!("fib daddr type local jump {HOSTPORTS}")]),
-        ("output", "output priority dstnat", vec![format!("fib daddr type local jump {HOSTPORTS}")]),
+        ("output", "output priority -100", vec![format!("fib daddr type local jump {HOSTPORTS}")]),
         ("postrouting", "postrouting priority srcnat", vec![format!("jump {HOSTPORTS_SNAT}"), format!("jump {MASQUERADE}")]),
     ];
     for (chain, hook, jumps) in base {
