@@ -3,12 +3,13 @@
 //! by veths to "pod" (10.22.0.2/24, gateway 10.22.0.1) and "outside" (192.168.77.2/24, host
 //! side 192.168.77.1, no route back to the pod subnet, so pod traffic must be masqueraded).
 
-use std::process::Child;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use cni::firewall::{self, Firewall, Owner, PortForward, PortmapOptions, Protocol};
-use test_support::netns::{TestNetns, ip};
+use cni::firewall::{self, Owner, PortForward, PortmapOptions, Protocol};
+use test_support::netns::TestNetns;
 
 /// Answers every TCP connection with the peer's address, so tests see the source after NAT.
 const SERVER: &str = "import socket,sys
@@ -63,12 +64,16 @@ impl Topology {
         veth(&host, "ho0", "192.168.77.1/24", &outside, "eth0", "192.168.77.2/24");
         pod.ip(&["route", "add", "default", "via", "10.22.0.1"]);
         sysctl(&host, "net.ipv4.ip_forward", "1");
-        // What krs-portmap sets on the bridge at ADD; here the pod's veth is the "bridge".
-        sysctl(&host, "net.ipv4.conf.hp0.route_localnet", "1");
         let mut t = Topology { _servers: Vec::new(), host, pod, outside };
         t.serve_in_pod("0.0.0.0", 80);
         t.wait_for(&t.host, "10.22.0.2", 80);
         t
+    }
+
+    /// What krs-portmap sets on the bridge at ADD (here the pod's veth is the "bridge");
+    /// the backends alone do not.
+    fn route_localnet(&self) {
+        sysctl(&self.host, "net.ipv4.conf.hp0.route_localnet", "1");
     }
 
     fn serve_in_pod(&mut self, addr: &str, port: u16) {
@@ -80,6 +85,12 @@ impl Topology {
         let child = self.outside.spawn(&["python3", "-c", SERVER, "0.0.0.0", &port.to_string()]);
         self._servers.push(Server(child));
         self.wait_for(&self.host, "192.168.77.2", port);
+    }
+
+    fn serve_in_host(&mut self, port: u16) {
+        let child = self.host.spawn(&["python3", "-c", SERVER, "0.0.0.0", &port.to_string()]);
+        self._servers.push(Server(child));
+        self.wait_for(&self.host, "127.0.0.1", port);
     }
 
     fn wait_for(&self, from: &TestNetns, addr: &str, port: u16) {
@@ -135,6 +146,7 @@ fn hostport_reachable_everywhere(t: &Topology, port: u16) {
 
 fn port_forward_scenario(backend: &str) {
     let t = Topology::new();
+    t.route_localnet();
     let fw = firewall::backend_in(Some(backend), Some(&t.host.name)).unwrap();
     assert_eq!(fw.name(), backend);
     assert!(connect(&t.outside, "192.168.77.1", 8080).starts_with("ERR"), "nothing forwarded yet");
@@ -155,13 +167,14 @@ fn port_forward_scenario(backend: &str) {
 fn masquerade_scenario(backend: &str) {
     let mut t = Topology::new();
     t.serve_outside(9000);
+    t.serve_in_host(9001);
     let fw = firewall::backend_in(Some(backend), Some(&t.host.name)).unwrap();
     assert!(connect(&t.pod, "192.168.77.2", 9000).starts_with("ERR"), "outside has no route back to the pod");
     fw.add_masquerade(&owner("a"), "10.22.0.2/24".parse().unwrap()).unwrap();
     fw.check_masquerade(&owner("a"), "10.22.0.2/24".parse().unwrap()).unwrap();
     assert_eq!(connect(&t.pod, "192.168.77.2", 9000), "192.168.77.1");
     // Inside its own subnet the pod keeps its address.
-    assert_eq!(connect(&t.pod, "10.22.0.1", 22).split_whitespace().next(), Some("ERR"));
+    assert_eq!(connect(&t.pod, "10.22.0.1", 9001), "10.22.0.2");
     fw.del_masquerade(&owner("a")).unwrap();
     assert!(fw.check_masquerade(&owner("a"), "10.22.0.2/24".parse().unwrap()).is_err());
     assert!(connect(&t.pod, "192.168.77.2", 9000).starts_with("ERR"));
@@ -267,5 +280,68 @@ fn auto_backend_prefers_nftables() {
     let ns = TestNetns::new();
     assert_eq!(firewall::backend_in(None, Some(&ns.name)).unwrap().name(), "nftables");
     assert!(firewall::backend(Some("pf")).is_err());
-    let _ = ip; // the host-namespace helper is deliberately unused here
+}
+
+/// Runs the krs-portmap binary inside `ns` (so its rules and sysctls land there).
+fn portmap(ns: &TestNetns, command: &str, conf: &serde_json::Value) -> (bool, serde_json::Value) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_krs-portmap")])
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", "c1")
+        .env("CNI_NETNS", "/run/netns/pod")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn portmap_plugin_add_check_gc_del() {
+    test_support::require_root();
+    let t = Topology::new();
+    let prev = serde_json::json!({
+        "interfaces": [{"name": "hp0"}, {"name": "eth0", "sandbox": "/run/netns/pod"}],
+        "ips": [{"address": "10.22.0.2/24", "gateway": "10.22.0.1", "interface": 1}]
+    });
+    let mut conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "krs", "type": "krs-portmap", "backend": "nftables",
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+        "prevResult": prev
+    });
+    let (ok, result) = portmap(&t.host, "ADD", &conf);
+    assert!(ok, "{result}");
+    assert_eq!(result["ips"], prev["ips"], "ADD passes prevResult through");
+    let localnet = t.host.exec(&["cat", "/proc/sys/net/ipv4/conf/hp0/route_localnet"]);
+    assert_eq!(String::from_utf8_lossy(&localnet.stdout).trim(), "1", "ADD sets route_localnet on the interface to the pod");
+    hostport_reachable_everywhere(&t, 8080);
+    let (ok, err) = portmap(&t.host, "CHECK", &conf);
+    assert!(ok, "{err}");
+
+    conf["cni.dev/valid-attachments"] = serde_json::json!([{"containerID": "c1", "ifname": "eth0"}]);
+    assert!(portmap(&t.host, "GC", &conf).0);
+    assert_eq!(nft_comments(&t.host).len(), 3, "GC keeps a valid attachment");
+    conf["cni.dev/valid-attachments"] = serde_json::json!([]);
+    assert!(portmap(&t.host, "GC", &conf).0);
+    assert_eq!(nft_comments(&t.host), Vec::<String>::new());
+    let (ok, err) = portmap(&t.host, "CHECK", &conf);
+    assert!(!ok && err["code"] == 100, "{err}");
+
+    assert!(portmap(&t.host, "ADD", &conf).0);
+    let obj = conf.as_object_mut().unwrap();
+    obj.remove("prevResult");
+    obj.remove("cni.dev/valid-attachments");
+    let (ok, err) = portmap(&t.host, "DEL", &conf);
+    assert!(ok, "DEL works without prevResult: {err}");
+    assert_eq!(nft_comments(&t.host), Vec::<String>::new());
+    assert!(portmap(&t.host, "DEL", &conf).0, "DEL is idempotent");
+    assert!(connect(&t.outside, "192.168.77.1", 8080).starts_with("ERR"));
+    let (ok, err) = portmap(&t.host, "ADD", &conf);
+    assert!(!ok && err["code"] == 7 && err["msg"].as_str().unwrap().contains("prevResult"), "{err}");
 }

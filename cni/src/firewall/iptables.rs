@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn renders_rules() {
         let f = PortForward { host_ip: Some("10.0.0.1".parse().unwrap()), host_port: 8080, container_ip: "10.22.0.5".parse().unwrap(), container_port: 80, protocol: Protocol::Tcp };
-        let rules = port_forward_rules(&[f.clone()], &PortmapOptions::default());
+        let rules = port_forward_rules(std::slice::from_ref(&f), &PortmapOptions::default());
         assert_eq!(rules[0].1, "KRS-CNI-HOSTPORTS -d 10.0.0.1 -p tcp --dport 8080 -j DNAT --to-destination 10.22.0.5:80");
         assert_eq!(rules[1].1, "KRS-CNI-HP-SNAT -s 10.22.0.5 -d 10.22.0.5 -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE");
         assert_eq!(rules.len(), 3);
