@@ -49,3 +49,12 @@ impl Runner {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
+
+/// Serialises our read-then-modify sequences between concurrent plugin runs: a rule handle
+/// one run read must not be deleted under it by another. Held until dropped.
+pub fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    const PATH: &str = "/run/krs-cni-firewall.lock";
+    let lock_err = |source: std::io::Error| Error::Lock { path: PATH.to_string(), source };
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(PATH).map_err(lock_err)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| lock_err(errno.into()))
+}

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::exec::Runner;
+use super::exec::{Runner, lock};
 use super::tag::{self, Kind};
 use super::{Error, Firewall, Owner, PortForward, PortmapOptions, Protocol, Result};
 
@@ -102,6 +102,7 @@ impl Iptables {
         Ok(rules)
     }
 
+    /// Deletes our rules whose comment `keep_rule` rejects; the caller holds the lock.
     fn delete_where(&self, keep_rule: impl Fn(&str) -> bool) -> Result<()> {
         for family in [Family::V4, Family::V6] {
             for mut rule in self.list(family)? {
@@ -117,6 +118,7 @@ impl Iptables {
 
     fn delete_owned(&self, kind: Kind, owner: &Owner) -> Result<()> {
         let comment = tag::comment(kind, owner);
+        let _lock = lock()?;
         self.delete_where(|c| c != comment)
     }
 
@@ -159,7 +161,9 @@ impl Firewall for Iptables {
     }
 
     fn add_masquerade(&self, owner: &Owner, addr: IpNet) -> Result<()> {
-        self.delete_owned(Kind::Masquerade, owner)?;
+        let _lock = lock()?;
+        let comment = tag::comment(Kind::Masquerade, owner);
+        self.delete_where(|c| c != comment)?;
         let family = Family::of(addr.addr());
         let rules: Vec<_> = masquerade_rules(addr).into_iter().map(|r| (family, r)).collect();
         self.append(Kind::Masquerade, owner, &rules)
@@ -181,7 +185,9 @@ impl Firewall for Iptables {
     }
 
     fn add_port_forwards(&self, owner: &Owner, forwards: &[PortForward], options: &PortmapOptions) -> Result<()> {
-        self.delete_owned(Kind::PortForward, owner)?;
+        let _lock = lock()?;
+        let comment = tag::comment(Kind::PortForward, owner);
+        self.delete_where(|c| c != comment)?;
         self.append(Kind::PortForward, owner, &port_forward_rules(forwards, options))
     }
 
@@ -204,6 +210,7 @@ impl Firewall for Iptables {
     }
 
     fn gc(&self, network: &str, keep: &[Owner]) -> Result<()> {
+        let _lock = lock()?;
         self.delete_where(|c| !super::nftables::is_stale(c, network, keep))
     }
 }

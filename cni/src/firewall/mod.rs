@@ -69,6 +69,8 @@ pub enum Error {
     UnknownBackend(String),
     #[error("no firewall backend works here: {0}")]
     NoBackend(String),
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
     #[error("rules for {owner} are missing or differ: {detail}")]
     Check { owner: String, detail: String },
 }

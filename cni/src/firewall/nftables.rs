@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::exec::Runner;
+use super::exec::{Runner, lock};
 use super::tag::{self, Kind};
 use super::{Error, Firewall, Owner, PortForward, PortmapOptions, Protocol, Result};
 
@@ -66,6 +66,7 @@ impl Nftables {
     /// Replaces `owner`'s rules of `kind` with `rules` (chain, rule text) in one transaction.
     fn replace(&self, kind: Kind, owner: &Owner, rules: &[(&str, String)]) -> Result<()> {
         let comment = tag::comment(kind, owner);
+        let _lock = lock()?;
         let existing = self.list()?;
         let mut script = preamble();
         script.push_str(&deletes(existing.iter().filter(|r| r.comment.as_deref() == Some(&comment))));
@@ -77,6 +78,7 @@ impl Nftables {
 
     fn delete_owned(&self, kind: Kind, owner: &Owner) -> Result<()> {
         let comment = tag::comment(kind, owner);
+        let _lock = lock()?;
         let existing = self.list()?;
         self.apply(&deletes(existing.iter().filter(|r| r.comment.as_deref() == Some(&comment))))
     }
@@ -139,6 +141,7 @@ impl Firewall for Nftables {
     }
 
     fn gc(&self, network: &str, keep: &[Owner]) -> Result<()> {
+        let _lock = lock()?;
         let existing = self.list()?;
         let stale = existing.iter().filter(|r| r.comment.as_deref().is_some_and(|c| is_stale(c, network, keep)));
         self.apply(&deletes(stale))
