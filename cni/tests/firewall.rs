@@ -345,3 +345,49 @@ fn portmap_plugin_add_check_gc_del() {
     let (ok, err) = portmap(&t.host, "ADD", &conf);
     assert!(!ok && err["code"] == 7 && err["msg"].as_str().unwrap().contains("prevResult"), "{err}");
 }
+
+/// IPv6 on the same topology: fd00:22::/64 between host and pod, fd00:77::/64 to outside.
+fn ipv6_scenario(backend: &str) {
+    let mut t = Topology::new();
+    for (ns, dev, addr) in [(&t.host, "hp0", "fd00:22::1/64"), (&t.pod, "eth0", "fd00:22::2/64"), (&t.host, "ho0", "fd00:77::1/64"), (&t.outside, "eth0", "fd00:77::2/64")] {
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    t.pod.ip(&["-6", "route", "add", "default", "via", "fd00:22::1"]);
+    sysctl(&t.host, "net.ipv6.conf.all.forwarding", "1");
+    t.serve_in_pod("::", 81);
+    t.wait_for(&t.host, "fd00:22::2", 81);
+    let child = t.outside.spawn(&["python3", "-c", SERVER, "::", "9000"]);
+    t._servers.push(Server(child));
+    t.wait_for(&t.host, "fd00:77::2", 9000);
+
+    let fw = firewall::backend_in(Some(backend), Some(&t.host.name)).unwrap();
+    let f = PortForward { host_ip: None, host_port: 8080, container_ip: "fd00:22::2".parse().unwrap(), container_port: 81, protocol: Protocol::Tcp };
+    fw.add_port_forwards(&owner("a"), std::slice::from_ref(&f), &PortmapOptions::default()).unwrap();
+    fw.check_port_forwards(&owner("a"), std::slice::from_ref(&f)).unwrap();
+    assert_eq!(connect(&t.outside, "fd00:77::1", 8080), "fd00:77::2");
+    assert_eq!(connect(&t.host, "fd00:77::1", 8080), "fd00:77::1");
+    assert_eq!(connect(&t.pod, "fd00:77::1", 8080), "fd00:22::1", "hairpin: masqueraded");
+
+    assert!(connect(&t.pod, "fd00:77::2", 9000).starts_with("ERR"), "outside has no route back to the pod");
+    fw.add_masquerade(&owner("a"), "fd00:22::2/64".parse().unwrap()).unwrap();
+    fw.check_masquerade(&owner("a"), "fd00:22::2/64".parse().unwrap()).unwrap();
+    assert_eq!(connect(&t.pod, "fd00:77::2", 9000), "fd00:77::1");
+
+    fw.gc("krs", &[]).unwrap();
+    assert!(connect(&t.outside, "fd00:77::1", 8080).starts_with("ERR"));
+    assert!(connect(&t.pod, "fd00:77::2", 9000).starts_with("ERR"));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn nftables_ipv6() {
+    test_support::require_root();
+    ipv6_scenario("nftables");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn iptables_ipv6() {
+    test_support::require_root();
+    ipv6_scenario("iptables");
+}
