@@ -3,9 +3,17 @@
 //! backend (a table of our own) and an iptables fallback (chains of our own). Every rule is
 //! tagged with its [`Owner`] so DEL and GC remove exactly what one attachment added.
 
+mod exec;
+pub mod iptables;
+pub mod nftables;
+pub mod tag;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+pub use iptables::Iptables;
+pub use nftables::Nftables;
 
 /// Who a rule belongs to: one attachment of one container to one network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +69,8 @@ pub enum Error {
     UnknownBackend(String),
     #[error("no firewall backend works here: {0}")]
     NoBackend(String),
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
     #[error("rules for {owner} are missing or differ: {detail}")]
     Check { owner: String, detail: String },
 }
@@ -81,4 +91,31 @@ pub trait Firewall {
     fn check_port_forwards(&self, owner: &Owner, forwards: &[PortForward]) -> Result<()>;
     /// Removes every rule of `network` whose owner is not in `keep` (CNI GC).
     fn gc(&self, network: &str, keep: &[Owner]) -> Result<()>;
+}
+
+/// The backend to use: `"nftables"`, `"iptables"`, or `None` for nftables when `nft` works
+/// here, else iptables.
+pub fn backend(preference: Option<&str>) -> Result<Box<dyn Firewall>> {
+    backend_in(preference, None)
+}
+
+/// [`backend`] acting inside the named network namespace instead of the caller's.
+pub fn backend_in(preference: Option<&str>, netns: Option<&str>) -> Result<Box<dyn Firewall>> {
+    let nft = || netns.map_or_else(Nftables::new, Nftables::in_netns);
+    let ipt = || netns.map_or_else(Iptables::new, Iptables::in_netns);
+    match preference {
+        Some("nftables") => Ok(Box::new(nft())),
+        Some("iptables") => Ok(Box::new(ipt())),
+        Some(other) => Err(Error::UnknownBackend(other.to_string())),
+        None => {
+            let nft_err = match nft().works() {
+                Ok(()) => return Ok(Box::new(nft())),
+                Err(e) => e,
+            };
+            match ipt().works() {
+                Ok(()) => Ok(Box::new(ipt())),
+                Err(ipt_err) => Err(Error::NoBackend(format!("{nft_err}; {ipt_err}"))),
+            }
+        }
+    }
 }
