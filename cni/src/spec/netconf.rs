@@ -94,11 +94,10 @@ impl NetConf {
         if common.plugin_type.is_empty() {
             return Err(Error::invalid_config("network configuration has no \"type\""));
         }
-        if let Some(ipam) = &common.ipam {
-            if ipam.get("type").and_then(|t| t.as_str()).is_none_or(str::is_empty) {
+        if let Some(ipam) = &common.ipam
+            && ipam.get("type").and_then(|t| t.as_str()).is_none_or(str::is_empty) {
                 return Err(Error::invalid_config("\"ipam\" has no \"type\""));
             }
-        }
         let runtime_config = match common.runtime_config {
             Some(v) => serde_json::from_value(v)
                 .map_err(|e| Error::invalid_config(format!("invalid \"runtimeConfig\": {e}")))?,

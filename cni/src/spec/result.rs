@@ -108,14 +108,13 @@ impl CniResult {
             strip(obj.get_mut("interfaces"), &V1_1_INTERFACE_FIELDS);
             strip(obj.get_mut("routes"), &V1_1_ROUTE_FIELDS);
         }
-        if version.is_legacy() {
-            if let Some(serde_json::Value::Array(ips)) = obj.get_mut("ips") {
+        if version.is_legacy()
+            && let Some(serde_json::Value::Array(ips)) = obj.get_mut("ips") {
                 for ip in ips.iter_mut() {
                     let is_v4 = ip["address"].as_str().is_some_and(|a| !a.contains(':'));
                     ip["version"] = serde_json::Value::from(if is_v4 { "4" } else { "6" });
                 }
             }
-        }
         let mut out = serde_json::Map::new();
         out.insert("cniVersion".into(), version.as_str().into());
         out.extend(std::mem::take(obj));

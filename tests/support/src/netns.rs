@@ -57,6 +57,12 @@ impl TestNetns {
     }
 }
 
+impl Default for TestNetns {
+    fn default() -> TestNetns {
+        TestNetns::new()
+    }
+}
+
 impl Drop for TestNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
