@@ -144,6 +144,10 @@ fn plugin_dir() -> PathBuf {
 
 impl Node {
     fn new() -> Node {
+        Node::with_version("1.1.0")
+    }
+
+    fn with_version(version: &str) -> Node {
         test_support::require_root();
         let ns = TestNetns::new();
         let outside = TestNetns::new();
@@ -154,7 +158,7 @@ impl Node {
         outside.ip(&["link", "set", "out1", "up"]);
         let dir = tempfile::tempdir().unwrap();
         let conflist = serde_json::json!({
-            "cniVersion": "1.1.0",
+            "cniVersion": version,
             "name": "krs-test",
             "plugins": [
                 {
@@ -191,6 +195,11 @@ impl Node {
         names.retain(|n| n != "lock" && !n.starts_with("last_reserved_ip"));
         names.sort();
         names
+    }
+
+    fn check(&self, pod: &Pod) -> Result<(), String> {
+        let (runtime, list, a) = (self.runtime.clone(), self.list.clone(), pod.attachment.clone());
+        in_ns(&self.ns.path(), move || runtime.check(&list, &a)).map_err(|e| e.to_string())
     }
 
     fn veths(&self) -> Vec<String> {
@@ -371,4 +380,53 @@ fn bad_configurations_get_spec_error_codes() {
     assert_eq!(out["code"], 4);
     assert!(!pod.ip(&["-o", "link"]).contains("eth0"));
     assert_eq!(node.veths(), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn check_status_and_gc_through_the_chain() {
+    let node = Node::new();
+    let a = node.add("a", serde_json::json!([{"hostPort": 8082, "containerPort": 80}])).unwrap();
+    let b = node.add("b", serde_json::json!([{"hostPort": 8083, "containerPort": 80}])).unwrap();
+    let (runtime, list) = (node.runtime.clone(), node.list.clone());
+    in_ns(&node.ns.path(), move || runtime.status(&list)).unwrap();
+    node.check(&a).unwrap();
+    a.ns.ip(&["link", "del", "eth0"]);
+    let err = node.check(&a).unwrap_err();
+    assert!(err.contains("krs-bridge") && err.contains("eth0"), "{err}");
+
+    // The runtime lost a's cache entry (say, a crash before it was written): plugin GC alone
+    // must release a's address and rules, and keep b's.
+    let cache: Vec<_> = std::fs::read_dir(node.dir.path().join("cache/results")).unwrap().flatten().map(|e| e.path()).collect();
+    let a_cache = cache.iter().find(|p| p.to_string_lossy().contains("sandbox-a")).expect("a's cache entry");
+    std::fs::remove_file(a_cache).unwrap();
+    let valid = vec![cni::spec::ValidAttachment { container_id: "sandbox-b".into(), ifname: "eth0".into() }];
+    let (runtime, list) = (node.runtime.clone(), node.list.clone());
+    in_ns(&node.ns.path(), move || runtime.gc(&list, &valid)).unwrap();
+    assert_eq!(node.ipam_files(), vec![b.ip().to_string()]);
+    let rules = node.nft_rules().join("\n");
+    assert!(!rules.contains("sandbox-a"), "a's rules survived GC:\n{rules}");
+    assert!(rules.contains("sandbox-b"), "b's rules were collected:\n{rules}");
+    node.check(&b).unwrap();
+    node.del(&b).unwrap();
+    node.del(&a).unwrap();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_0_4_0_network_gets_0_4_0_results_and_works() {
+    let node = Node::with_version("0.4.0");
+    let a = node.add("a", serde_json::json!([{"hostPort": 8084, "containerPort": 80}])).unwrap();
+    let b = node.add("b", no_ports()).unwrap();
+    let cached = node.runtime.cached_result("krs-test", "sandbox-a", "eth0").unwrap().expect("cached result");
+    assert_eq!(cached.ips, a.result.ips);
+    let raw = std::fs::read_to_string(std::fs::read_dir(node.dir.path().join("cache/results")).unwrap().flatten().next().unwrap().path()).unwrap();
+    assert!(raw.contains(r#""cniVersion":"0.4.0""#) || raw.contains(r#""cniVersion": "0.4.0""#), "{raw}");
+    assert!(ping(&b.ns, &a.ip().to_string()));
+    let _web = Server::start(&a.ns.path(), "web", 80);
+    assert_eq!(tcp_from(&node.outside.path(), &format!("{NODE_OUT}:8084")).unwrap(), format!("web sees {OUTSIDE}"));
+    node.check(&a).unwrap();
+    node.del(&a).unwrap();
+    node.del(&b).unwrap();
+    assert_eq!(node.ipam_files(), Vec::<String>::new());
 }
