@@ -22,6 +22,8 @@ use cni::runtime::{Attachment, CniRuntime};
 use cni::spec::{CniResult, NetConfList};
 use test_support::netns::TestNetns;
 
+/// Debian's containernetworking-plugins, to show ours interoperate with the reference ones.
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 const SUBNET: &str = "10.244.7.0/24";
 const GATEWAY: &str = "10.244.7.1";
 const NODE_OUT: &str = "192.0.2.1";
@@ -148,6 +150,12 @@ impl Node {
     }
 
     fn with_version(version: &str) -> Node {
+        Node::with_plugins(version, ["krs-bridge", "krs-host-local", "krs-portmap"])
+    }
+
+    /// A node whose chain is made of the given bridge, IPAM and portmap plugins, found in our
+    /// build directory or among Debian's reference plugins (`/usr/lib/cni`).
+    fn with_plugins(version: &str, [bridge, ipam, portmap]: [&str; 3]) -> Node {
         test_support::require_root();
         let ns = TestNetns::new();
         let outside = TestNetns::new();
@@ -162,14 +170,14 @@ impl Node {
             "name": "krs-test",
             "plugins": [
                 {
-                    "type": "krs-bridge", "bridge": "cni0", "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
-                    "ipam": {"type": "krs-host-local", "ranges": [[{"subnet": SUBNET}]], "dataDir": dir.path().join("ipam")}
+                    "type": bridge, "bridge": "cni0", "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
+                    "ipam": {"type": ipam, "ranges": [[{"subnet": SUBNET}]], "dataDir": dir.path().join("ipam")}
                 },
-                {"type": "krs-portmap", "capabilities": {"portMappings": true}}
+                {"type": portmap, "capabilities": {"portMappings": true}}
             ]
         });
         let list = NetConfList::parse(conflist.to_string().as_bytes()).unwrap();
-        let runtime = CniRuntime::new(vec![plugin_dir()]).with_cache_dir(dir.path().join("cache"));
+        let runtime = CniRuntime::new(vec![plugin_dir(), PathBuf::from(REFERENCE_PLUGINS)]).with_cache_dir(dir.path().join("cache"));
         Node { ns, outside, dir, list, runtime }
     }
 
@@ -429,4 +437,32 @@ fn a_0_4_0_network_gets_0_4_0_results_and_works() {
     node.del(&a).unwrap();
     node.del(&b).unwrap();
     assert_eq!(node.ipam_files(), Vec::<String>::new());
+}
+
+/// Our plugins chained with the reference ones, both ways round: each side reads the other's
+/// configuration, results and on-disk state as the spec says.
+#[test]
+#[ignore = "needs root"]
+fn chains_with_the_reference_plugins_both_ways() {
+    assert!(
+        Path::new(REFERENCE_PLUGINS).join("bridge").exists(),
+        "this test needs Debian's reference plugins: apt-get install containernetworking-plugins"
+    );
+    for plugins in [["bridge", "krs-host-local", "krs-portmap"], ["krs-bridge", "host-local", "portmap"]] {
+        let node = Node::with_plugins("1.0.0", plugins);
+        let a = node.add("a", serde_json::json!([{"hostPort": 8085, "containerPort": 80, "protocol": "tcp"}])).unwrap_or_else(|e| panic!("{plugins:?}: {e}"));
+        let b = node.add("b", no_ports()).unwrap();
+        assert_ne!(a.ip(), b.ip(), "{plugins:?}");
+        assert!(ping(&b.ns, &a.ip().to_string()), "{plugins:?}: pod b cannot ping pod a");
+        let _web = Server::start(&a.ns.path(), "web", 80);
+        assert_eq!(tcp_from(&node.outside.path(), &format!("{NODE_OUT}:8085")).unwrap(), format!("web sees {OUTSIDE}"), "{plugins:?}");
+        // Masqueraded, the pod's SYN to a closed port outside gets its RST back (refused);
+        // unmasqueraded, the RST would have no route to the pod (timeout).
+        let refused = tcp_from(&a.ns.path(), &format!("{OUTSIDE}:9")).unwrap_err();
+        assert!(refused.contains("refused"), "{plugins:?}: outside not reached through masquerade: {refused}");
+        node.del(&a).unwrap();
+        node.del(&b).unwrap();
+        assert_eq!(node.ipam_files(), Vec::<String>::new(), "{plugins:?}");
+        assert_eq!(node.veths(), Vec::<String>::new(), "{plugins:?}");
+    }
 }
