@@ -51,8 +51,9 @@ impl Server {
     fn start(ns: &Path, name: &str, port: u16) -> Server {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp, udp) = in_ns(ns, move || {
-            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind tcp");
-            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
+            // [::] takes IPv4 too (as v4-mapped peers), so one socket serves both families.
+            let tcp = TcpListener::bind(("::", port)).expect("bind tcp");
+            let udp = UdpSocket::bind(("::", port)).expect("bind udp");
             (tcp, udp)
         });
         tcp.set_nonblocking(true).unwrap();
@@ -63,7 +64,7 @@ impl Server {
             while !s1.load(Ordering::SeqCst) {
                 match tcp.accept() {
                     Ok((mut conn, peer)) => {
-                        let _ = writeln!(conn, "{n1} sees {}", peer.ip());
+                        let _ = writeln!(conn, "{n1} sees {}", peer.ip().to_canonical());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -73,7 +74,7 @@ impl Server {
             let mut buf = [0u8; 64];
             while !s2.load(Ordering::SeqCst) {
                 if let Ok((_, peer)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(format!("{n2} sees {}\n", peer.ip()).as_bytes(), peer);
+                    let _ = udp.send_to(format!("{n2} sees {}\n", peer.ip().to_canonical()).as_bytes(), peer);
                 }
             }
         });
@@ -155,7 +156,11 @@ impl Node {
 
     /// A node whose chain is made of the given bridge, IPAM and portmap plugins, found in our
     /// build directory or among Debian's reference plugins (`/usr/lib/cni`).
-    fn with_plugins(version: &str, [bridge, ipam, portmap]: [&str; 3]) -> Node {
+    fn with_plugins(version: &str, plugins: [&str; 3]) -> Node {
+        Node::build(version, plugins, serde_json::json!([[{"subnet": SUBNET}]]))
+    }
+
+    fn build(version: &str, [bridge, ipam, portmap]: [&str; 3], ranges: serde_json::Value) -> Node {
         test_support::require_root();
         let ns = TestNetns::new();
         let outside = TestNetns::new();
@@ -171,7 +176,7 @@ impl Node {
             "plugins": [
                 {
                     "type": bridge, "bridge": "cni0", "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
-                    "ipam": {"type": ipam, "ranges": [[{"subnet": SUBNET}]], "dataDir": dir.path().join("ipam")}
+                    "ipam": {"type": ipam, "ranges": ranges, "dataDir": dir.path().join("ipam")}
                 },
                 {"type": portmap, "capabilities": {"portMappings": true}}
             ]
@@ -465,4 +470,26 @@ fn chains_with_the_reference_plugins_both_ways() {
         assert_eq!(node.ipam_files(), Vec::<String>::new(), "{plugins:?}");
         assert_eq!(node.veths(), Vec::<String>::new(), "{plugins:?}");
     }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn dual_stack_pods_reach_each_other_over_ipv4_and_ipv6() {
+    let node = Node::build(
+        "1.1.0",
+        ["krs-bridge", "krs-host-local", "krs-portmap"],
+        serde_json::json!([[{"subnet": SUBNET}], [{"subnet": "fd00:10:244:7::/64"}]]),
+    );
+    let a = node.add("a", no_ports()).unwrap();
+    let b = node.add("b", no_ports()).unwrap();
+    let v6 = |p: &Pod| p.result.ips.iter().map(|ip| ip.address.addr()).find(IpAddr::is_ipv6).expect("an IPv6 address");
+    assert_eq!(a.result.ips.len(), 2);
+    assert!(a.result.routes.iter().any(|r| r.dst.to_string() == "::/0"), "{:?}", a.result.routes);
+    let _web = Server::start(&a.ns.path(), "web", 80);
+    assert_eq!(tcp_from(&b.ns.path(), &format!("[{}]:80", v6(&a))).unwrap(), format!("web sees {}", v6(&b)));
+    assert_eq!(tcp_from(&b.ns.path(), &format!("{}:80", a.ip())).unwrap(), format!("web sees {}", b.ip()));
+    assert!(tcp_from(&node.ns.path(), &format!("[{}]:80", v6(&a))).is_ok(), "the node cannot reach pod a over IPv6");
+    node.del(&a).unwrap();
+    node.del(&b).unwrap();
+    assert_eq!(node.ipam_files(), Vec::<String>::new());
 }

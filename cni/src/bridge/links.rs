@@ -90,6 +90,10 @@ pub fn ensure_gateways(host: &dyn Netlink, bridge: &Link, result: &CniResult) ->
     for ip in &result.ips {
         let Some(gw) = ip.gateway else { continue };
         let addr = IpNet::new(gw, ip.address.prefix_len()).map_err(|e| Error::invalid_config(e.to_string()))?;
+        if gw.is_ipv6() {
+            // The gateway address is ours alone: without DAD it is usable at once.
+            host.set_sysctl(&format!("net.ipv6.conf.{}.accept_dad", bridge.name), "0").map_err(kernel)?;
+        }
         host.add_address(bridge.index, addr).map_err(kernel)?;
         match gw {
             IpAddr::V4(_) => host.set_sysctl("net.ipv4.ip_forward", "1").map_err(kernel)?,
@@ -125,6 +129,12 @@ pub fn pod_routes(conf: &BridgeConf, result: &CniResult) -> Vec<(IpNet, Option<I
 /// Addresses, the link up, routes, and gratuitous ARP on address changes in the pod.
 pub fn configure_pod(pod: &dyn Netlink, link: &Link, conf: &BridgeConf, result: &CniResult) -> Result<(), Error> {
     pod.set_sysctl(&format!("net.ipv4.conf.{}.arp_notify", link.name), "1").map_err(kernel)?;
+    if result.ips.iter().any(|ip| ip.address.addr().is_ipv6()) {
+        // IPAM made the address unique; duplicate address detection would only hold it
+        // "tentative" (unusable) for a second or more after ADD returns, as the reference
+        // plugin avoids too unless `enabledad` is set.
+        pod.set_sysctl(&format!("net.ipv6.conf.{}.accept_dad", link.name), "0").map_err(kernel)?;
+    }
     for ip in &result.ips {
         pod.add_address(link.index, ip.address).map_err(kernel)?;
     }
