@@ -18,6 +18,8 @@ pub mod runtime {
     }
 }
 
+pub use tonic;
+
 pub use runtime::v1::image_service_client::ImageServiceClient;
 pub use runtime::v1::runtime_service_client::RuntimeServiceClient;
 
