@@ -12,7 +12,8 @@
 //!
 //! With `KRS_CNI_REFERENCE=1` the same test runs the reference plugins of
 //! containernetworking-plugins (bridge, host-local, portmap) instead: what fails then is the
-//! test or the machine, not our plugins.
+//! test or the machine, not our plugins. `KRS_CNI_REFERENCE=bridge` swaps only the bridge,
+//! and so on; `KRS_CNI_BIN_DIR` takes our plugins from another build.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -33,39 +34,60 @@ const GREETING: &str = "hi from the pod";
 /// Where Debian's containernetworking-plugins are.
 const REFERENCE_DIR: &str = "/usr/lib/cni";
 
+fn install(src: &Path, bin_dir: &Path) {
+    assert!(src.is_file(), "{} is missing (the reference plugins: apt-get install containernetworking-plugins)", src.display());
+    std::fs::copy(src, bin_dir.join(src.file_name().unwrap())).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+}
+
 /// The plugins under test, copied into a directory of the test's own (CRI's `cni.bin_dir`),
 /// so a concurrent rebuild of target/ cannot change them mid-test.
 struct Plugins {
     bin_dir: PathBuf,
-    bridge: &'static str,
-    ipam: &'static str,
-    portmap: &'static str,
-    reference: bool,
+    bridge: String,
+    ipam: String,
+    portmap: String,
 }
 
+/// Our plugins and the reference ones standing in for them.
+const PLUGINS: [(&str, &str); 3] = [
+    (env!("CARGO_BIN_EXE_krs-bridge"), "bridge"),
+    (env!("CARGO_BIN_EXE_krs-host-local"), "host-local"),
+    (env!("CARGO_BIN_EXE_krs-portmap"), "portmap"),
+];
+
 impl Plugins {
+    /// Ours, from this build, or from `KRS_CNI_BIN_DIR` if set; `KRS_CNI_REFERENCE` names
+    /// the ones to take from containernetworking-plugins instead (`bridge,portmap`; `1` for
+    /// all three), to tell a fault of the test or the machine from one of our plugins.
     fn install(bin_dir: PathBuf) -> Plugins {
         std::fs::create_dir(&bin_dir).unwrap();
-        let reference = std::env::var("KRS_CNI_REFERENCE").is_ok_and(|v| v == "1");
-        let ours = [env!("CARGO_BIN_EXE_krs-bridge"), env!("CARGO_BIN_EXE_krs-host-local"), env!("CARGO_BIN_EXE_krs-portmap")];
-        let sources: Vec<PathBuf> = if reference {
-            ["bridge", "host-local", "portmap"].iter().map(|p| Path::new(REFERENCE_DIR).join(p)).collect()
-        } else {
-            ours.iter().map(PathBuf::from).collect()
+        let reference = std::env::var("KRS_CNI_REFERENCE").unwrap_or_default();
+        let reference: Vec<&str> = match reference.as_str() {
+            "1" | "all" => PLUGINS.iter().map(|p| p.1).collect(),
+            list => list.split(',').filter(|s| !s.is_empty()).collect(),
         };
+        for r in &reference {
+            assert!(PLUGINS.iter().any(|p| p.1 == *r), "KRS_CNI_REFERENCE: no reference plugin {r:?}; expected some of bridge,host-local,portmap or 1");
+        }
+        let ours_dir = std::env::var_os("KRS_CNI_BIN_DIR").map(PathBuf::from);
+        let mut types = Vec::new();
+        for (ours, theirs) in PLUGINS {
+            let src = if reference.contains(&theirs) {
+                Path::new(REFERENCE_DIR).join(theirs)
+            } else if let Some(dir) = &ours_dir {
+                dir.join(Path::new(ours).file_name().unwrap())
+            } else {
+                PathBuf::from(ours)
+            };
+            install(&src, &bin_dir);
+            types.push(src.file_name().unwrap().to_string_lossy().into_owned());
+        }
         // CRI sets up the pod's lo with a plugin named `loopback`, always; we have none of
         // our own, so it is the reference one.
-        let loopback = Path::new(REFERENCE_DIR).join("loopback");
-        assert!(loopback.is_file(), "{} is missing: apt-get install containernetworking-plugins", loopback.display());
-        for src in sources.iter().chain([&loopback]) {
-            assert!(src.is_file(), "{} is missing", src.display());
-            std::fs::copy(src, bin_dir.join(src.file_name().unwrap())).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
-        }
-        if reference {
-            Plugins { bin_dir, bridge: "bridge", ipam: "host-local", portmap: "portmap", reference }
-        } else {
-            Plugins { bin_dir, bridge: "krs-bridge", ipam: "krs-host-local", portmap: "krs-portmap", reference }
-        }
+        install(&Path::new(REFERENCE_DIR).join("loopback"), &bin_dir);
+        eprintln!("plugins: {types:?}");
+        let [bridge, ipam, portmap] = <[String; 3]>::try_from(types).unwrap();
+        Plugins { bin_dir, bridge, ipam, portmap }
     }
 
     fn conflist(&self, ipam_dir: &Path) -> serde_json::Value {
@@ -91,31 +113,34 @@ impl Plugins {
 }
 
 /// What the plugins make or change in the host's network namespace, undone on drop: the
-/// bridge (and with it its veths, routes and sysctls), the hostPort rules (our nftables
-/// table, or the reference portmap's iptables chains) if the test made them, and
-/// `net.ipv4.ip_forward`, which a gateway bridge turns on. Nothing else is touched.
+/// bridge (and with it its veths, routes and sysctls), the hostPort and masquerade rules if
+/// the test made them (our nftables table or our iptables chains, as cni/src/firewall names
+/// them; the reference portmap's iptables chains), and `net.ipv4.ip_forward`, which a
+/// gateway bridge turns on. Nothing else is touched: a table or chain that was there before
+/// the test stays.
 struct HostNetwork {
-    reference: bool,
     nft_table_was_there: bool,
-    iptables_chains_were_there: bool,
+    /// The chain sets that were not there before the test.
+    new_chains: Vec<&'static [&'static str]>,
     ip_forward: String,
 }
 
 const NFT_TABLE: [&str; 2] = ["inet", "krs-cni"];
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-/// The chains the reference portmap adds to the nat table for all pods.
-const REFERENCE_CHAINS: [&str; 3] = ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"];
+/// The nat chains of krs-portmap's and krs-bridge's iptables backend.
+const OUR_CHAINS: &[&str] = &["KRS-CNI-HOSTPORTS", "KRS-CNI-HP-SNAT", "KRS-CNI-MASQ"];
+/// The nat chains the reference portmap adds for all pods.
+const REFERENCE_CHAINS: &[&str] = &["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"];
 
 impl HostNetwork {
-    fn new(reference: bool) -> HostNetwork {
+    fn new() -> HostNetwork {
         assert!(
             !link_exists(BRIDGE),
             "the bridge {BRIDGE} exists already: left by an earlier run that was killed? Delete it (ip link delete {BRIDGE}) and run again"
         );
         HostNetwork {
-            reference,
             nft_table_was_there: nft_table_exists(),
-            iptables_chains_were_there: reference && iptables_chain_exists(REFERENCE_CHAINS[0]),
+            new_chains: [OUR_CHAINS, REFERENCE_CHAINS].into_iter().filter(|set| !iptables_chain_exists(set[0])).collect(),
             ip_forward: std::fs::read_to_string(IP_FORWARD).unwrap_or_default(),
         }
     }
@@ -129,8 +154,10 @@ impl Drop for HostNetwork {
         if !self.nft_table_was_there && nft_table_exists() {
             let _ = Command::new("nft").args(["delete", "table", NFT_TABLE[0], NFT_TABLE[1]]).status();
         }
-        if self.reference && !self.iptables_chains_were_there {
-            remove_reference_chains();
+        for set in &self.new_chains {
+            if iptables_chain_exists(set[0]) {
+                remove_chains(set);
+            }
         }
         if !self.ip_forward.is_empty() && std::fs::read_to_string(IP_FORWARD).unwrap_or_default() != self.ip_forward {
             let _ = std::fs::write(IP_FORWARD, &self.ip_forward);
@@ -150,21 +177,21 @@ fn iptables_chain_exists(chain: &str) -> bool {
     Command::new("iptables").args(["-t", "nat", "-S", chain]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-/// Remove the reference portmap's chains, which the test made: first the rules that jump to
-/// them (as `iptables -S` prints them, `-A` turned into `-D`), then the chains.
-fn remove_reference_chains() {
+/// Remove nat chains the test made: first the rules elsewhere that jump to them (as
+/// `iptables -S` prints them, `-A` turned into `-D`), then the chains.
+fn remove_chains(chains: &[&str]) {
     let out = Command::new("iptables").args(["-t", "nat", "-S"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
-    for rule in out.lines().filter(|l| l.starts_with("-A ") && REFERENCE_CHAINS.iter().any(|c| l.contains(&format!("-j {c}")))) {
-        if REFERENCE_CHAINS.iter().any(|c| rule.starts_with(&format!("-A {c} "))) {
-            continue; // inside our chains: goes with the flush
+    for rule in out.lines().filter(|l| l.starts_with("-A ") && chains.iter().any(|c| l.contains(&format!("-j {c}")))) {
+        if chains.iter().any(|c| rule.starts_with(&format!("-A {c} "))) {
+            continue; // inside the chains: goes with the flush
         }
         let args = shell_words(&rule.replacen("-A ", "-D ", 1));
         let _ = Command::new("iptables").args(["-t", "nat"]).args(&args).status();
     }
-    for c in REFERENCE_CHAINS {
+    for c in chains {
         let _ = Command::new("iptables").args(["-t", "nat", "-F", c]).status();
     }
-    for c in REFERENCE_CHAINS {
+    for c in chains {
         let _ = Command::new("iptables").args(["-t", "nat", "-X", c]).status();
     }
 }
@@ -308,7 +335,7 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
     test_support::require_root();
     let tmp = tempfile::Builder::new().prefix("krs-ctrd-cni-").tempdir().unwrap();
     let plugins = Plugins::install(tmp.path().join("bin"));
-    let host = HostNetwork::new(plugins.reference);
+    let host = HostNetwork::new();
     let conf_dir = tmp.path().join("net.d");
     let ipam_dir = tmp.path().join("ipam");
     let logs = tmp.path().join("logs");
