@@ -120,17 +120,16 @@ impl Plugins {
 /// the test stays.
 struct HostNetwork {
     nft_table_was_there: bool,
-    /// The chain sets that were not there before the test.
-    new_chains: Vec<&'static [&'static str]>,
+    /// The nat chains there were before the test.
+    chains_before: Vec<String>,
     ip_forward: String,
 }
 
 const NFT_TABLE: [&str; 2] = ["inet", "krs-cni"];
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-/// The nat chains of krs-portmap's and krs-bridge's iptables backend.
-const OUR_CHAINS: &[&str] = &["KRS-CNI-HOSTPORTS", "KRS-CNI-HP-SNAT", "KRS-CNI-MASQ"];
-/// The nat chains the reference portmap adds for all pods.
-const REFERENCE_CHAINS: &[&str] = &["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"];
+/// The nat chains of our plugins' iptables backend (`KRS-CNI-HOSTPORTS`, ...) and of the
+/// reference portmap (`CNI-HOSTPORT-DNAT`, ..., and `CNI-DN-<hash>` for each pod).
+const CHAIN_PREFIXES: [&str; 2] = ["KRS-CNI-", "CNI-"];
 
 impl HostNetwork {
     fn new() -> HostNetwork {
@@ -140,7 +139,7 @@ impl HostNetwork {
         );
         HostNetwork {
             nft_table_was_there: nft_table_exists(),
-            new_chains: [OUR_CHAINS, REFERENCE_CHAINS].into_iter().filter(|set| !iptables_chain_exists(set[0])).collect(),
+            chains_before: nat_chains(),
             ip_forward: std::fs::read_to_string(IP_FORWARD).unwrap_or_default(),
         }
     }
@@ -154,10 +153,12 @@ impl Drop for HostNetwork {
         if !self.nft_table_was_there && nft_table_exists() {
             let _ = Command::new("nft").args(["delete", "table", NFT_TABLE[0], NFT_TABLE[1]]).status();
         }
-        for set in &self.new_chains {
-            if iptables_chain_exists(set[0]) {
-                remove_chains(set);
-            }
+        let made: Vec<String> = nat_chains()
+            .into_iter()
+            .filter(|c| CHAIN_PREFIXES.iter().any(|p| c.starts_with(p)) && !self.chains_before.contains(c))
+            .collect();
+        if !made.is_empty() {
+            remove_chains(&made);
         }
         if !self.ip_forward.is_empty() && std::fs::read_to_string(IP_FORWARD).unwrap_or_default() != self.ip_forward {
             let _ = std::fs::write(IP_FORWARD, &self.ip_forward);
@@ -173,15 +174,17 @@ fn nft_table_exists() -> bool {
     Command::new("nft").args(["list", "table", NFT_TABLE[0], NFT_TABLE[1]]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-fn iptables_chain_exists(chain: &str) -> bool {
-    Command::new("iptables").args(["-t", "nat", "-S", chain]).output().map(|o| o.status.success()).unwrap_or(false)
+/// The user-defined chains of the nat table.
+fn nat_chains() -> Vec<String> {
+    let out = Command::new("iptables").args(["-t", "nat", "-S"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
+    out.lines().filter_map(|l| l.strip_prefix("-N ")).map(str::to_string).collect()
 }
 
 /// Remove nat chains the test made: first the rules elsewhere that jump to them (as
 /// `iptables -S` prints them, `-A` turned into `-D`), then the chains.
-fn remove_chains(chains: &[&str]) {
+fn remove_chains(chains: &[String]) {
     let out = Command::new("iptables").args(["-t", "nat", "-S"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
-    for rule in out.lines().filter(|l| l.starts_with("-A ") && chains.iter().any(|c| l.contains(&format!("-j {c}")))) {
+    for rule in out.lines().filter(|l| l.starts_with("-A ") && chains.iter().any(|c| jumps_to(l, c))) {
         if chains.iter().any(|c| rule.starts_with(&format!("-A {c} "))) {
             continue; // inside the chains: goes with the flush
         }
@@ -194,6 +197,12 @@ fn remove_chains(chains: &[&str]) {
     for c in chains {
         let _ = Command::new("iptables").args(["-t", "nat", "-X", c]).status();
     }
+}
+
+/// Whether an `iptables -S` rule jumps or goes to `chain`.
+fn jumps_to(rule: &str, chain: &str) -> bool {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    words.windows(2).any(|w| (w[0] == "-j" || w[0] == "-g") && w[1] == chain)
 }
 
 /// Split an `iptables -S` line into arguments: words, or double-quoted strings (comments).
