@@ -119,13 +119,17 @@ impl Plugins {
 /// gateway bridge turns on. Nothing else is touched: a table or chain that was there before
 /// the test stays.
 struct HostNetwork {
-    nft_table_was_there: bool,
+    /// The nftables tables there were before the test (`table inet krs-cni`, ...).
+    tables_before: Vec<String>,
     /// The nat chains there were before the test.
     chains_before: Vec<String>,
     ip_forward: String,
 }
 
-const NFT_TABLE: [&str; 2] = ["inet", "krs-cni"];
+/// Our plugins' nftables table (cni/src/firewall/nftables.rs).
+const NFT_TABLE: &str = "table inet krs-cni";
+/// The nat tables iptables-nft makes for the reference portmap or our iptables backend.
+const IPTABLES_NFT_TABLES: [(&str, &str); 2] = [("table ip nat", "iptables"), ("table ip6 nat", "ip6tables")];
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// The nat chains of our plugins' iptables backend (`KRS-CNI-HOSTPORTS`, ...) and of the
 /// reference portmap (`CNI-HOSTPORT-DNAT`, ..., and `CNI-DN-<hash>` for each pod).
@@ -138,7 +142,7 @@ impl HostNetwork {
             "the bridge {BRIDGE} exists already: left by an earlier run that was killed? Delete it (ip link delete {BRIDGE}) and run again"
         );
         HostNetwork {
-            nft_table_was_there: nft_table_exists(),
+            tables_before: nft_tables(),
             chains_before: nat_chains(),
             ip_forward: std::fs::read_to_string(IP_FORWARD).unwrap_or_default(),
         }
@@ -150,8 +154,9 @@ impl Drop for HostNetwork {
         if link_exists(BRIDGE) {
             let _ = Command::new("ip").args(["link", "delete", BRIDGE, "type", "bridge"]).status();
         }
-        if !self.nft_table_was_there && nft_table_exists() {
-            let _ = Command::new("nft").args(["delete", "table", NFT_TABLE[0], NFT_TABLE[1]]).status();
+        let new_tables: Vec<String> = nft_tables().into_iter().filter(|t| !self.tables_before.contains(t)).collect();
+        if new_tables.iter().any(|t| t == NFT_TABLE) {
+            delete_nft_table(NFT_TABLE);
         }
         let made: Vec<String> = nat_chains()
             .into_iter()
@@ -159,6 +164,15 @@ impl Drop for HostNetwork {
             .collect();
         if !made.is_empty() {
             remove_chains(&made);
+        }
+        // A nat table iptables-nft made during the test, left with nothing but its policies.
+        for (table, tool) in IPTABLES_NFT_TABLES {
+            if new_tables.iter().any(|t| t == table) {
+                let rules = Command::new(tool).args(["-t", "nat", "-S"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
+                if rules.lines().all(|l| l.starts_with("-P ")) {
+                    delete_nft_table(table);
+                }
+            }
         }
         if !self.ip_forward.is_empty() && std::fs::read_to_string(IP_FORWARD).unwrap_or_default() != self.ip_forward {
             let _ = std::fs::write(IP_FORWARD, &self.ip_forward);
@@ -170,8 +184,16 @@ fn link_exists(name: &str) -> bool {
     Command::new("ip").args(["link", "show", "dev", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-fn nft_table_exists() -> bool {
-    Command::new("nft").args(["list", "table", NFT_TABLE[0], NFT_TABLE[1]]).output().map(|o| o.status.success()).unwrap_or(false)
+/// The nftables tables, as `nft list tables` names them (`table inet krs-cni`).
+fn nft_tables() -> Vec<String> {
+    let out = Command::new("nft").args(["list", "tables"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
+    out.lines().map(|l| l.trim().to_string()).filter(|l| l.starts_with("table ")).collect()
+}
+
+/// `nft delete table <family> <name>` for a table named as [`nft_tables`] names it.
+fn delete_nft_table(table: &str) {
+    let words: Vec<&str> = table.split_whitespace().skip(1).collect();
+    let _ = Command::new("nft").arg("delete").arg("table").args(words).status();
 }
 
 /// The user-defined chains of the nat table.
