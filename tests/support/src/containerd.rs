@@ -3,9 +3,10 @@
 //!
 //! Everything of it is the test's own: config, root, state and the gRPC socket live in a
 //! `krs-ctrd-*` directory under the temporary directory. It runs in a mount namespace of its
-//! own where `/run` is a fresh tmpfs, so shim sockets, runc's state and the network namespace
-//! files CRI makes (`/var/run/netns/cni-*`), like the overlay and shm mounts under its root,
-//! never show on the host and go away with its last process. It runs in a cgroup v2
+//! own where `/run` is a fresh tmpfs and `/var/lib` an overlay writing into that directory,
+//! so shim sockets, runc's state, the network namespace files CRI makes
+//! (`/var/run/netns/cni-*`) and libcni's result cache (`/var/lib/cni`), like the overlay and
+//! shm mounts under its root, never show on the host and go away with its last process. It runs in a cgroup v2
 //! directory of its own, `krs-ctrd-*` (with containerd in the `ctrd` leaf), which every
 //! shim and container inherits; pods are given the same name as `cgroup_parent`
 //! ([`Containerd::cgroup_parent`]), so on a hybrid host their v1 cgroups are
@@ -81,14 +82,21 @@ impl Containerd {
         let log = fs::File::create(c.log_path()).unwrap();
 
         // sh moves itself into our cgroup, then unshare makes the mount namespace, where a
-        // tmpfs covers /run. Each step execs the next, so the pid we hold is containerd's.
-        let inner = r#"mount -t tmpfs -o mode=0755 krs-ctrd-run /run && exec containerd --config "$KRS_CONFIG""#;
+        // tmpfs covers /run, and /var/lib is an overlay whose writes land in our directory:
+        // containerd 1.6 cannot be told where libcni caches results, /var/lib/cni. Each step
+        // execs the next, so the pid we hold is containerd's.
+        let var_lib = c.dir.join("var-lib");
+        for d in ["upper", "work"] {
+            fs::create_dir_all(var_lib.join(d)).unwrap();
+        }
+        let inner = r#"mount -t tmpfs -o mode=0755 krs-ctrd-run /run && mount -t overlay -o "lowerdir=/var/lib,upperdir=$KRS_VARLIB/upper,workdir=$KRS_VARLIB/work" krs-ctrd-var-lib /var/lib && exec containerd --config "$KRS_CONFIG""#;
         let outer = r#"echo $$ > "$KRS_CG/ctrd/cgroup.procs" && exec unshare --mount --propagation private sh -c "$KRS_INNER""#;
         let child = Command::new("sh")
             .args(["-c", outer])
             .env("KRS_CG", &cg_path)
             .env("KRS_CONFIG", &config)
             .env("KRS_INNER", inner)
+            .env("KRS_VARLIB", &var_lib)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
