@@ -267,6 +267,16 @@ fn bridge_ports() -> Vec<String> {
         .collect()
 }
 
+/// The lines of the host's nftables ruleset (ours, and iptables-nft's) that name `ip`.
+fn rules_naming(ip: Ipv4Addr) -> Vec<String> {
+    let out = Command::new("nft").args(["list", "ruleset"]).output().map(|o| text(&o.stdout)).unwrap_or_default();
+    let ip = ip.to_string();
+    out.lines()
+        .filter(|l| l.match_indices(&ip).any(|(i, _)| !l[i + ip.len()..].starts_with(|c: char| c.is_ascii_digit())))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 /// The addresses host-local holds: in its data directory, one file named after each.
 fn allocations(ipam_dir: &Path) -> Vec<String> {
     std::fs::read_dir(ipam_dir.join(NETWORK))
@@ -382,7 +392,7 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
     let host_port = free_port();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    let pod_ip = rt.block_on(async {
         let channel = cri_api::connect(&c.socket).await.expect("connect to CRI");
         let mut rs = RuntimeServiceClient::new(channel);
         let version = rs.version(cri::VersionRequest { version: "v1".into() }).await.expect("CRI Version").into_inner();
@@ -453,10 +463,13 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
         rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("RemovePodSandbox");
         let left = rs.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.expect("ListPodSandbox").into_inner();
         assert!(left.items.is_empty(), "sandboxes left: {:?}", left.items);
+        ip
     });
 
     let ports = bridge_ports();
     assert!(ports.is_empty(), "veths left on {BRIDGE}: {ports:?}");
+    let rules = rules_naming(pod_ip);
+    assert!(rules.is_empty(), "firewall rules for {pod_ip} left after the pod is gone: {rules:?}");
     assert!(allocations(&ipam_dir).is_empty(), "host-local still holds {:?}", allocations(&ipam_dir));
     assert!(
         TcpStream::connect_timeout(&SocketAddr::new(Ipv4Addr::LOCALHOST.into(), host_port), Duration::from_secs(1)).is_err(),
