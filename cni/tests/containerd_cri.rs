@@ -103,6 +103,7 @@ impl Plugins {
                     "ipam": {
                         "type": self.ipam,
                         "ranges": [[{"subnet": format!("{}/{}", SUBNET.0, SUBNET.1)}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": ipam_dir,
                     }
                 },
@@ -392,7 +393,7 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
     let host_port = free_port();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let pod_ip = rt.block_on(async {
+    let (pod_ip, veth) = rt.block_on(async {
         let channel = cri_api::connect(&c.socket).await.expect("connect to CRI");
         let mut rs = RuntimeServiceClient::new(channel);
         let version = rs.version(cri::VersionRequest { version: "v1".into() }).await.expect("CRI Version").into_inner();
@@ -447,6 +448,22 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
         if let Err(e) = rs.start_container(cri::StartContainerRequest { container_id: ctr.clone() }).await {
             panic!("StartContainer failed: {}\ncontainerd log:\n{}", e.message(), c.log_tail(40));
         }
+        // Inside: eth0 has the address, the default route goes through the bridge.
+        let exec = rs
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: ["sh", "-c", "ip -4 -o addr show dev eth0; ip route"].map(String::from).to_vec(),
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        let inside = text(&exec.stdout);
+        assert_eq!(exec.exit_code, 0, "{inside}{}", text(&exec.stderr));
+        assert!(inside.contains(&format!("inet {ip}/{}", SUBNET.1)), "eth0 in the pod:\n{inside}");
+        let gateway = Ipv4Addr::from(u32::from(SUBNET.0) + 1);
+        assert!(inside.contains(&format!("default via {gateway} dev eth0")), "routes in the pod:\n{inside}");
+
         let want = format!("{GREETING}\n");
         assert_eq!(fetch(SocketAddr::new(ip.into(), 80), Duration::from_secs(20)), want, "from the pod's address");
         let local = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), host_port);
@@ -463,11 +480,12 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
         rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("RemovePodSandbox");
         let left = rs.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.expect("ListPodSandbox").into_inner();
         assert!(left.items.is_empty(), "sandboxes left: {:?}", left.items);
-        ip
+        (ip, ports[0].clone())
     });
 
     let ports = bridge_ports();
     assert!(ports.is_empty(), "veths left on {BRIDGE}: {ports:?}");
+    assert!(!link_exists(&veth), "the pod's host-side veth {veth} is left");
     let rules = rules_naming(pod_ip);
     assert!(rules.is_empty(), "firewall rules for {pod_ip} left after the pod is gone: {rules:?}");
     assert!(allocations(&ipam_dir).is_empty(), "host-local still holds {:?}", allocations(&ipam_dir));
