@@ -1,10 +1,13 @@
 #!/bin/sh
 # Build an OCI image of the busybox root filesystem (scripts/build-busybox-rootfs.sh) as an
 # OCI image-layout tar, importable with `ctr images import`. No registry, no network.
-# Usage: scripts/build-busybox-image.sh OUT.tar [IMAGE-NAME]
+# Usage: scripts/build-busybox-image.sh OUT.tar [IMAGE-NAME [CMD-JSON]]
+# CMD-JSON is the image's Cmd as a JSON array (default ["sh"]); a pause image for
+# containerd's CRI, say, is busybox with a Cmd that sleeps until SIGTERM.
 set -eu
-out=${1:?usage: $0 OUT.tar [IMAGE-NAME]}
+out=${1:?usage: $0 OUT.tar [IMAGE-NAME [CMD-JSON]]}
 name=${2:-localhost/krs-busybox:latest}
+cmd=${3:-'["sh"]'}
 here=$(cd "$(dirname "$0")" && pwd)
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 
@@ -35,7 +38,7 @@ case $(uname -m) in
 esac
 
 printf '%s' '{"architecture":"'"$arch"'","os":"linux",'\
-'"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},'\
+'"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":'"$cmd"',"WorkingDir":"/"},'\
 '"rootfs":{"type":"layers","diff_ids":["sha256:'"$layer_digest"'"]},'\
 '"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/build-busybox-image.sh"}]}' > "$work/config.json"
 set -- $(add_blob "$work/config.json")

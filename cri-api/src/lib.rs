@@ -18,6 +18,8 @@ pub mod runtime {
     }
 }
 
+pub use tonic;
+
 pub use runtime::v1::image_service_client::ImageServiceClient;
 pub use runtime::v1::runtime_service_client::RuntimeServiceClient;
 
@@ -31,4 +33,29 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<Channel, tonic::transport
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::runtime::v1 as cri;
+
+    #[test]
+    fn messages_round_trip_through_the_wire_format() {
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata { name: "web".into(), uid: "u1".into(), namespace: "default".into(), attempt: 1 }),
+            port_mappings: vec![cri::PortMapping { protocol: cri::Protocol::Udp as i32, container_port: 53, host_port: 5353, host_ip: "127.0.0.1".into() }],
+            ..Default::default()
+        };
+        let req = cri::RunPodSandboxRequest { config: Some(config), runtime_handler: "runc".into() };
+        let back = cri::RunPodSandboxRequest::decode(req.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[tokio::test]
+    async fn connecting_to_a_missing_socket_fails() {
+        let dir = std::env::temp_dir().join(format!("krs-cri-api-test-{}", std::process::id()));
+        assert!(super::connect(dir.join("none.sock")).await.is_err());
+    }
 }

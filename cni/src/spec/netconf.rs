@@ -37,14 +37,19 @@ pub struct RuntimeConfig {
 }
 
 /// A hostPort mapping (the `portMappings` capability), as kubelets and CRI runtimes send it.
+/// containerd (1.6, through go-cni) sends Go's field names, `{"HostPort":8080,
+/// "ContainerPort":80,"Protocol":"tcp","HostIP":""}`: the reference portmap takes them, as
+/// Go's JSON decoding ignores case, so we take those names too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortMapping {
+    #[serde(alias = "HostPort")]
     pub host_port: u16,
+    #[serde(alias = "ContainerPort")]
     pub container_port: u16,
-    #[serde(default = "default_protocol")]
+    #[serde(default = "default_protocol", alias = "Protocol")]
     pub protocol: String,
-    #[serde(default, rename = "hostIP", skip_serializing_if = "String::is_empty")]
+    #[serde(default, rename = "hostIP", alias = "HostIP", skip_serializing_if = "String::is_empty")]
     pub host_ip: String,
 }
 
@@ -284,6 +289,19 @@ mod tests {
         assert_eq!(conf.cni_version, Version::V1_0_0);
         assert_eq!(conf.runtime_config.port_mappings[0].protocol, "tcp");
         assert_eq!(conf.prev_result.unwrap().ips[0].address.to_string(), "10.22.0.2/16");
+    }
+
+    #[test]
+    fn takes_port_mappings_with_containerds_go_field_names() {
+        let conf = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"krs","type":"krs-portmap",
+                "runtimeConfig":{"portMappings":[{"HostPort":35933,"ContainerPort":80,"Protocol":"tcp","HostIP":""},
+                                                 {"HostPort":53,"ContainerPort":5353,"Protocol":"udp","HostIP":"127.0.0.1"}]}}"#,
+        )
+        .unwrap();
+        let pm = &conf.runtime_config.port_mappings;
+        assert_eq!((pm[0].host_port, pm[0].container_port, pm[0].protocol.as_str(), pm[0].host_ip.as_str()), (35933, 80, "tcp", ""));
+        assert_eq!((pm[1].host_port, pm[1].container_port, pm[1].protocol.as_str(), pm[1].host_ip.as_str()), (53, 5353, "udp", "127.0.0.1"));
     }
 
     #[test]

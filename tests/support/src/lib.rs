@@ -9,7 +9,10 @@
 //!
 //! For the image tests: [`registry::Registry`], a real registry on loopback seeded with the
 //! images of scripts/build-test-images.sh ([`test_images`]); these need no root.
+//!
+//! For the CNI tests: [`containerd::Containerd`], a private containerd with its CRI plugin.
 
+pub mod containerd;
 pub mod cutting_proxy;
 pub mod http;
 pub mod netns;
