@@ -6,14 +6,18 @@
 //! own where `/run` is a fresh tmpfs and `/var/lib` an overlay writing into that directory,
 //! so shim sockets, runc's state, the network namespace files CRI makes
 //! (`/var/run/netns/cni-*`) and libcni's result cache (`/var/lib/cni`), like the overlay and
-//! shm mounts under its root, never show on the host and go away with its last process. It runs in a cgroup v2
-//! directory of its own, `krs-ctrd-*` (with containerd in the `ctrd` leaf), which every
-//! shim and container inherits; pods are given the same name as `cgroup_parent`
-//! ([`Containerd::cgroup_parent`]), so on a hybrid host their v1 cgroups are
-//! `/sys/fs/cgroup/<controller>/krs-ctrd-*/<id>`, ours to remove too.
+//! shm mounts under its root, never show on the host and go away with its last process.
+//!
+//! Cgroups: it runs in a cgroup v2 directory of its own, `krs-ctrd-*`, which in that mount
+//! namespace is bind-mounted over `/sys/fs/cgroup` and is the root of a cgroup namespace, so
+//! runc sees a pure cgroup v2 host and every shim and container lands below our directory;
+//! the host's cgroups (the v1 hierarchies of a hybrid host above all) are never touched.
+//! A hybrid host's v2 hierarchy may lack the cpu controller, and CRI gives every pod sandbox
+//! cpu shares: runc is therefore called through a wrapper ([`RUNC_WRAPPER`]) that drops
+//! `linux.resources.cpu` from a bundle before `runc create`.
 //!
 //! Dropping it stops containerd by its pid, kills whatever is left in its cgroup, removes the
-//! cgroups (v2 and v1), unmounts anything under its directory that reached the host, and
+//! cgroups, unmounts anything under its directory that reached the host, and
 //! removes the directory. The network is not this guard's: the CNI plugins containerd runs
 //! work in the host's network namespace, so the test cleans up what they make there.
 
@@ -52,6 +56,20 @@ pub fn require_containerd() {
     }
 }
 
+/// runc, except that `create` first drops `linux.resources.cpu` from the bundle's config.json:
+/// the host's cgroup v2 may have no cpu controller, and CRI sets cpu shares on every sandbox.
+pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
+case " $* " in *" create "*)
+    bundle=; prev=
+    for a; do case "$prev" in --bundle|-b) bundle=$a;; esac; prev=$a; done
+    [ -n "$bundle" ] && python3 -c 'import json, sys
+p = sys.argv[1]; spec = json.load(open(p))
+spec.get("linux", {}).get("resources", {}).pop("cpu", None)
+json.dump(spec, open(p, "w"))' "$bundle/config.json"
+esac
+exec runc "$@"
+"#;
+
 /// A containerd of the test's own with the CRI plugin; see the module documentation.
 pub struct Containerd {
     /// `krs-ctrd-<pid>-<n>`: the directory's, the cgroup's and the pods' cgroup parent's name.
@@ -89,8 +107,11 @@ impl Containerd {
         for d in ["upper", "work"] {
             fs::create_dir_all(var_lib.join(d)).unwrap();
         }
-        let inner = r#"mount -t tmpfs -o mode=0755 krs-ctrd-run /run && mount -t overlay -o "lowerdir=/var/lib,upperdir=$KRS_VARLIB/upper,workdir=$KRS_VARLIB/work" krs-ctrd-var-lib /var/lib && exec containerd --config "$KRS_CONFIG""#;
-        let outer = r#"echo $$ > "$KRS_CG/ctrd/cgroup.procs" && exec unshare --mount --propagation private sh -c "$KRS_INNER""#;
+        let wrapper = c.dir.join("runc-wrapper");
+        fs::write(&wrapper, RUNC_WRAPPER).unwrap();
+        fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let inner = r#"mount --bind "$KRS_CG" /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/ctrd/cgroup.procs && mount -t tmpfs -o mode=0755 krs-ctrd-run /run && mount -t overlay -o "lowerdir=/var/lib,upperdir=$KRS_VARLIB/upper,workdir=$KRS_VARLIB/work" krs-ctrd-var-lib /var/lib && exec containerd --config "$KRS_CONFIG""#;
+        let outer = r#"echo $$ > "$KRS_CG/cgroup.procs" && exec unshare --mount --propagation private --cgroup sh -c "$KRS_INNER""#;
         let child = Command::new("sh")
             .args(["-c", outer])
             .env("KRS_CG", &cg_path)
@@ -141,6 +162,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{d}/runc-wrapper"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{bin}"
     conf_dir = "{conf}"
@@ -237,8 +260,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         assert!(!dir.exists(), "{} was left behind", dir.display());
     }
 
-    /// Our cgroup in every hierarchy where it exists: the v2 one, and on a hybrid host the v1
-    /// ones runc made for the pods.
+    /// Our cgroup in every hierarchy where it exists: the v2 one, and (a safety net: runc sees
+    /// only our v2 directory, so there should be none) v1 ones of the same name.
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
         if let Some(cg) = &self.cgroup {
