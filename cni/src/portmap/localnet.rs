@@ -5,49 +5,44 @@
 //! at DEL because other pods on the same bridge may rely on it.
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+
+use crate::netlink::{self, Netlink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot find the host interface routing to {addr}: {detail}")]
-    Route { addr: IpAddr, detail: String },
-    #[error("cannot set {path}: {source}")]
-    Sysctl { path: String, source: std::io::Error },
+    #[error("no route to {0} in the main table, so no interface to allow localhost traffic on")]
+    NoRoute(IpAddr),
+    #[error("cannot allow localhost traffic towards {addr}: {source}")]
+    Netlink { addr: IpAddr, source: netlink::Error },
 }
 
-/// Sets `route_localnet=1` on the interface the current namespace routes `addr` through.
-pub fn enable_for(addr: IpAddr) -> Result<(), Error> {
-    let route_err = |detail: String| Error::Route { addr, detail };
-    let out = Command::new("ip")
-        .args(["route", "get", &addr.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| route_err(e.to_string()))?;
-    if !out.status.success() {
-        return Err(route_err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let dev = route_dev(&text).ok_or_else(|| route_err(format!("no device in {:?}", text.trim())))?;
-    let path = format!("/proc/sys/net/ipv4/conf/{dev}/route_localnet");
-    std::fs::write(&path, "1").map_err(|source| Error::Sysctl { path, source })
-}
-
-/// The `dev` of `ip route get` output; interface names cannot hold '/' or '.' tricks.
-fn route_dev(text: &str) -> Option<&str> {
-    let mut words = text.split_whitespace();
-    words.find(|w| *w == "dev")?;
-    words.next().filter(|d| !d.is_empty() && !d.contains('/') && *d != "." && *d != "..")
+/// Sets `route_localnet=1` on the interface `net`'s namespace routes `addr` through (the
+/// longest matching prefix of the main table, as `ip route get` would pick).
+pub fn enable_for(net: &dyn Netlink, addr: IpAddr) -> Result<(), Error> {
+    let nl = |source| Error::Netlink { addr, source };
+    let routes = net.routes().map_err(nl)?;
+    let best = routes.iter().filter(|r| r.dst.contains(&addr)).max_by_key(|r| r.dst.prefix_len()).ok_or(Error::NoRoute(addr))?;
+    let link = net.link_by_index(best.link).map_err(nl)?.ok_or(Error::NoRoute(addr))?;
+    // The slash form keeps an interface name with dots one path component.
+    net.set_sysctl(&format!("net/ipv4/conf/{}/route_localnet", link.name), "1").map_err(nl)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::RouteEntry;
+    use crate::netlink::fake::FakeNetlink;
 
     #[test]
-    fn reads_the_device() {
-        assert_eq!(route_dev("10.22.0.5 dev cni0 src 10.22.0.1 uid 0 \n    cache \n"), Some("cni0"));
-        assert_eq!(route_dev("local 10.0.0.1 dev lo table local src 10.0.0.1"), Some("lo"));
-        assert_eq!(route_dev("unreachable"), None);
-        assert_eq!(route_dev("x dev ../y"), None);
+    fn sets_it_on_the_interface_of_the_longest_matching_route() {
+        let net = FakeNetlink::new();
+        let uplink = net.create_bridge("uplink", None).unwrap();
+        let cni0 = net.create_bridge("cni0", None).unwrap();
+        net.add_route(&RouteEntry { dst: "0.0.0.0/0".parse().unwrap(), gateway: Some("192.0.2.254".parse().unwrap()), link: uplink.index }).unwrap();
+        net.add_route(&RouteEntry { dst: "10.22.0.0/16".parse().unwrap(), gateway: None, link: cni0.index }).unwrap();
+        enable_for(&net, "10.22.0.5".parse().unwrap()).unwrap();
+        let sysctls = net.state.borrow().sysctls.clone();
+        assert_eq!(sysctls.keys().collect::<Vec<_>>(), vec!["net/ipv4/conf/cni0/route_localnet"]);
+        assert!(matches!(enable_for(&FakeNetlink::new(), "10.22.0.5".parse().unwrap()), Err(Error::NoRoute(_))));
     }
 }

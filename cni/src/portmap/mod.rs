@@ -57,8 +57,9 @@ impl Plugin for Portmap {
         let fw = self.firewall(&pc)?;
         fw.add_port_forwards(&owner(req, conf), &forwards, &pc.options()).map_err(kernel)?;
         if pc.snat && self.netns.is_none() {
+            let host = crate::netlink::Rtnl::host().map_err(kernel)?;
             for ip in forwards.iter().map(|f| f.container_ip).filter(|ip| ip.is_ipv4()) {
-                localnet::enable_for(ip).map_err(kernel)?;
+                localnet::enable_for(&host, ip).map_err(kernel)?;
             }
         }
         Ok(prev)
