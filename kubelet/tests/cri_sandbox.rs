@@ -230,7 +230,7 @@ fn ping(from_netns: &str, ip: &IpAddr) -> bool {
 }
 
 fn is_nsfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == 0x6e73_6673)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == 0x6e73_6673)
 }
 
 /// The fields of `/proc/self/mountinfo` for the mount at `path`: its options and fs type.

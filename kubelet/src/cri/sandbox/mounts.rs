@@ -23,7 +23,7 @@ pub fn unmount_all(path: &Path) -> nix::Result<()> {
 /// True if `path` holds a namespace open: after a reboot the file (on a tmpfs state dir) is
 /// gone, or left as an empty regular file with nothing mounted on it.
 pub fn is_namespace(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// True if anything is mounted exactly at `path` (per this process's mountinfo).

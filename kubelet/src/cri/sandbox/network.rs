@@ -25,11 +25,11 @@ pub enum Error {
     #[error("writing the default network configuration: {0}")]
     WriteDefault(#[source] super::files::Error),
     #[error("loading the pod network: {0}")]
-    Load(#[source] cni::runtime::Error),
+    Load(#[source] Box<cni::runtime::Error>),
     #[error("setting up the pod network for sandbox {sandbox:?}: {source}")]
-    Add { sandbox: String, source: cni::runtime::Error },
+    Add { sandbox: String, source: Box<cni::runtime::Error> },
     #[error("tearing down the pod network for sandbox {sandbox:?}: {source}")]
-    Del { sandbox: String, source: cni::runtime::Error },
+    Del { sandbox: String, source: Box<cni::runtime::Error> },
     #[error("sandbox {sandbox:?} was attached to network {network:?}, which is no longer configured in {}", dir.display())]
     NetworkGone { sandbox: String, network: String, dir: PathBuf },
 }
@@ -123,13 +123,13 @@ impl PodNetwork {
     /// at every run because the operator (or a network add-on) may have installed one since
     /// the service started.
     pub fn current(&self) -> Result<NetConfList, Error> {
-        cni::runtime::default_network(&self.conf_dir).map_err(Error::Load)
+        cni::runtime::default_network(&self.conf_dir).map_err(|e| Error::Load(Box::new(e)))
     }
 
     /// ADD: returns the pod's addresses. A failed ADD leaves nothing behind (the runtime DELs
     /// the chain), and the error names the plugin.
     pub fn attach(&self, list: &NetConfList, pod: &PodAttachment) -> Result<Vec<IpAddr>, Error> {
-        let result = self.runtime.add(list, &pod.attachment()).map_err(|source| Error::Add { sandbox: pod.sandbox_id.clone(), source })?;
+        let result = self.runtime.add(list, &pod.attachment()).map_err(|source| Error::Add { sandbox: pod.sandbox_id.clone(), source: Box::new(source) })?;
         Ok(result.ips.iter().map(|ip| ip.address.addr()).collect())
     }
 
@@ -145,7 +145,7 @@ impl PodNetwork {
         if !super::mounts::is_namespace(&attachment.netns) {
             attachment.netns = PathBuf::new();
         }
-        self.runtime.del(&list, &attachment).map_err(|source| Error::Del { sandbox: pod.sandbox_id.clone(), source })
+        self.runtime.del(&list, &attachment).map_err(|source| Error::Del { sandbox: pod.sandbox_id.clone(), source: Box::new(source) })
     }
 
     fn find(&self, network: &str) -> Option<NetConfList> {
