@@ -441,3 +441,26 @@ fn a_failing_plugin_undoes_the_run_and_is_named() {
     assert_eq!(node.sandbox_dirs(), Vec::<PathBuf>::new());
     assert_eq!(node.call(|m| m.list(None)).len(), 0);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn after_a_reboot_a_sandbox_is_notready_and_removal_still_releases_its_address() {
+    let mut node = Node::new();
+    let id = node.run(&pod_config("survivor")).unwrap();
+    let s = node.status(&id).unwrap();
+    assert_eq!(node.allocations().len(), 1);
+    // A reboot clears the state directory: the namespace files and the shm are gone.
+    for m in node.mounts() {
+        nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    std::fs::remove_dir_all(&s.state_dir).unwrap();
+    node.restart();
+    let after = node.status(&id).unwrap();
+    assert_eq!(after.state, State::NotReady);
+    assert_eq!(after.ips, s.ips);
+    // The kubelet then stops and removes it: DEL without a netns still frees the address.
+    node.stop(&id).unwrap();
+    assert!(node.allocations().is_empty(), "{:?}", node.allocations());
+    node.remove(&id).unwrap();
+    assert_eq!(node.sandbox_dirs(), Vec::<PathBuf>::new());
+}
