@@ -430,3 +430,102 @@ impl Plan {
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use cri_api::runtime::v1 as cri;
+
+    use super::*;
+
+    fn config(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> PodSandboxConfig {
+        let options = cri::NamespaceOption { network: network as i32, pid: pid as i32, ipc: ipc as i32, ..Default::default() };
+        PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata { name: "web".into(), uid: "u1".into(), namespace: "ns".into(), attempt: 2 }),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(options), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans_follow_the_namespace_modes() {
+        use NamespaceMode::*;
+        let p = Plan::from_config(&config(Pod, Container, Pod)).unwrap();
+        assert_eq!(p.ns, namespaces::Request { net: true, ipc: true, uts: true, hostname: "web".into() });
+        assert_eq!(p.metadata.attempt, 2);
+        let p = Plan::from_config(&config(Node, Node, Node)).unwrap();
+        assert_eq!(p.ns, namespaces::Request::default());
+        let p = Plan::from_config(&config(Node, Container, Pod)).unwrap();
+        assert!(!p.ns.net && p.ns.ipc && !p.ns.uts);
+    }
+
+    #[test]
+    fn unsupported_and_invalid_configs_are_refused_naming_why() {
+        use NamespaceMode::*;
+        let err = Plan::from_config(&config(Pod, Pod, Pod)).err().unwrap();
+        assert_eq!(err.to_string(), "pid namespace mode POD is not supported yet");
+        // No namespace options at all means POD everywhere, pid included.
+        let mut bare = config(Pod, Container, Pod);
+        bare.linux = None;
+        assert!(matches!(Plan::from_config(&bare), Err(Error::Unsupported(_))));
+        let err = Plan::from_config(&config(Target, Container, Pod)).err().unwrap();
+        assert!(err.to_string().contains("namespace_options.network"), "{err}");
+        let mut no_meta = config(Pod, Container, Pod);
+        no_meta.metadata.as_mut().unwrap().uid.clear();
+        assert!(Plan::from_config(&no_meta).err().unwrap().to_string().contains("metadata.uid"));
+        let mut net_sysctl_on_host = config(Node, Container, Pod);
+        net_sysctl_on_host.linux.as_mut().unwrap().sysctls = [("net.core.somaxconn".to_string(), "1".to_string())].into();
+        assert!(matches!(Plan::from_config(&net_sysctl_on_host), Err(Error::Sysctl(_))));
+    }
+
+    /// A manager over records left by a previous run (no root needed: host-network records
+    /// hold no mounts).
+    #[test]
+    fn a_restarted_manager_loads_records_and_cleans_up_unfinished_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CriConfig::new(dir.path().join("root"), dir.path().join("state"));
+        cfg.cni_conf_dir = dir.path().join("net.d");
+        cfg.cni_cache_dir = dir.path().join("cni");
+        let records = cfg.root.join("sandboxes");
+        let mut ready = store::tests::sample(&records, "aaaa1111");
+        ready.namespaces = NamespacePaths::default();
+        ready.modes.network = NamespaceMode::Node as i32;
+        ready.network = None;
+        let mut gone = store::tests::sample(&records, "bbbb2222");
+        gone.namespaces = NamespacePaths { net: Some(dir.path().join("no-such-ns")), ipc: None, uts: None };
+        gone.network = None;
+        for s in [&ready, &gone] {
+            std::fs::create_dir_all(&s.dir).unwrap();
+            s.save().unwrap();
+        }
+        let unfinished = records.join("cccc3333");
+        std::fs::create_dir_all(&unfinished).unwrap();
+
+        let m = SandboxManager::new(&cfg).unwrap();
+        assert!(!unfinished.exists(), "the unfinished run's directory was kept");
+        assert_eq!(m.list(None).len(), 2);
+        assert_eq!(m.get("aaaa").unwrap().state, State::Ready);
+        // Its namespace file is gone (a reboot): NOTREADY, and saved so.
+        assert_eq!(m.get("bbbb").unwrap().state, State::NotReady);
+        let filter = cri::PodSandboxFilter {
+            state: Some(cri::PodSandboxStateValue { state: cri::PodSandboxState::SandboxReady as i32 }),
+            ..Default::default()
+        };
+        assert_eq!(m.list(Some(&filter)).iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["aaaa1111"]);
+        assert!(matches!(m.status("ffff"), Err(Error::NotFound { .. })));
+        m.stop("ffff").unwrap();
+        m.remove("ffff").unwrap();
+
+        m.stop("aaaa1111").unwrap();
+        assert_eq!(m.get("aaaa1111").unwrap().state, State::NotReady);
+        m.remove("aaaa1111").unwrap();
+        m.remove("aaaa1111").unwrap();
+        assert!(!ready.dir.exists());
+        assert_eq!(m.list(None).len(), 1);
+        drop(m);
+        let again = SandboxManager::new(&cfg).unwrap();
+        assert_eq!(again.list(None).iter().map(|s| (s.id.as_str(), s.state)).collect::<Vec<_>>(), [("bbbb2222", State::NotReady)]);
+    }
+}
