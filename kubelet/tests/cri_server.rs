@@ -325,3 +325,35 @@ fn binary_serves_until_sigterm() {
     assert!(exit.success(), "kubelet-rs cri exited with {exit:?}");
     assert!(!socket.exists(), "socket left behind");
 }
+
+/// A `registry_token` (a bearer token the caller got from the registry's token service) is
+/// sent to the registry as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_with_registry_token() {
+    let reg = tokio::task::spawn_blocking(|| {
+        let reg = Registry::start(Auth::token("alice", "s3cret", false));
+        reg.push("busybox", "private/busybox:1");
+        reg
+    })
+    .await
+    .unwrap();
+    let realm = reg.issuer.as_ref().unwrap().realm();
+    let token = tokio::task::spawn_blocking(move || {
+        let url = format!("{realm}?service={}&scope=repository:private/busybox:pull", test_support::token_issuer::SERVICE);
+        let resp = test_support::http::get(&url, &[("Authorization", &test_support::http::basic_auth("alice", "s3cret"))]);
+        resp.expect("token request").json()["token"].as_str().expect("a token").to_string()
+    })
+    .await
+    .unwrap();
+    let server = TestServer::start(&[]).await;
+    let mut images = server.images().await;
+    let reference = reg.reference("private/busybox:1");
+
+    let e = images.pull_image(PullImageRequest { image: spec(&reference), ..Default::default() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let auth = AuthConfig { registry_token: token, server_address: reg.host.clone(), ..Default::default() };
+    let pulled = images.pull_image(PullImageRequest { image: spec(&reference), auth: Some(auth), ..Default::default() }).await;
+    pulled.unwrap_or_else(|e| panic!("pull with a registry token: {e}\n{}", reg.log()));
+
+    server.stop().await;
+}

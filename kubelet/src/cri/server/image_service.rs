@@ -87,12 +87,13 @@ impl Images {
     async fn pull(&self, req: PullImageRequest) -> Result<PullImageResponse, ImageServiceError> {
         let spec = wanted(req.image.as_ref(), "PullImage")?;
         let reference = Reference::parse(&spec)?;
-        let credentials = pull_auth::credentials(req.auth.as_ref(), &reference)?;
+        let auth = pull_auth::pull_auth(req.auth.as_ref(), &reference)?;
         let hosts_dir = self.state.hosts_dir.is_dir().then(|| self.state.hosts_dir.clone());
         let client = Client::new(ClientConfig {
             hosts_dir,
             insecure: self.state.insecure.clone(),
-            credentials,
+            credentials: auth.credentials,
+            registry_token: auth.registry_token,
             ..Default::default()
         });
         let _no_gc = self.state.gc_lock.read().await;

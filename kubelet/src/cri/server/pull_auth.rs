@@ -1,7 +1,9 @@
 //! A pull's CRI `AuthConfig` as credentials for the registry client, as containerd reads it:
 //! `username`/`password` first, then `identity_token` (as the password of an empty user),
-//! then `auth` (base64 of `user:password`). An `AuthConfig` for another `server_address`
-//! than the image's registry is not sent anywhere. No `AuthConfig` means anonymous.
+//! then `auth` (base64 of `user:password`); a `registry_token` is sent as a bearer token to
+//! the registry (not to mirrors) until the registry asks for another. An `AuthConfig` for
+//! another `server_address` than the image's registry is not sent anywhere. No `AuthConfig`
+//! means anonymous.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,17 +18,30 @@ use tracing::warn;
 
 use super::image_service::ImageServiceError;
 
-pub(super) fn credentials(auth: Option<&AuthConfig>, reference: &Reference) -> Result<Arc<dyn Credentials>, ImageServiceError> {
-    let Some(auth) = auth else { return Ok(Arc::new(Anonymous)) };
+/// What a pull authenticates with.
+pub(super) struct PullAuth {
+    pub credentials: Arc<dyn Credentials>,
+    pub registry_token: Option<String>,
+}
+
+impl PullAuth {
+    fn anonymous() -> PullAuth {
+        PullAuth { credentials: Arc::new(Anonymous), registry_token: None }
+    }
+}
+
+pub(super) fn pull_auth(auth: Option<&AuthConfig>, reference: &Reference) -> Result<PullAuth, ImageServiceError> {
+    let Some(auth) = auth else { return Ok(PullAuth::anonymous()) };
     if !auth.server_address.is_empty() && normalise_registry(&auth.server_address) != normalise_registry(reference.registry()) {
         warn!(server = %auth.server_address, image = %reference, "auth config is for another registry; pulling anonymously");
-        return Ok(Arc::new(Anonymous));
+        return Ok(PullAuth::anonymous());
     }
-    let Some(cred) = credential(auth)? else { return Ok(Arc::new(Anonymous)) };
+    let registry_token = Some(auth.registry_token.clone()).filter(|t| !t.is_empty());
+    let Some(cred) = credential(auth)? else { return Ok(PullAuth { registry_token, ..PullAuth::anonymous() }) };
     let mut map = HashMap::new();
     map.insert(reference.registry().to_string(), cred.clone());
     map.insert(reference.registry_host().to_string(), cred);
-    Ok(Arc::new(StaticCredentials(map)))
+    Ok(PullAuth { credentials: Arc::new(StaticCredentials(map)), registry_token })
 }
 
 fn credential(auth: &AuthConfig) -> Result<Option<Credential>, ImageServiceError> {
@@ -43,11 +58,6 @@ fn credential(auth: &AuthConfig) -> Result<Option<Credential>, ImageServiceError
         let (username, password) = text.split_once(':').ok_or_else(bad)?;
         return Ok(Some(Credential { username: username.into(), password: password.into() }));
     }
-    if !auth.registry_token.is_empty() {
-        return Err(ImageServiceError::Auth(
-            "registry_token (a bearer token for the registry) is not supported; give username and password".into(),
-        ));
-    }
     Ok(None)
 }
 
@@ -56,7 +66,7 @@ mod tests {
     use super::*;
 
     fn lookup(auth: &AuthConfig, image: &str, registry: &str) -> Option<Credential> {
-        credentials(Some(auth), &Reference::parse(image).unwrap()).unwrap().lookup(registry)
+        pull_auth(Some(auth), &Reference::parse(image).unwrap()).unwrap().credentials.lookup(registry)
     }
 
     #[test]
@@ -85,9 +95,11 @@ mod tests {
         assert!(lookup(&a, "busybox", "registry-1.docker.io").is_some());
         let reference = Reference::parse("busybox").unwrap();
         let bad = AuthConfig { auth: "%%%".into(), ..Default::default() };
-        let e = credentials(Some(&bad), &reference).err().unwrap();
+        let e = pull_auth(Some(&bad), &reference).err().unwrap();
         assert!(e.to_string().contains("base64"), "{e}");
         let token = AuthConfig { registry_token: "t".into(), ..Default::default() };
-        assert!(credentials(Some(&token), &reference).is_err());
+        let auth = pull_auth(Some(&token), &reference).unwrap();
+        assert_eq!(auth.registry_token.as_deref(), Some("t"));
+        assert_eq!(auth.credentials.lookup("docker.io"), None);
     }
 }
