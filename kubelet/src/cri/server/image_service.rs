@@ -20,7 +20,7 @@ use images::registry::{Client, ClientConfig, Platform};
 use images::store::{Store, StoreError};
 use tokio::sync::RwLock;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{fs_usage, image_lookup, pull_auth};
 use crate::cri::config::CriConfig;
@@ -120,9 +120,17 @@ impl Images {
             .await?;
         let Some(id) = removed else { return Ok(RemoveImageResponse {}) };
         info!(%id, "removed image");
+        // The image is gone either way; a failed collection leaves content for the next one.
         let _gc = self.state.gc_lock.write().await;
-        let report = self.on_store(|store| Ok(store.gc()?)).await?;
-        debug!(blobs = report.blobs_removed.len(), snapshots = report.snapshots_removed.len(), bytes = report.bytes_freed, "collected");
+        match self.on_store(|store| Ok(store.gc()?)).await {
+            Ok(report) => debug!(
+                blobs = report.blobs_removed.len(),
+                snapshots = report.snapshots_removed.len(),
+                bytes = report.bytes_freed,
+                "collected"
+            ),
+            Err(e) => warn!("collecting the content of removed image {id}: {e}"),
+        }
         Ok(RemoveImageResponse {})
     }
 }
@@ -149,7 +157,15 @@ impl ImageService for Images {
                     Some(spec) => image_lookup::find(store, &spec)?.into_iter().collect(),
                     None => image_lookup::all(store)?,
                 };
-                found.iter().map(|image| image_lookup::describe(store, image)).collect::<Result<Vec<_>, _>>()
+                // One damaged image (its config unreadable) must not hide the others.
+                let described = found.iter().filter_map(|image| match image_lookup::describe(store, image) {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        warn!(id = %image.id, "not listing image: {e}");
+                        None
+                    }
+                });
+                Ok(described.collect::<Vec<_>>())
             })
             .await?;
         Ok(Response::new(ListImagesResponse { images }))
