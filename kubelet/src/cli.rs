@@ -14,6 +14,40 @@ pub struct Cli {
 pub enum Command {
     /// Manage the local image store.
     Image(ImageArgs),
+    /// Serve the CRI (runtime.v1) runtime and image services on a unix socket until
+    /// SIGTERM or SIGINT.
+    Cri(CriArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CriArgs {
+    /// The gRPC socket [default: <state-dir>/cri.sock, i.e. /run/kubelet-rs/cri.sock].
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Persistent state: images, sandboxes, containers.
+    #[arg(long, default_value = "/var/lib/kubelet-rs")]
+    pub root: PathBuf,
+    /// Runtime state a reboot clears.
+    #[arg(long, default_value = "/run/kubelet-rs")]
+    pub state_dir: PathBuf,
+    /// The OCI runtime (runc command line): runtime-rs, runc or crun.
+    #[arg(long, default_value = "runtime-rs")]
+    pub oci_runtime: PathBuf,
+    /// Network configuration lists; the first valid one is the pod network [default: /etc/cni/net.d].
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where CNI plugins are; may be repeated [default: /opt/cni/bin and /usr/lib/cni].
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// The CNI result cache [default: /var/lib/cni].
+    #[arg(long)]
+    pub cni_cache_dir: Option<PathBuf>,
+    /// A directory of `<registry>/hosts.toml` files (mirrors, CAs, plain HTTP) [default: /etc/kubelet-rs/certs.d].
+    #[arg(long)]
+    pub hosts_dir: Option<PathBuf>,
+    /// A registry (`host:port`) to reach over plain HTTP; may be repeated.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,7 @@
-//! `kubelet-rs`: the node binary. For now its `image` commands manage the local image store.
+//! `kubelet-rs`: the node binary. Its `image` commands manage the local image store; `cri`
+//! serves the CRI runtime and image services.
 mod cli;
+mod cri_command;
 mod image;
 mod progress;
 
@@ -15,9 +17,15 @@ fn main() {
         })
         .init();
     let args = cli::Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = match args.command {
-        cli::Command::Image(img) => runtime.block_on(image::run(img)),
+        cli::Command::Image(img) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(image::run(img)).map_err(|e| e.to_string())
+        }
+        cli::Command::Cri(cri_args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(cri_command::run(cri_args)).map_err(|e| e.to_string())
+        }
     };
     if let Err(e) = result {
         eprintln!("kubelet-rs: {e}");

@@ -34,6 +34,10 @@ pub struct ClientConfig {
     /// Registries (as named, or `host:port`) to reach over plain HTTP without a hosts file.
     pub insecure: Vec<String>,
     pub credentials: Arc<dyn Credentials>,
+    /// A bearer token for the registry given by the caller (CRI `AuthConfig.registry_token`):
+    /// sent to the registry's own endpoints, never to mirrors, until a challenge is answered
+    /// with a token of our own.
+    pub registry_token: Option<String>,
     /// Retries of one request after a transient failure (connect error, 5xx, 429, a
     /// connection lost mid-body).
     pub retries: u32,
@@ -50,6 +54,7 @@ impl Default for ClientConfig {
             hosts_dir: None,
             insecure: Vec::new(),
             credentials: Arc::new(auth::Anonymous),
+            registry_token: None,
             retries: 4,
             retry_delay: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(15),
@@ -672,6 +677,8 @@ impl Client {
                     req = req.bearer_auth(tok);
                 } else if let Some(c) = self.tokens.basic(&t.ep.host) {
                     req = req.header(AUTHORIZATION, c.basic_header());
+                } else if let Some(tok) = self.config.registry_token.as_ref().filter(|_| !t.ep.mirror) {
+                    req = req.bearer_auth(tok);
                 }
             }
             let resp = req.send().await.map_err(|source| RegistryError::Http { url: current.to_string(), source })?;

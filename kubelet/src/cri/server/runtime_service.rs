@@ -1,0 +1,244 @@
+//! CRI `RuntimeService`: version, runtime and network status, runtime config. The pod
+//! sandbox and container RPCs answer `Unimplemented` until their managers are wired in;
+//! each is its own method below, to be replaced one by one.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use cni::runtime::CniRuntime;
+use cri_api::runtime::v1::runtime_service_server::RuntimeService;
+use cri_api::runtime::v1::{self, CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition};
+use serde_json::json;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::status::not_implemented;
+use crate::cri::config::CriConfig;
+
+const RUNTIME_NAME: &str = "kubelet-rs";
+const RUNTIME_API_VERSION: &str = "v1";
+/// The version of the kubelet runtime API (`VersionResponse.version`).
+const KUBELET_API_VERSION: &str = "0.1.0";
+
+const RUNTIME_READY: &str = "RuntimeReady";
+const NETWORK_READY: &str = "NetworkReady";
+const NETWORK_NOT_READY_REASON: &str = "NetworkPluginNotReady";
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send>>;
+
+/// What the runtime RPCs share.
+struct RuntimeState {
+    config: CriConfig,
+    /// From `UpdateRuntimeConfig`; CNI plugins get their ranges from their own config.
+    pod_cidr: Mutex<String>,
+}
+
+/// The `RuntimeService` implementation; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    state: Arc<RuntimeState>,
+}
+
+impl Runtime {
+    pub fn new(config: CriConfig) -> Runtime {
+        Runtime { state: Arc::new(RuntimeState { config, pod_cidr: Mutex::new(String::new()) }) }
+    }
+
+    /// The pod CIDR the kubelet last gave (empty if none).
+    pub fn pod_cidr(&self) -> String {
+        self.state.pod_cidr.lock().expect("pod cidr lock").clone()
+    }
+
+    /// Whether pods can be networked: a valid configuration list in the conf dir whose
+    /// plugins pass CNI STATUS. Ok(network name), or what is wrong.
+    async fn network_ready(&self) -> Result<String, String> {
+        let config = self.state.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let list = cni::runtime::default_network(&config.cni_conf_dir).map_err(|e| e.to_string())?;
+            let cni = CniRuntime::new(config.cni_bin_dirs.clone()).with_cache_dir(config.cni_cache_dir.clone());
+            cni.status(&list).map_err(|e| e.to_string())?;
+            Ok(list.name)
+        })
+        .await
+        .map_err(|e| format!("network status check failed: {e}"))?
+    }
+}
+
+fn condition(kind: &str, ready: Result<(), String>) -> RuntimeCondition {
+    match ready {
+        Ok(()) => RuntimeCondition { r#type: kind.into(), status: true, reason: String::new(), message: String::new() },
+        Err(message) => RuntimeCondition {
+            r#type: kind.into(),
+            status: false,
+            reason: NETWORK_NOT_READY_REASON.into(),
+            message: format!("network plugin not ready: {message}"),
+        },
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for Runtime {
+    type GetContainerEventsStream = EventStream;
+
+    async fn version(&self, _: Request<v1::VersionRequest>) -> Result<Response<v1::VersionResponse>, Status> {
+        Ok(Response::new(v1::VersionResponse {
+            version: KUBELET_API_VERSION.into(),
+            runtime_name: RUNTIME_NAME.into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_api_version: RUNTIME_API_VERSION.into(),
+        }))
+    }
+
+    async fn status(&self, request: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+        let network = self.network_ready().await;
+        let mut info = HashMap::new();
+        if request.into_inner().verbose {
+            let config = &self.state.config;
+            let detail = json!({
+                "cniConfDir": config.cni_conf_dir,
+                "cniBinDirs": config.cni_bin_dirs,
+                "network": network.as_ref().ok(),
+                "podCIDR": self.pod_cidr(),
+                "ociRuntime": config.oci_runtime,
+                "root": config.root,
+                "stateDir": config.state_dir,
+            });
+            info.insert("config".to_string(), detail.to_string());
+        }
+        let conditions = vec![condition(RUNTIME_READY, Ok(())), condition(NETWORK_READY, network.map(drop))];
+        Ok(Response::new(v1::StatusResponse {
+            status: Some(v1::RuntimeStatus { conditions }),
+            info,
+            runtime_handlers: vec![v1::RuntimeHandler { name: String::new(), features: Some(Default::default()) }],
+            features: Some(Default::default()),
+        }))
+    }
+
+    async fn runtime_config(
+        &self,
+        _: Request<v1::RuntimeConfigRequest>,
+    ) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
+        Ok(Response::new(v1::RuntimeConfigResponse {
+            linux: Some(LinuxRuntimeConfiguration { cgroup_driver: CgroupDriver::Cgroupfs as i32 }),
+        }))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        let cidr = request.into_inner().runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr);
+        if let Some(cidr) = cidr.filter(|c| !c.is_empty()) {
+            let mut current = self.state.pod_cidr.lock().expect("pod cidr lock");
+            if *current != cidr {
+                info!(pod_cidr = %cidr, "pod CIDR set");
+                *current = cidr;
+            }
+        }
+        Ok(Response::new(v1::UpdateRuntimeConfigResponse {}))
+    }
+
+    // Pod sandboxes, containers, streaming, stats and events: not implemented yet.
+
+    async fn run_pod_sandbox(&self, _: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        Err(not_implemented("RunPodSandbox"))
+    }
+
+    async fn stop_pod_sandbox(&self, _: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        Err(not_implemented("StopPodSandbox"))
+    }
+
+    async fn remove_pod_sandbox(&self, _: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        Err(not_implemented("RemovePodSandbox"))
+    }
+
+    async fn pod_sandbox_status(&self, _: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        Err(not_implemented("PodSandboxStatus"))
+    }
+
+    async fn list_pod_sandbox(&self, _: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        Err(not_implemented("ListPodSandbox"))
+    }
+
+    async fn create_container(&self, _: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        Err(not_implemented("CreateContainer"))
+    }
+
+    async fn start_container(&self, _: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
+        Err(not_implemented("StartContainer"))
+    }
+
+    async fn stop_container(&self, _: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
+        Err(not_implemented("StopContainer"))
+    }
+
+    async fn remove_container(&self, _: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        Err(not_implemented("RemoveContainer"))
+    }
+
+    async fn list_containers(&self, _: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
+        Err(not_implemented("ListContainers"))
+    }
+
+    async fn container_status(&self, _: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        Err(not_implemented("ContainerStatus"))
+    }
+
+    async fn update_container_resources(&self, _: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        Err(not_implemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(&self, _: Request<v1::ReopenContainerLogRequest>) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        Err(not_implemented("ReopenContainerLog"))
+    }
+
+    async fn exec_sync(&self, _: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        Err(not_implemented("ExecSync"))
+    }
+
+    async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
+        Err(not_implemented("Exec"))
+    }
+
+    async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
+        Err(not_implemented("Attach"))
+    }
+
+    async fn port_forward(&self, _: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {
+        Err(not_implemented("PortForward"))
+    }
+
+    async fn container_stats(&self, _: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        Err(not_implemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(&self, _: Request<v1::ListContainerStatsRequest>) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        Err(not_implemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(&self, _: Request<v1::PodSandboxStatsRequest>) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        Err(not_implemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(&self, _: Request<v1::ListPodSandboxStatsRequest>) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        Err(not_implemented("ListPodSandboxStats"))
+    }
+
+    async fn checkpoint_container(&self, _: Request<v1::CheckpointContainerRequest>) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
+        Err(not_implemented("CheckpointContainer"))
+    }
+
+    async fn list_metric_descriptors(&self, _: Request<v1::ListMetricDescriptorsRequest>) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        Err(not_implemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(&self, _: Request<v1::ListPodSandboxMetricsRequest>) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        Err(not_implemented("ListPodSandboxMetrics"))
+    }
+
+    async fn get_container_events(&self, _: Request<v1::GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        Err(not_implemented("GetContainerEvents"))
+    }
+}

@@ -1,0 +1,68 @@
+//! Our errors as gRPC statuses: the code says what kind of failure it is (the caller's
+//! mistake, missing, not allowed, the registry unreachable, our fault), the message what
+//! exactly is wrong.
+
+use images::pull::PullError;
+use images::registry::RegistryError;
+use tonic::{Code, Status};
+
+use super::image_service::ImageServiceError;
+
+/// The answer of an RPC kubelet-rs does not implement (yet).
+pub(super) fn not_implemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet by kubelet-rs"))
+}
+
+impl From<ImageServiceError> for Status {
+    fn from(e: ImageServiceError) -> Status {
+        let code = match &e {
+            ImageServiceError::NoImage { .. } | ImageServiceError::Reference(_) | ImageServiceError::Auth(_) => {
+                Code::InvalidArgument
+            }
+            ImageServiceError::Pull(p) => pull_code(p),
+            ImageServiceError::Store(_)
+            | ImageServiceError::Config { .. }
+            | ImageServiceError::Usage { .. }
+            | ImageServiceError::Task(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+fn pull_code(e: &PullError) -> Code {
+    let PullError::Registry { source, .. } = e else {
+        // The registry's content did not check out, or the store failed.
+        return match e {
+            PullError::Store { .. } | PullError::Temp { .. } | PullError::Task { .. } => Code::Internal,
+            _ => Code::Unknown,
+        };
+    };
+    match source.as_ref() {
+        RegistryError::Status { status: 404, .. } => Code::NotFound,
+        RegistryError::Status { status: 401 | 403, .. } | RegistryError::Unauthorized { .. } | RegistryError::Token { .. } => {
+            Code::Unauthenticated
+        }
+        RegistryError::Status { status: 429, .. } => Code::ResourceExhausted,
+        RegistryError::Http { .. } | RegistryError::Status { .. } | RegistryError::ShortBody { .. } => Code::Unavailable,
+        RegistryError::Hosts(_) | RegistryError::Ca { .. } | RegistryError::NoEndpoint { .. } => Code::FailedPrecondition,
+        RegistryError::Manifest(_) => Code::NotFound,
+        _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use images::reference::Reference;
+
+    #[test]
+    fn bad_references_are_invalid_arguments_naming_the_reference() {
+        let e: ImageServiceError = Reference::parse("Bad:Image:x").unwrap_err().into();
+        let s = Status::from(e);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("Bad:Image:x"), "{}", s.message());
+        let s = not_implemented("RunPodSandbox");
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert_eq!(s.message(), "RunPodSandbox is not implemented yet by kubelet-rs");
+    }
+}
