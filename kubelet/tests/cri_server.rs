@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cri_api::runtime::v1::{
     AuthConfig, CgroupDriver, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
-    NetworkConfig, PullImageRequest, RemoveImageRequest, RunPodSandboxRequest, RuntimeConfig, RuntimeConfigRequest,
+    CheckpointContainerRequest, NetworkConfig, PullImageRequest, RemoveImageRequest, RunPodSandboxRequest, RuntimeConfig, RuntimeConfigRequest,
     StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use cri_api::{ImageServiceClient, RuntimeServiceClient};
@@ -106,7 +106,16 @@ async fn version_status_config_and_unimplemented() {
     assert_eq!(v.runtime_api_version, "v1");
     assert_eq!(v.version, "0.1.0");
 
-    // No network configuration yet.
+    // At first start the service wrote the default network for our bridge; its plugins are
+    // not in this test's (empty) plugin directory, so the network is not ready.
+    let default = server.config.cni_conf_dir.join("10-kubelet-rs.conflist");
+    assert!(default.exists(), "no default conflist was written");
+    let net = network_condition(&rt.status(StatusRequest { verbose: false }).await.unwrap().into_inner());
+    assert!(!net.status, "{net:?}");
+    assert!(net.message.contains("krs-bridge"), "{}", net.message);
+
+    // No network configuration at all.
+    std::fs::remove_file(&default).unwrap();
     let status = rt.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
     let net = network_condition(&status);
     assert!(!net.status, "{net:?}");
@@ -143,8 +152,11 @@ async fn version_status_config_and_unimplemented() {
     assert_eq!(info["podCIDR"], "10.88.0.0/16");
 
     let e = rt.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(e.message(), "RunPodSandbox: config is missing");
+    let e = rt.checkpoint_container(CheckpointContainerRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
-    assert_eq!(e.message(), "RunPodSandbox is not implemented yet by kubelet-rs");
+    assert_eq!(e.message(), "CheckpointContainer is not implemented yet by kubelet-rs");
 
     server.stop().await;
 }

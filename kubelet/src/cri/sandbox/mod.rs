@@ -9,7 +9,7 @@
 //! of an unknown id succeed, so the kubelet's retries are harmless.
 
 mod files;
-mod id;
+pub mod id;
 mod mounts;
 mod namespaces;
 mod network;

@@ -49,6 +49,8 @@ pub enum ServeError {
     Socket { socket: PathBuf, what: &'static str, source: io::Error },
     #[error(transparent)]
     Images(#[from] ImageServiceError),
+    #[error("loading the pod sandboxes: {0}")]
+    Sandboxes(#[from] crate::cri::sandbox::Error),
     #[error("serving {}: {source}", socket.display())]
     Transport { socket: PathBuf, source: tonic::transport::Error },
 }
@@ -108,7 +110,7 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let socket = config.socket.clone();
     let images = Images::new(&config)?;
-    let runtime = Runtime::new(config);
+    let runtime = Runtime::new(config)?;
     let stopping = tokio::sync::Notify::new();
     let server = tonic::transport::Server::builder()
         .add_service(

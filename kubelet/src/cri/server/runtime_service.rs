@@ -14,8 +14,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::status::not_implemented;
+use super::status::{not_implemented, sandbox_status};
 use crate::cri::config::CriConfig;
+use crate::cri::sandbox::{self, SandboxManager};
 
 const RUNTIME_NAME: &str = "kubelet-rs";
 const RUNTIME_API_VERSION: &str = "v1";
@@ -31,6 +32,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, 
 /// What the runtime RPCs share.
 struct RuntimeState {
     config: CriConfig,
+    sandboxes: SandboxManager,
     /// From `UpdateRuntimeConfig`; CNI plugins get their ranges from their own config.
     pod_cidr: Mutex<String>,
 }
@@ -42,8 +44,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: CriConfig) -> Runtime {
-        Runtime { state: Arc::new(RuntimeState { config, pod_cidr: Mutex::new(String::new()) }) }
+    /// Loads the sandboxes a previous run left (see [`SandboxManager::new`]).
+    pub fn new(config: CriConfig) -> Result<Runtime, sandbox::Error> {
+        let sandboxes = SandboxManager::new(&config)?;
+        Ok(Runtime { state: Arc::new(RuntimeState { config, sandboxes, pod_cidr: Mutex::new(String::new()) }) })
+    }
+
+    /// Runs blocking sandbox work (namespaces, mounts, CNI plugins) off the async threads.
+    async fn sandboxes<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SandboxManager) -> Result<T, sandbox::Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || f(&state.sandboxes))
+            .await
+            .map_err(|e| Status::internal(format!("sandbox task failed: {e}")))?
+            .map_err(sandbox_status)
     }
 
     /// The pod CIDR the kubelet last gave (empty if none).
@@ -142,24 +158,36 @@ impl RuntimeService for Runtime {
 
     // Pod sandboxes, containers, streaming, stats and events: not implemented yet.
 
-    async fn run_pod_sandbox(&self, _: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        Err(not_implemented("RunPodSandbox"))
+    async fn run_pod_sandbox(&self, request: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        let request = request.into_inner();
+        let config = request.config.ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
+        let handler = request.runtime_handler;
+        let pod_sandbox_id = self.sandboxes(move |m| m.run_with_handler(&config, &handler)).await?;
+        Ok(Response::new(v1::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
-    async fn stop_pod_sandbox(&self, _: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        Err(not_implemented("StopPodSandbox"))
+    async fn stop_pod_sandbox(&self, request: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        self.sandboxes(move |m| m.stop(&id)).await?;
+        Ok(Response::new(v1::StopPodSandboxResponse {}))
     }
 
-    async fn remove_pod_sandbox(&self, _: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        Err(not_implemented("RemovePodSandbox"))
+    async fn remove_pod_sandbox(&self, request: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        self.sandboxes(move |m| m.remove(&id)).await?;
+        Ok(Response::new(v1::RemovePodSandboxResponse {}))
     }
 
-    async fn pod_sandbox_status(&self, _: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
-        Err(not_implemented("PodSandboxStatus"))
+    async fn pod_sandbox_status(&self, request: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let sandbox = self.sandboxes(move |m| m.status(&id)).await?;
+        Ok(Response::new(v1::PodSandboxStatusResponse { status: Some(sandbox.to_status()), ..Default::default() }))
     }
 
-    async fn list_pod_sandbox(&self, _: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
-        Err(not_implemented("ListPodSandbox"))
+    async fn list_pod_sandbox(&self, request: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let items = self.sandboxes(move |m| Ok(m.list(filter.as_ref()).iter().map(|s| s.to_list_item()).collect())).await?;
+        Ok(Response::new(v1::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(&self, _: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {

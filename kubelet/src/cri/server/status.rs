@@ -7,6 +7,7 @@ use images::registry::RegistryError;
 use tonic::{Code, Status};
 
 use super::image_service::ImageServiceError;
+use crate::cri::sandbox;
 
 /// The answer of an RPC kubelet-rs does not implement (yet).
 pub(super) fn not_implemented(rpc: &str) -> Status {
@@ -65,4 +66,18 @@ mod tests {
         assert_eq!(s.code(), Code::Unimplemented);
         assert_eq!(s.message(), "RunPodSandbox is not implemented yet by kubelet-rs");
     }
+}
+
+/// A sandbox failure: unknown ids are NotFound, bad configs InvalidArgument, a reserved name
+/// AlreadyExists, what we cannot do (yet) Unimplemented, the rest our fault.
+pub(super) fn sandbox_status(e: sandbox::Error) -> Status {
+    let code = match &e {
+        sandbox::Error::NotFound { .. } => Code::NotFound,
+        sandbox::Error::InvalidConfig { .. } | sandbox::Error::Sysctl(_) => Code::InvalidArgument,
+        sandbox::Error::Unsupported(_) => Code::Unimplemented,
+        sandbox::Error::Id(sandbox::id::Error::NameReserved { .. }) => Code::AlreadyExists,
+        sandbox::Error::Id(sandbox::id::Error::Ambiguous { .. }) => Code::InvalidArgument,
+        _ => Code::Internal,
+    };
+    Status::new(code, e.to_string())
 }
