@@ -1,4 +1,5 @@
-//! `kubelet-rs`: the node binary. For now its `image` commands manage the local image store.
+//! `kubelet-rs`: the node binary. For now its `image` commands manage the local image store;
+//! the hidden `monitor` command is the per-container monitor the CRI service starts.
 mod cli;
 mod image;
 mod progress;
@@ -15,9 +16,14 @@ fn main() {
         })
         .init();
     let args = cli::Cli::parse();
+    // The monitor forks first thing, so it must run before any runtime starts threads.
+    if let cli::Command::Monitor(m) = &args.command {
+        std::process::exit(kubelet_rs::cri::monitor::process::run(&m.monitor_args(), m.sync_fd));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = match args.command {
         cli::Command::Image(img) => runtime.block_on(image::run(img)),
+        cli::Command::Monitor(_) => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("kubelet-rs: {e}");
