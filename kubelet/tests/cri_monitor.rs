@@ -330,3 +330,23 @@ fn the_monitor_outlives_its_starter() {
     assert_eq!(entries(&f.log_path()), [e("stdout", "F", "before"), e("stdout", "F", "after")]);
     f.assert_monitor_exits();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_process_left_holding_the_output_does_not_keep_the_exit_from_being_recorded() {
+    test_support::require_root();
+    // Without a pid namespace of its own (a hostPID pod) the init's death kills nothing
+    // else: the background sleep keeps the stdout pipe open.
+    let mut f = Fixture::new(&runtime_rs(), "sleep 30 & echo hi; exit 4");
+    let ns = f.bundle.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    f.bundle.write();
+    f.spawn().unwrap();
+    f.start();
+    let started = Instant::now();
+    let rec = f.wait_exit();
+    assert_eq!(rec.exit_code, 4);
+    assert!(started.elapsed() < Duration::from_secs(10), "the exit waited for the background process");
+    assert_eq!(entries(&f.log_path()), [e("stdout", "F", "hi")]);
+    f.assert_monitor_exits();
+}

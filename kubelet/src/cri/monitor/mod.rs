@@ -109,6 +109,27 @@ impl MonitorArgs {
     }
 }
 
+impl MonitorArgs {
+    /// The same arguments with every path absolute (relative ones taken from the current
+    /// directory), for a process that changes directory.
+    pub fn absolute(&self) -> io::Result<MonitorArgs> {
+        let abs = |p: &Path| std::path::absolute(p);
+        // A bare program name is looked up in PATH, not in the current directory.
+        let runtime = if self.runtime.components().count() > 1 { abs(&self.runtime)? } else { self.runtime.clone() };
+        Ok(MonitorArgs {
+            id: self.id.clone(),
+            bundle: abs(&self.bundle)?,
+            runtime,
+            oci_root: abs(&self.oci_root)?,
+            log_path: abs(&self.log_path)?,
+            exit_file: abs(&self.exit_file)?,
+            pid_file: abs(&self.pid_file)?,
+            cgroup_path: self.cgroup_path.as_deref().map(abs).transpose()?,
+            monitor_log: self.monitor_log.as_deref().map(abs).transpose()?,
+        })
+    }
+}
+
 /// Start a monitor for `args` with this very binary (`kubelet-rs`), and wait until it has
 /// created the container.
 pub fn spawn_monitor(args: &MonitorArgs) -> Result<MonitorHandle, MonitorError> {
@@ -228,6 +249,18 @@ mod tests {
                 "/sys/fs/cgroup/c1"
             ]
         );
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_and_a_bare_runtime_name_stays() {
+        let cwd = std::env::current_dir().unwrap();
+        let rel = MonitorArgs { bundle: "b".into(), runtime: "runc".into(), log_path: "logs/0.log".into(), ..args() };
+        let abs = rel.absolute().unwrap();
+        assert_eq!(abs.bundle, cwd.join("b"));
+        assert_eq!(abs.log_path, cwd.join("logs/0.log"));
+        assert_eq!(abs.runtime, PathBuf::from("runc"));
+        assert_eq!(MonitorArgs { runtime: "bin/runc".into(), ..args() }.absolute().unwrap().runtime, cwd.join("bin/runc"));
+        assert_eq!(args().absolute().unwrap(), args());
     }
 
     #[test]

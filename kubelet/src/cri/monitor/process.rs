@@ -72,12 +72,20 @@ pub fn run(args: &MonitorArgs, sync_fd: RawFd) -> i32 {
         eprintln!("kubelet-rs monitor {}: sync fd {sync_fd}: {e}", args.id);
         return 1;
     }
+    // Relative paths are taken from where we were started, before we leave it.
+    let args = match args.absolute() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kubelet-rs monitor {}: {e}", args.id);
+            return 1;
+        }
+    };
     if let Err(e) = detach() {
         eprintln!("kubelet-rs monitor {}: {e}", args.id);
         return 1;
     }
     let channel = MonitorEnd::from_fd(sync);
-    match monitor(args, channel) {
+    match monitor(&args, channel) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kubelet-rs monitor {}: {e}", args.id);
@@ -96,6 +104,8 @@ fn detach() -> Result<(), MonitorProcessError> {
         ForkResult::Child => {}
     }
     setsid().map_err(MonitorProcessError::Detach)?;
+    // Hold no directory of the starter's busy (it may be a mount to be unmounted).
+    nix::unistd::chdir("/").map_err(MonitorProcessError::Detach)?;
     Ok(())
 }
 
@@ -336,14 +346,18 @@ fn finish(writer: &mut LogWriter, status: WaitStatus) -> Result<WaitStatus, Moni
     Ok(status)
 }
 
-/// Copy what the pipes hold into the log; a pipe that ended is closed and its last line
-/// flushed. Returns whether anything was read.
+/// Reads of one pipe per round, so that a container writing without pause to one stream
+/// neither starves the other nor delays signals.
+const READS_PER_ROUND: usize = 16;
+
+/// Copy what the pipes hold (up to [`READS_PER_ROUND`] reads each) into the log; a pipe that
+/// ended is closed and its last line flushed. Returns whether anything was read.
 fn copy_available(writer: &mut LogWriter, pipes: &mut Pipes, complained: &mut bool) -> bool {
     let mut any = false;
     let mut buf = vec![0u8; 64 * 1024];
     for (slot, stream) in [(&mut pipes.stdout, Stream::Stdout), (&mut pipes.stderr, Stream::Stderr)] {
         let Some(f) = slot else { continue };
-        loop {
+        for _ in 0..READS_PER_ROUND {
             match f.read(&mut buf) {
                 Ok(0) => {
                     *slot = None;
