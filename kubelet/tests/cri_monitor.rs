@@ -350,3 +350,21 @@ fn a_process_left_holding_the_output_does_not_keep_the_exit_from_being_recorded(
     assert_eq!(entries(&f.log_path()), [e("stdout", "F", "hi")]);
     f.assert_monitor_exits();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn an_oom_kill_is_recorded_where_the_memory_controller_is_offered() {
+    test_support::require_root();
+    let mut f = Fixture::new(&runtime_rs(), "echo start; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
+    f.cg.enable_controllers();
+    if !f.cg.offers("memory") {
+        eprintln!("SKIPPED: the cgroup v2 hierarchy offers no memory controller here (the hybrid hosts); the QEMU guest has one");
+        return;
+    }
+    f.bundle.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}});
+    f.bundle.write();
+    f.spawn().unwrap();
+    f.start();
+    let rec = f.wait_exit();
+    assert!(rec.oom_killed, "{rec:?}");
+}
