@@ -196,9 +196,13 @@ fn long_line_is_split(runtime: &Path) {
 
 fn sigkill_is_137(runtime: &Path) {
     let f = Fixture::new(runtime, "echo up; exec sleep 1000");
-    f.spawn().unwrap();
+    let h = f.spawn().unwrap();
     f.start();
     wait_for_log(&f.log_path(), "up");
+    // The monitor blocks SIGCHLD and SIGUSR1 for its signalfd; the container must not inherit that.
+    let status = fs::read_to_string(format!("/proc/{}/status", h.container_pid)).unwrap();
+    let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
+    assert_eq!(u64::from_str_radix(blocked, 16).unwrap(), 0, "the container starts with signals blocked");
     f.rt.ok(&["kill", &f.id, "KILL"]);
     let rec = f.wait_exit();
     assert_eq!((rec.exit_code, rec.signal), (137, Some(9)), "{rec:?}");

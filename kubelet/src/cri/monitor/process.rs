@@ -16,6 +16,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -137,11 +138,10 @@ fn monitor(args: &MonitorArgs, channel: MonitorEnd) -> Result<(), MonitorProcess
     drop(channel);
 
     let mut writer = CriLogWriter::new(log, SystemClock);
-    let status = copy_until_exit(args, &mut writer, pipes, &signals, &mut children, init)?;
-    let now = SystemTime::now();
+    let (status, finished_at) = copy_until_exit(args, &mut writer, pipes, &signals, &mut children, init)?;
     let mut record = match status {
-        WaitStatus::Signaled(_, sig, _) => ExitRecord::killed(sig as i32, now),
-        WaitStatus::Exited(_, code) => ExitRecord::exited(code, now),
+        WaitStatus::Signaled(_, sig, _) => ExitRecord::killed(sig as i32, finished_at),
+        WaitStatus::Exited(_, code) => ExitRecord::exited(code, finished_at),
         other => unreachable!("only exits are recorded, not {other:?}"),
     };
     record.oom_killed = args.cgroup_path.as_deref().is_some_and(exit::oom_killed);
@@ -149,8 +149,7 @@ fn monitor(args: &MonitorArgs, channel: MonitorEnd) -> Result<(), MonitorProcess
     Ok(())
 }
 
-/// SIGCHLD and SIGUSR1, blocked, read from a signalfd. The runtime we start gets the default
-/// mask back (`Command` resets it in the child).
+/// SIGCHLD and SIGUSR1, blocked, read from a signalfd.
 fn block_signals() -> Result<SignalFd, MonitorProcessError> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
@@ -229,6 +228,12 @@ fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Re
     cmd.arg("--pid-file").arg(&args.pid_file).arg(&args.id);
     // TODO(attach): a stdin pipe for containers with `stdin: true`.
     cmd.stdin(Stdio::null()).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+    // The runtime, and through it the container, would inherit our blocked SIGCHLD and
+    // SIGUSR1 (std does not reset the mask): unblock everything before exec.
+    // SAFETY: sigprocmask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from));
+    }
     let runtime = cmd.spawn().map_err(|source| MonitorProcessError::Runtime { runtime: args.runtime.display().to_string(), source })?;
     // Our copies of the write ends go with the command: only the container holds them now,
     // so the pipes read as ended once it is gone.
@@ -302,7 +307,7 @@ fn drain_signals(signals: &SignalFd) -> bool {
 }
 
 /// Copy the container's output into the log until the init exited and the pipes are drained;
-/// returns the init's status.
+/// returns the init's status and when we saw it.
 fn copy_until_exit(
     args: &MonitorArgs,
     writer: &mut LogWriter,
@@ -310,7 +315,7 @@ fn copy_until_exit(
     signals: &SignalFd,
     children: &mut Children,
     init: Pid,
-) -> Result<WaitStatus, MonitorProcessError> {
+) -> Result<(WaitStatus, SystemTime), MonitorProcessError> {
     let mut complained = false;
     let mut exited = None;
     loop {
@@ -320,7 +325,7 @@ fn copy_until_exit(
         }
         if exited.is_none() {
             children.reap()?;
-            exited = children.status(init);
+            exited = children.status(init).map(|st| (st, SystemTime::now()));
         }
         let open = pipes.stdout.is_some() || pipes.stderr.is_some();
         match exited {
@@ -337,7 +342,7 @@ fn copy_until_exit(
     }
 }
 
-fn finish(writer: &mut LogWriter, status: WaitStatus) -> Result<WaitStatus, MonitorProcessError> {
+fn finish(writer: &mut LogWriter, status: (WaitStatus, SystemTime)) -> Result<(WaitStatus, SystemTime), MonitorProcessError> {
     for s in [Stream::Stdout, Stream::Stderr] {
         if let Err(e) = writer.finish(s) {
             eprintln!("kubelet-rs monitor: write the log: {e}");
