@@ -376,3 +376,20 @@ fn an_oom_kill_is_recorded_where_the_memory_controller_is_offered() {
     let rec = f.wait_exit();
     assert!(rec.oom_killed, "{rec:?}");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_process_left_writing_without_pause_does_not_keep_the_exit_from_being_recorded() {
+    test_support::require_root();
+    let mut f = Fixture::new(&runtime_rs(), "yes spam & echo hi; exit 6");
+    let ns = f.bundle.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    f.bundle.write();
+    f.spawn().unwrap();
+    f.start();
+    let started = Instant::now();
+    assert_eq!(f.wait_exit().exit_code, 6);
+    assert!(started.elapsed() < Duration::from_secs(15), "the exit waited for the writer");
+    // With the monitor gone the writer dies of SIGPIPE (and the cgroup's removal kills it).
+    f.assert_monitor_exits();
+}

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -60,6 +60,9 @@ const MAX_RUNTIME_OUTPUT: usize = 32 * 1024;
 /// process that inherited them may outlive the init when the container shares the host's
 /// pid namespace).
 const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// After the init exited: how long we read at most, however much keeps coming (from such a
+/// process) before the exit is recorded.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
 
 type LogWriter = CriLogWriter<fs::File, SystemClock>;
 
@@ -318,6 +321,7 @@ fn copy_until_exit(
 ) -> Result<(WaitStatus, SystemTime), MonitorProcessError> {
     let mut complained = false;
     let mut exited = None;
+    let mut drain_until = None;
     loop {
         let data = copy_available(writer, &mut pipes, &mut complained);
         if drain_signals(signals) {
@@ -326,10 +330,12 @@ fn copy_until_exit(
         if exited.is_none() {
             children.reap()?;
             exited = children.status(init).map(|st| (st, SystemTime::now()));
+            drain_until = exited.map(|_| Instant::now() + DRAIN_MAX);
         }
         let open = pipes.stdout.is_some() || pipes.stderr.is_some();
+        let drained = drain_until.is_some_and(|t| Instant::now() >= t);
         match exited {
-            Some(st) if !open => return finish(writer, st),
+            Some(st) if !open || drained => return finish(writer, st),
             // Quiet pipes after the exit: whoever still holds them is not the container.
             Some(st) if !data && !wait_readable(&pipes, signals, PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::MAX)) => {
                 return finish(writer, st);
