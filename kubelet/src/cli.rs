@@ -17,6 +17,9 @@ pub enum Command {
     /// Serve the CRI (runtime.v1) runtime and image services on a unix socket until
     /// SIGTERM or SIGINT.
     Cri(CriArgs),
+    /// The per-container monitor the CRI service starts (not for people to run).
+    #[command(hide = true)]
+    Monitor(MonitorCli),
 }
 
 #[derive(Args, Debug)]
@@ -48,6 +51,47 @@ pub struct CriArgs {
     /// A registry (`host:port`) to reach over plain HTTP; may be repeated.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure: Vec<String>,
+}
+
+/// `kubelet-rs monitor`: the arguments of `cri::monitor::MonitorArgs::to_args`, and the
+/// descriptor of the channel to the starter.
+#[derive(Args, Debug)]
+pub struct MonitorCli {
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub runtime: PathBuf,
+    #[arg(long)]
+    pub oci_root: PathBuf,
+    #[arg(long)]
+    pub log_path: PathBuf,
+    #[arg(long)]
+    pub exit_file: PathBuf,
+    #[arg(long)]
+    pub pid_file: PathBuf,
+    #[arg(long)]
+    pub cgroup_path: Option<PathBuf>,
+    #[arg(long)]
+    pub sync_fd: i32,
+}
+
+impl MonitorCli {
+    pub fn monitor_args(&self) -> kubelet_rs::cri::monitor::MonitorArgs {
+        kubelet_rs::cri::monitor::MonitorArgs {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            runtime: self.runtime.clone(),
+            oci_root: self.oci_root.clone(),
+            log_path: self.log_path.clone(),
+            exit_file: self.exit_file.clone(),
+            pid_file: self.pid_file.clone(),
+            cgroup_path: self.cgroup_path.clone(),
+            // Already the monitor's stderr, if any.
+            monitor_log: None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -114,4 +158,33 @@ pub enum ImageCommand {
 pub enum Format {
     Table,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubelet_rs::cri::monitor::MonitorArgs;
+
+    #[test]
+    fn the_monitor_parses_what_its_starter_passes() {
+        let args = MonitorArgs {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            runtime: "/usr/bin/runc".into(),
+            oci_root: "/run/oci".into(),
+            log_path: "/var/log/pods/p/c/0.log".into(),
+            exit_file: "/s/exit.json".into(),
+            pid_file: "/s/pid".into(),
+            cgroup_path: Some("/sys/fs/cgroup/c1".into()),
+            monitor_log: None,
+        };
+        for args in [args.clone(), MonitorArgs { cgroup_path: None, ..args }] {
+            let mut argv: Vec<std::ffi::OsString> = vec!["kubelet-rs".into(), "monitor".into()];
+            argv.extend(args.to_args());
+            argv.extend(["--sync-fd".into(), "5".into()]);
+            let Command::Monitor(m) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the monitor") };
+            assert_eq!(m.sync_fd, 5);
+            assert_eq!(m.monitor_args(), args);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `kubelet-rs`: the node binary. Its `image` commands manage the local image store; `cri`
-//! serves the CRI runtime and image services.
+//! serves the CRI runtime and image services; the hidden `monitor` command is the
+//! per-container monitor the CRI service starts.
 mod cli;
 mod cri_command;
 mod image;
@@ -17,6 +18,10 @@ fn main() {
         })
         .init();
     let args = cli::Cli::parse();
+    // The monitor forks first thing, so it must run before any runtime starts threads.
+    if let cli::Command::Monitor(m) = &args.command {
+        std::process::exit(kubelet_rs::cri::monitor::process::run(&m.monitor_args(), m.sync_fd));
+    }
     let result = match args.command {
         cli::Command::Image(img) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -26,6 +31,7 @@ fn main() {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             runtime.block_on(cri_command::run(cri_args)).map_err(|e| e.to_string())
         }
+        cli::Command::Monitor(_) => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("kubelet-rs: {e}");
