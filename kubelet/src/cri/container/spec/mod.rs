@@ -136,7 +136,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .devices(devices.nodes)
         .masked_paths(security::masked_paths(&sc))
         .readonly_paths(security::readonly_paths(&sc))
-        .sysctl(sysctls(&input.sandbox.sysctls)?);
+        .sysctl(sysctls(&input.sandbox.sysctls, &namespaces)?);
     if let Some(p) = rootfs_propagation {
         linux = linux.rootfs_propagation(p);
     }
@@ -154,8 +154,15 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     if input.sandbox.namespaces.uts == Namespace::New && !input.sandbox.hostname.is_empty() {
         spec = spec.hostname(input.sandbox.hostname.clone());
     }
-    Ok(spec.build()?)
+    let mut spec = spec.build()?;
+    if spec.hostname().as_deref() == Some(OCI_SPEC_DEFAULT_HOSTNAME) {
+        spec.set_hostname(None);
+    }
+    Ok(spec)
 }
+
+/// What oci-spec's builder puts in `hostname` when none is given.
+const OCI_SPEC_DEFAULT_HOSTNAME: &str = "youki";
 
 /// The container's security context; an absent one is the all-defaults one.
 fn security_context(c: &ContainerConfig) -> LinuxContainerSecurityContext {
@@ -234,10 +241,24 @@ fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf, SpecError> {
     Ok(Path::new("/").join(parent.trim_start_matches('/')).join(id))
 }
 
-fn sysctls(s: &HashMap<String, String>) -> Result<HashMap<String, String>, SpecError> {
+/// The pod's sysctls; those of a namespace the container shares with the node would
+/// change the node, and are refused.
+fn sysctls(s: &HashMap<String, String>, namespaces: &[LinuxNamespace]) -> Result<HashMap<String, String>, SpecError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     for key in s.keys() {
+        let field = format!("sandbox linux.sysctls.{key}");
         if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty()) {
-            return Err(invalid(format!("sandbox linux.sysctls.{key}"), "is not a sysctl name"));
+            return Err(invalid(field, "is not a sysctl name"));
+        }
+        if key.starts_with("net.") && !has(LinuxNamespaceType::Network) {
+            return Err(invalid(field, "the container uses the node's network namespace; setting it would change the node"));
+        }
+        if (IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.")) && !has(LinuxNamespaceType::Ipc) {
+            return Err(invalid(field, "the container uses the node's IPC namespace; setting it would change the node"));
         }
     }
     Ok(s.clone())

@@ -42,14 +42,18 @@ pub(super) fn process(input: &SpecInput, sc: &LinuxContainerSecurityContext) -> 
         env.push("TERM=xterm".into());
     }
     let gids = additional_gids(sc, p.gid, &p.additional_gids)?;
-    Ok(ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(c.tty)
         .args(p.args)
         .env(env)
         .cwd(p.cwd)
         .user(UserBuilder::default().uid(p.uid).gid(p.gid).additional_gids(gids).build()?)
         .no_new_privileges(sc.no_new_privs)
-        .build()?)
+        .build()?;
+    // The builder starts from oci-spec's defaults, which limit open files to 1024; the CRI
+    // sets no rlimits, so the runtime's own are inherited.
+    process.set_rlimits(None);
+    Ok(process)
 }
 
 fn id_value(v: i64, field: &str) -> Result<u32, SpecError> {

@@ -97,15 +97,15 @@ pub(super) fn capabilities(sc: &LinuxContainerSecurityContext, host: &dyn Host) 
             ambient.insert(cap);
         }
     }
-    let mut b = LinuxCapabilitiesBuilder::default()
+    let mut oci = LinuxCapabilitiesBuilder::default()
         .bounding(set.clone())
         .effective(set.clone())
         .permitted(set.clone())
-        .inheritable(ambient.clone());
-    if !ambient.is_empty() {
-        b = b.ambient(ambient);
-    }
-    Ok(Caps { oci: b.build()?, bounding: set })
+        .inheritable(ambient.clone())
+        .build()?;
+    // Not left to the builder: oci-spec's default ambient set holds three capabilities.
+    oci.set_ambient((!ambient.is_empty()).then_some(ambient));
+    Ok(Caps { oci, bounding: set })
 }
 
 pub(super) fn masked_paths(sc: &LinuxContainerSecurityContext) -> Vec<String> {
