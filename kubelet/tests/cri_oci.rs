@@ -1,7 +1,8 @@
 //! A spec from `build_spec` run through `OciCli` by runtime-rs and by runc: create (with the
 //! arguments the monitor uses), start, state, exec, kill, delete, and the idempotent repeats.
 //! Proves the spec is one both runtimes accept and run as asked (user, groups, hostname,
-//! sysctl, read-only rootfs, seccomp RuntimeDefault, a bind-mounted /etc/hosts).
+//! sysctl, read-only rootfs, a bind-mounted /etc/hosts, the 14 default capabilities as the
+//! bounding set, no_new_privs, the RuntimeDefault seccomp filter).
 //!
 //! Cgroups: the container goes below a `krs-test-*` cgroup of the test's own. runc, on a
 //! hybrid host, would write to the v1 hierarchies, so it runs through a wrapper that gives
@@ -156,7 +157,7 @@ impl Fixture {
         exec.set_args(Some(vec![
             "sh".into(),
             "-c".into(),
-            "id -u; id -G; hostname; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; grep krs-pod /etc/hosts; touch /x 2>/dev/null || echo read-only".into(),
+            "id -u; id -G; hostname; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; grep krs-pod /etc/hosts; touch /x 2>/dev/null || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status".into(),
         ]));
         fs::write(self.bundle.path().join("exec.json"), serde_json::to_vec(&exec).unwrap()).unwrap();
     }
@@ -200,7 +201,7 @@ fn lifecycle(runtime: &str) {
 
     let out = f.cli.exec(id, &f.bundle.path().join("exec.json"), &ExecOptions::default()).unwrap();
     assert_eq!(out.exit_code, 0, "{runtime}: exec: {}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(text(&out.stdout), "1000\n1000 2000\nkrs-pod\n80\n10.0.0.7 krs-pod\nread-only\n", "{runtime}: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1000\n1000 2000\nkrs-pod\n80\n10.0.0.7 krs-pod\nread-only\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n", "{runtime}: {}", text(&out.stderr));
 
     f.cli.kill(id, libc::SIGKILL, false).unwrap();
     f.wait_status(OciStatus::Stopped);
