@@ -5,7 +5,7 @@
 //! and /etc/group, then the supplemental groups.
 
 use cri_api::runtime::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
-use images::process_config::{Overrides, process_config};
+use images::process_config::{ConfigError, Overrides, process_config};
 use oci_spec::runtime::{Process, ProcessBuilder, UserBuilder};
 
 use super::{SpecError, SpecInput, invalid};
@@ -29,7 +29,20 @@ pub(super) fn process(input: &SpecInput, sc: &LinuxContainerSecurityContext) -> 
         working_dir: (!c.working_dir.is_empty()).then(|| c.working_dir.clone()),
         user: user_string(sc, &image_user)?,
     };
-    let p = process_config(input.image, &overrides, input.users).map_err(SpecError::Process)?;
+    let user_field = if !sc.run_as_username.is_empty() {
+        format!("{SC}.run_as_username")
+    } else if sc.run_as_user.is_some() {
+        format!("{SC}.run_as_user")
+    } else {
+        "image config User".to_string()
+    };
+    let p = process_config(input.image, &overrides, input.users).map_err(|e| match e {
+        ConfigError::NoCommand => invalid("command", "neither command nor args are given, and the image has no Entrypoint or Cmd"),
+        ConfigError::UnknownUser { .. } | ConfigError::UnknownGroup { .. } | ConfigError::BadUser { .. } => {
+            invalid(user_field, e.to_string())
+        }
+        other => SpecError::Process(other),
+    })?;
     if !p.cwd.starts_with('/') {
         return Err(invalid("working_dir", format!("{:?} must be an absolute path", p.cwd)));
     }

@@ -248,7 +248,7 @@ fn command_and_args_follow_kubernetes() {
     }
     let mut c = Case::new();
     c.image = parse_config(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();
-    assert!(matches!(c.try_build(), Err(SpecError::Process(_))), "no command anywhere");
+    assert!(c.err().starts_with("command: neither command nor args"), "{}", c.err());
     c.config.args = v(&["/bin/app"]);
     assert_eq!(process(&c.build()).args().clone().unwrap(), v(&["/bin/app"]));
 }
@@ -317,7 +317,10 @@ fn users_resolve_with_the_images_passwd_and_the_security_context() {
     let mut c = Case::new();
     c.sc().run_as_username = "alice".into();
     let e = c.err();
-    assert!(e.contains("alice") && e.contains("passwd"), "{e}");
+    assert!(e.starts_with("linux.security_context.run_as_username: user \"alice\"") && e.contains("passwd"), "{e}");
+    let mut c = Case::new();
+    c.users.passwd.clear();
+    assert!(c.err().starts_with("image config User: user \"nginx\""), "{}", c.err());
 }
 
 fn with_caps(add: &[&str], drop: &[&str]) -> Case {
