@@ -9,4 +9,4 @@ pub mod spec;
 
 pub use host::{Host, HostDevice, NodeHost};
 pub use oci::{ExecOptions, ExecOutput, OciCli, OciError, OciRuntime, OciState, OciStatus};
-pub use spec::{build_spec, Namespace, SandboxNamespaces, SandboxParts, SpecError, SpecInput};
+pub use spec::{build_spec, exec_process, linux_resources, Namespace, SandboxNamespaces, SandboxParts, SpecError, SpecInput};

@@ -18,6 +18,9 @@ mod mounts;
 mod process;
 mod resources;
 mod security;
+
+pub use process::exec_process;
+pub use resources::linux_resources;
 #[cfg(test)]
 mod tests;
 

@@ -6,7 +6,7 @@
 
 use cri_api::runtime::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
 use images::process_config::{ConfigError, Overrides, process_config};
-use oci_spec::runtime::{Process, ProcessBuilder, UserBuilder};
+use oci_spec::runtime::{Process, ProcessBuilder, Spec, UserBuilder};
 
 use super::{SpecError, SpecInput, invalid};
 
@@ -112,4 +112,17 @@ fn additional_gids(sc: &LinuxContainerSecurityContext, gid: u32, from_image: &[u
     let mut seen = std::collections::HashSet::new();
     gids.retain(|g| seen.insert(*g));
     Ok(gids)
+}
+
+/// The process of an exec (`ExecSync`, `Exec`) in a container whose spec is `spec`: the
+/// container's user, env, cwd, capabilities and no_new_privs, running `cmd`.
+pub fn exec_process(spec: &Spec, cmd: &[String], tty: bool) -> Result<Process, SpecError> {
+    if cmd.is_empty() {
+        return Err(invalid("cmd", "must name the program to run"));
+    }
+    let mut p = spec.process().clone().ok_or_else(|| invalid("container spec", "has no process"))?;
+    p.set_args(Some(cmd.to_vec()));
+    p.set_terminal(Some(tty));
+    p.set_console_size(None);
+    Ok(p)
 }

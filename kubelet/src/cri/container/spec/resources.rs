@@ -22,7 +22,12 @@ fn non_negative(v: i64, field: &str) -> Result<u64, SpecError> {
 }
 
 pub(super) fn resources(c: &ContainerConfig, host: &dyn Host) -> Result<LinuxResources, SpecError> {
-    let r = given(c);
+    linux_resources(&given(c), host)
+}
+
+/// The OCI `linux.resources` (without device rules) for CRI resources: what a container's
+/// spec gets, and what `UpdateContainerResources` hands to the runtime's `update`.
+pub fn linux_resources(r: &LinuxContainerResources, host: &dyn Host) -> Result<LinuxResources, SpecError> {
     let mut out = LinuxResourcesBuilder::default();
 
     let mut cpu = LinuxCpuBuilder::default();

@@ -670,3 +670,22 @@ fn user_namespaces_are_refused() {
     });
     assert!(c.err().contains("userns_options") && c.err().contains("not supported"), "{}", c.err());
 }
+
+#[test]
+fn exec_processes_keep_the_containers_user_and_env() {
+    let mut c = Case::new();
+    c.sc().run_as_user = Some(Int64Value { value: 1000 });
+    let s = c.build();
+    let p = exec_process(&s, &v(&["ls", "-l"]), true).unwrap();
+    assert_eq!((p.args().clone().unwrap(), p.terminal(), p.user().uid()), (v(&["ls", "-l"]), Some(true), 1000));
+    assert_eq!(p.env(), process(&s).env());
+    assert!(exec_process(&s, &[], false).unwrap_err().to_string().starts_with("cmd:"));
+}
+
+#[test]
+fn resources_for_update_are_the_same_mapping() {
+    let r = LinuxContainerResources { memory_limit_in_bytes: 1 << 30, cpu_shares: 2, ..Default::default() };
+    let out = linux_resources(&r, &FakeHost::default()).unwrap();
+    assert_eq!((out.memory().unwrap().limit(), out.cpu().clone().unwrap().shares()), (Some(1 << 30), Some(2)));
+    assert!(out.devices().is_none(), "device rules stay as they are");
+}
