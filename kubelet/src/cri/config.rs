@@ -22,6 +22,9 @@ pub struct CriConfig {
     pub hosts_dir: PathBuf,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The `kubelet-rs` binary that runs container monitors; `None`: this process's own
+    /// executable (tests that serve in-process name the built binary).
+    pub monitor_program: Option<PathBuf>,
 }
 
 impl CriConfig {
@@ -37,6 +40,7 @@ impl CriConfig {
             cni_cache_dir: PathBuf::from("/var/lib/cni"),
             hosts_dir: PathBuf::from("/etc/kubelet-rs/certs.d"),
             insecure_registries: Vec::new(),
+            monitor_program: None,
         }
     }
 

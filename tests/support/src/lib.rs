@@ -13,6 +13,7 @@
 //! For the CNI tests: [`containerd::Containerd`], a private containerd with its CRI plugin.
 
 pub mod containerd;
+pub mod bins;
 pub mod cutting_proxy;
 pub mod http;
 pub mod netns;

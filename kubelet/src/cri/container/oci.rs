@@ -373,9 +373,17 @@ mod tests {
     /// A stand-in runtime: a shell script that answers as runc does.
     fn fake_runtime(dir: &Path, script: &str) -> OciCli {
         let bin = dir.join("fake-runtime");
-        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written by another process: a file this process had open for writing could be
+        // inherited, for an instant, by a child another test thread forks, and running it
+        // would then fail with ETXTBSY ("text file busy").
+        let mut writer = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&bin)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut writer.stdin.take().unwrap(), format!("#!/bin/sh\n{script}\n").as_bytes()).unwrap();
+        assert!(writer.wait().unwrap().success());
         OciCli::new(bin, dir)
     }
 

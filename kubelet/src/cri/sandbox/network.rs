@@ -28,6 +28,8 @@ pub enum Error {
     Load(#[source] Box<cni::runtime::Error>),
     #[error("setting up the pod network for sandbox {sandbox:?}: {source}")]
     Add { sandbox: String, source: Box<cni::runtime::Error> },
+    #[error("sandbox {sandbox}: bringing up its loopback interface: {source}")]
+    Loopback { sandbox: String, source: cni::netlink::Error },
     #[error("tearing down the pod network for sandbox {sandbox:?}: {source}")]
     Del { sandbox: String, source: Box<cni::runtime::Error> },
     #[error("sandbox {sandbox:?} was attached to network {network:?}, which is no longer configured in {}", dir.display())]
@@ -129,6 +131,7 @@ impl PodNetwork {
     /// ADD: returns the pod's addresses. A failed ADD leaves nothing behind (the runtime DELs
     /// the chain), and the error names the plugin.
     pub fn attach(&self, list: &NetConfList, pod: &PodAttachment) -> Result<Vec<IpAddr>, Error> {
+        loopback_up(&pod.attachment().netns).map_err(|source| Error::Loopback { sandbox: pod.sandbox_id.clone(), source })?;
         let result = self.runtime.add(list, &pod.attachment()).map_err(|source| Error::Add { sandbox: pod.sandbox_id.clone(), source: Box::new(source) })?;
         Ok(result.ips.iter().map(|ip| ip.address.addr()).collect())
     }
@@ -151,6 +154,16 @@ impl PodNetwork {
     fn find(&self, network: &str) -> Option<NetConfList> {
         cni::runtime::load_dir(&self.conf_dir).ok()?.into_iter().find(|l| l.name == network)
     }
+}
+
+/// The pod's `lo`, up: what containerd and CRI-O ask of the `loopback` plugin, done here
+/// over netlink so a node needs no extra plugin. Containers of the pod reach each other on
+/// 127.0.0.1 through it.
+fn loopback_up(netns: &Path) -> Result<(), cni::netlink::Error> {
+    use cni::netlink::{Netlink, Rtnl};
+    let ns = Rtnl::in_netns(netns)?;
+    let lo = ns.link("lo")?.ok_or_else(|| cni::netlink::Error::NoSuchLink("lo".into()))?;
+    ns.set_up(lo.index)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::image_service::ImageServiceError;
 
 /// An image in the store: its id (the config digest) and every record naming it.
 #[derive(Debug, Clone)]
-pub(super) struct FoundImage {
+pub(crate) struct FoundImage {
     pub id: Digest,
     pub records: Vec<ImageRecord>,
 }
@@ -27,7 +27,7 @@ pub(super) struct FoundImage {
 /// then a reference, normalised as Docker does (`busybox` is
 /// `docker.io/library/busybox:latest`), where `repo@<digest>` also finds an image pulled by
 /// tag. A string that is neither an id nor a valid reference is an error naming it.
-pub(super) fn find(store: &Store, spec: &str) -> Result<Option<FoundImage>, ImageServiceError> {
+pub(crate) fn find(store: &Store, spec: &str) -> Result<Option<FoundImage>, ImageServiceError> {
     let records = store.list_records()?;
     if let Some(id) = match_id(&records, spec) {
         return Ok(Some(group(&records, id)));

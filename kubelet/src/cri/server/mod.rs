@@ -9,7 +9,7 @@
 //! - `status` — our errors as gRPC statuses.
 
 mod fs_usage;
-mod image_lookup;
+pub(crate) mod image_lookup;
 mod image_service;
 mod pull_auth;
 mod runtime_service;
@@ -49,8 +49,8 @@ pub enum ServeError {
     Socket { socket: PathBuf, what: &'static str, source: io::Error },
     #[error(transparent)]
     Images(#[from] ImageServiceError),
-    #[error("loading the pod sandboxes: {0}")]
-    Sandboxes(#[from] crate::cri::sandbox::Error),
+    #[error(transparent)]
+    Start(#[from] runtime_service::StartError),
     #[error("serving {}: {source}", socket.display())]
     Transport { socket: PathBuf, source: tonic::transport::Error },
 }

@@ -14,9 +14,19 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::status::{not_implemented, sandbox_status};
+use super::status::{container_status, not_implemented, sandbox_status};
 use crate::cri::config::CriConfig;
+use crate::cri::container::{ContainerManager, manager as container};
 use crate::cri::sandbox::{self, SandboxManager};
+
+/// Why the runtime service could not load its state.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading the pod sandboxes: {0}")]
+    Sandboxes(#[from] sandbox::Error),
+    #[error("loading the containers: {0}")]
+    Containers(#[from] container::Error),
+}
 
 const RUNTIME_NAME: &str = "kubelet-rs";
 const RUNTIME_API_VERSION: &str = "v1";
@@ -33,6 +43,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, 
 struct RuntimeState {
     config: CriConfig,
     sandboxes: SandboxManager,
+    containers: ContainerManager,
     /// From `UpdateRuntimeConfig`; CNI plugins get their ranges from their own config.
     pod_cidr: Mutex<String>,
 }
@@ -45,9 +56,19 @@ pub struct Runtime {
 
 impl Runtime {
     /// Loads the sandboxes a previous run left (see [`SandboxManager::new`]).
-    pub fn new(config: CriConfig) -> Result<Runtime, sandbox::Error> {
+    pub fn new(config: CriConfig) -> Result<Runtime, StartError> {
         let sandboxes = SandboxManager::new(&config)?;
-        Ok(Runtime { state: Arc::new(RuntimeState { config, sandboxes, pod_cidr: Mutex::new(String::new()) }) })
+        let containers = ContainerManager::new(&config)?;
+        Ok(Runtime { state: Arc::new(RuntimeState { config, sandboxes, containers, pod_cidr: Mutex::new(String::new()) }) })
+    }
+
+    /// Runs blocking container work (mounts, the OCI runtime, monitors) off the async threads.
+    async fn containers<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RuntimeState) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| Status::internal(format!("container task failed: {e}")))?
     }
 
     /// Runs blocking sandbox work (namespaces, mounts, CNI plugins) off the async threads.
@@ -168,12 +189,32 @@ impl RuntimeService for Runtime {
 
     async fn stop_pod_sandbox(&self, request: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
+        let sandbox = id.clone();
+        // Its containers stop first (CRI: "stop any running process in the sandbox").
+        self.containers(move |s| {
+            let Ok(found) = s.sandboxes.get(&sandbox) else { return Ok(()) };
+            for c in s.containers.ids_in_sandbox(&found.id) {
+                s.containers.stop(&c, std::time::Duration::ZERO).map_err(container_status)?;
+            }
+            Ok(())
+        })
+        .await?;
         self.sandboxes(move |m| m.stop(&id)).await?;
         Ok(Response::new(v1::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(&self, request: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
+        let sandbox = id.clone();
+        // Its containers go first, forcibly (CRI: "all its containers are forcibly removed").
+        self.containers(move |s| {
+            let Ok(found) = s.sandboxes.get(&sandbox) else { return Ok(()) };
+            for c in s.containers.ids_in_sandbox(&found.id) {
+                s.containers.remove(&c).map_err(container_status)?;
+            }
+            Ok(())
+        })
+        .await?;
         self.sandboxes(move |m| m.remove(&id)).await?;
         Ok(Response::new(v1::RemovePodSandboxResponse {}))
     }
@@ -190,28 +231,59 @@ impl RuntimeService for Runtime {
         Ok(Response::new(v1::ListPodSandboxResponse { items }))
     }
 
-    async fn create_container(&self, _: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        Err(not_implemented("CreateContainer"))
+    async fn create_container(&self, request: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        let request = request.into_inner();
+        let config = request.config.ok_or_else(|| Status::invalid_argument("CreateContainer: config is missing"))?;
+        let sandbox_id = request.pod_sandbox_id;
+        let container_id = self
+            .containers(move |s| {
+                let sandbox = s.sandboxes.get(&sandbox_id).map_err(sandbox_status)?;
+                if sandbox.state != sandbox::State::Ready {
+                    return Err(Status::failed_precondition(format!("sandbox {} is not ready", sandbox.id)));
+                }
+                s.containers.create(&sandbox, &config).map_err(container_status)
+            })
+            .await?;
+        Ok(Response::new(v1::CreateContainerResponse { container_id }))
     }
 
-    async fn start_container(&self, _: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
-        Err(not_implemented("StartContainer"))
+    async fn start_container(&self, request: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.containers(move |s| s.containers.start(&id).map_err(container_status)).await?;
+        Ok(Response::new(v1::StartContainerResponse {}))
     }
 
-    async fn stop_container(&self, _: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
-        Err(not_implemented("StopContainer"))
+    async fn stop_container(&self, request: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
+        let request = request.into_inner();
+        let timeout = std::time::Duration::from_secs(request.timeout.max(0) as u64);
+        let id = request.container_id;
+        self.containers(move |s| s.containers.stop(&id, timeout).map_err(container_status)).await?;
+        Ok(Response::new(v1::StopContainerResponse {}))
     }
 
-    async fn remove_container(&self, _: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        Err(not_implemented("RemoveContainer"))
+    async fn remove_container(&self, request: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.containers(move |s| s.containers.remove(&id).map_err(container_status)).await?;
+        Ok(Response::new(v1::RemoveContainerResponse {}))
     }
 
-    async fn list_containers(&self, _: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
-        Err(not_implemented("ListContainers"))
+    async fn list_containers(&self, request: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let containers = self
+            .containers(move |s| Ok(s.containers.list(filter.as_ref()).iter().map(|(r, st)| r.to_list_item(st)).collect()))
+            .await?;
+        Ok(Response::new(v1::ListContainersResponse { containers }))
     }
 
-    async fn container_status(&self, _: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
-        Err(not_implemented("ContainerStatus"))
+    async fn container_status(&self, request: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        let id = request.into_inner().container_id;
+        let status = self
+            .containers(move |s| {
+                let record = s.containers.get(&id).map_err(container_status)?;
+                Ok(record.to_status(&s.containers.status_of(&record)))
+            })
+            .await?;
+        Ok(Response::new(v1::ContainerStatusResponse { status: Some(status), ..Default::default() }))
     }
 
     async fn update_container_resources(&self, _: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
@@ -222,8 +294,12 @@ impl RuntimeService for Runtime {
         Err(not_implemented("ReopenContainerLog"))
     }
 
-    async fn exec_sync(&self, _: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
-        Err(not_implemented("ExecSync"))
+    async fn exec_sync(&self, request: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        let request = request.into_inner();
+        let timeout = std::time::Duration::from_secs(request.timeout.max(0) as u64);
+        let (id, cmd) = (request.container_id, request.cmd);
+        let out = self.containers(move |s| s.containers.exec_sync(&id, &cmd, timeout).map_err(container_status)).await?;
+        Ok(Response::new(v1::ExecSyncResponse { stdout: out.stdout, stderr: out.stderr, exit_code: out.exit_code }))
     }
 
     async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {

@@ -7,6 +7,7 @@ use images::registry::RegistryError;
 use tonic::{Code, Status};
 
 use super::image_service::ImageServiceError;
+use crate::cri::container::manager as container;
 use crate::cri::sandbox;
 
 /// The answer of an RPC kubelet-rs does not implement (yet).
@@ -51,6 +52,33 @@ fn pull_code(e: &PullError) -> Code {
     }
 }
 
+/// A sandbox failure: unknown ids are NotFound, bad configs InvalidArgument, a reserved name
+/// AlreadyExists, what we cannot do (yet) Unimplemented, the rest our fault.
+pub(super) fn sandbox_status(e: sandbox::Error) -> Status {
+    let code = match &e {
+        sandbox::Error::NotFound { .. } => Code::NotFound,
+        sandbox::Error::InvalidConfig { .. } | sandbox::Error::Sysctl(_) => Code::InvalidArgument,
+        sandbox::Error::Unsupported(_) => Code::Unimplemented,
+        sandbox::Error::Id(sandbox::id::Error::NameReserved { .. }) => Code::AlreadyExists,
+        sandbox::Error::Id(sandbox::id::Error::Ambiguous { .. }) => Code::InvalidArgument,
+        _ => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// A container failure: unknown ids NotFound, bad configs InvalidArgument, a missing image
+/// NotFound, a reserved name AlreadyExists, the rest (runtime, monitor, mounts) our fault.
+pub(super) fn container_status(e: container::Error) -> Status {
+    let code = match &e {
+        container::Error::NotFound(_) | container::Error::ImageNotFound(_) => Code::NotFound,
+        container::Error::Invalid(_) | container::Error::Spec(_) => Code::InvalidArgument,
+        container::Error::NameReserved { .. } => Code::AlreadyExists,
+        container::Error::StopTimeout { .. } => Code::DeadlineExceeded,
+        _ => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,18 +94,4 @@ mod tests {
         assert_eq!(s.code(), Code::Unimplemented);
         assert_eq!(s.message(), "RunPodSandbox is not implemented yet by kubelet-rs");
     }
-}
-
-/// A sandbox failure: unknown ids are NotFound, bad configs InvalidArgument, a reserved name
-/// AlreadyExists, what we cannot do (yet) Unimplemented, the rest our fault.
-pub(super) fn sandbox_status(e: sandbox::Error) -> Status {
-    let code = match &e {
-        sandbox::Error::NotFound { .. } => Code::NotFound,
-        sandbox::Error::InvalidConfig { .. } | sandbox::Error::Sysctl(_) => Code::InvalidArgument,
-        sandbox::Error::Unsupported(_) => Code::Unimplemented,
-        sandbox::Error::Id(sandbox::id::Error::NameReserved { .. }) => Code::AlreadyExists,
-        sandbox::Error::Id(sandbox::id::Error::Ambiguous { .. }) => Code::InvalidArgument,
-        _ => Code::Internal,
-    };
-    Status::new(code, e.to_string())
 }

@@ -1,0 +1,403 @@
+//! The containers of this node: create (image rootfs overlay, OCI spec, a monitor that runs
+//! the OCI runtime's `create` and outlives us), start, stop with a grace period, remove,
+//! status, list and synchronous exec. Records persist under `<root>/containers/<id>/`, so a
+//! restarted service finds running containers again; whether a container ended is read
+//! from its monitor's exit file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cri_api::runtime::v1 as cri;
+use images::process_config::UserDb;
+use images::store::{ImageRecord, Store};
+use oci_spec::image::ImageConfiguration;
+
+use super::record::{ContainerRecord, Status};
+use super::{ExecOptions, Namespace, NodeHost, OciCli, OciRuntime, SandboxNamespaces, SandboxParts, SpecInput, build_spec};
+use crate::cri::config::CriConfig;
+use crate::cri::monitor::{self, MonitorArgs};
+use crate::cri::sandbox::Sandbox;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container {0:?} not found")]
+    NotFound(String),
+    #[error("invalid container config: {0}")]
+    Invalid(String),
+    #[error("name {name:?} is reserved for container {id:?}")]
+    NameReserved { name: String, id: String },
+    #[error("image {0:?} is not present: pull it first")]
+    ImageNotFound(String),
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+    #[error(transparent)]
+    Spec(#[from] super::SpecError),
+    #[error(transparent)]
+    Oci(#[from] super::OciError),
+    #[error(transparent)]
+    Monitor(#[from] monitor::MonitorError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("container {id:?} did not stop within {seconds} s after SIGKILL")]
+    StopTimeout { id: String, seconds: u64 },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+pub struct ContainerManager {
+    dir: PathBuf,
+    oci: OciCli,
+    store: Store,
+    /// The `kubelet-rs` binary the monitor runs as.
+    monitor_program: PathBuf,
+    records: Mutex<BTreeMap<String, ContainerRecord>>,
+}
+
+impl ContainerManager {
+    /// Loads the records a previous run left.
+    pub fn new(config: &CriConfig) -> Result<ContainerManager> {
+        let dir = config.root.join("containers");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let store = Store::open(config.images_dir()).map_err(|e| Error::Image { image: String::new(), message: e.to_string() })?;
+        let mut records = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let path = ContainerRecord::record_path(&entry.path());
+            match fs::read(&path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
+                Ok(Ok(r)) => {
+                    records.insert(r.id.clone(), r);
+                }
+                Ok(Err(e)) => tracing::warn!("skipping container record {}: {e}", path.display()),
+                Err(e) => tracing::warn!("skipping container directory {}: {e}", entry.path().display()),
+            }
+        }
+        let monitor_program = match &config.monitor_program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?,
+        };
+        Ok(ContainerManager {
+            dir,
+            oci: OciCli::new(&config.oci_runtime, config.oci_root()),
+            store,
+            monitor_program,
+            records: Mutex::new(records),
+        })
+    }
+
+    fn save(&self, record: &ContainerRecord) -> Result<()> {
+        let path = ContainerRecord::record_path(&record.dir);
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+        fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.records.lock().expect("records lock").insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// A record by id or unique id prefix.
+    pub fn get(&self, id: &str) -> Result<ContainerRecord> {
+        let records = self.records.lock().expect("records lock");
+        if let Some(r) = records.get(id) {
+            return Ok(r.clone());
+        }
+        let mut matching = records.values().filter(|r| !id.is_empty() && r.id.starts_with(id));
+        match (matching.next(), matching.next()) {
+            (Some(r), None) => Ok(r.clone()),
+            _ => Err(Error::NotFound(id.to_string())),
+        }
+    }
+
+    /// The container's state: ended if its monitor wrote the exit file, else running once
+    /// started. A container whose monitor is gone without an exit file is asked of the
+    /// OCI runtime.
+    pub fn status_of(&self, record: &ContainerRecord) -> Status {
+        if let Ok(Some(exit)) = monitor::exit::read(&record.exit_file()) {
+            return Status::Exited(exit);
+        }
+        if record.started_at.is_none() {
+            return Status::Created;
+        }
+        if !monitor::is_monitor_of(record.monitor_pid, &record.id)
+            && let Ok(state) = self.oci.state(&record.id)
+                && state.status == super::OciStatus::Stopped {
+                    return Status::Exited(monitor::exit::ExitRecord { exit_code: 255, signal: None, finished_at_ns: now_ns(), oom_killed: false });
+                }
+        Status::Running
+    }
+
+    pub fn create(&self, sandbox: &Sandbox, config: &cri::ContainerConfig) -> Result<String> {
+        let meta = config.metadata.as_ref().ok_or_else(|| Error::Invalid("metadata is missing".into()))?;
+        if meta.name.is_empty() {
+            return Err(Error::Invalid("metadata.name is empty".into()));
+        }
+        let image_spec = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        if image_spec.is_empty() {
+            return Err(Error::Invalid("image.image is empty".into()));
+        }
+        let name = format!("{}_{}_{}", meta.name, sandbox.name, meta.attempt);
+        if let Some(other) = self.records.lock().expect("records lock").values().find(|r| r.name == name) {
+            return Err(Error::NameReserved { name, id: other.id.clone() });
+        }
+        let (image_id, image_record) = self.find_image(&image_spec)?;
+        let image_config = self.image_config(&image_spec, &image_record)?;
+        let id = random_id().map_err(io(Path::new("/dev/urandom")))?;
+        let dir = self.dir.join(&id);
+        fs::create_dir(&dir).map_err(io(&dir))?;
+        let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
+            dir.join("output.log")
+        } else {
+            Path::new(&sandbox.log_directory).join(&config.log_path)
+        };
+        let mut record = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            name,
+            metadata_name: meta.name.clone(),
+            attempt: meta.attempt,
+            image: image_spec.clone(),
+            image_ref: image_id,
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            created_at: now_ns(),
+            started_at: None,
+            log_path,
+            monitor_pid: 0,
+            pid: 0,
+            dir: dir.clone(),
+        };
+        match self.create_in(&mut record, sandbox, config, &image_record, &image_config) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                let _ = self.oci.delete(&id, true);
+                let _ = images::rootfs::unmount_rootfs(&images::rootfs::Rootfs { dir: record.rootfs_dir(), target: record.rootfs_dir().join("rootfs") });
+                let _ = fs::remove_dir_all(&dir);
+                self.records.lock().expect("records lock").remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        record: &mut ContainerRecord,
+        sandbox: &Sandbox,
+        config: &cri::ContainerConfig,
+        image: &ImageRecord,
+        image_config: &ImageConfiguration,
+    ) -> Result<()> {
+        let rootfs = images::rootfs::mount_rootfs(&self.store, image, &record.rootfs_dir())
+            .map_err(|e| Error::Image { image: record.image.clone(), message: e.to_string() })?;
+        let layers_top_first: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .rev()
+            .filter_map(|l| self.store.snapshot(l).ok().flatten().map(|s| s.fs))
+            .collect();
+        let users = UserDb::from_layers(&layers_top_first).map_err(|e| Error::Image { image: record.image.clone(), message: e.to_string() })?;
+        let parts = sandbox_parts(sandbox);
+        let spec = build_spec(&SpecInput {
+            id: &record.id,
+            config,
+            sandbox: &parts,
+            image: image_config,
+            image_name: &record.image,
+            users: &users,
+            rootfs: &rootfs.target,
+            host: &NodeHost,
+        })?;
+        let config_json = record.dir.join("config.json");
+        spec.save(&config_json).map_err(|e| Error::Invalid(format!("writing {}: {e}", config_json.display())))?;
+        if let Some(parent) = record.log_path.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        self.save(record)?;
+        let handle = monitor::spawn_monitor_with(
+            &self.monitor_program,
+            &MonitorArgs {
+                id: record.id.clone(),
+                bundle: record.dir.clone(),
+                runtime: self.oci.binary.clone(),
+                oci_root: self.oci.root.clone(),
+                log_path: record.log_path.clone(),
+                exit_file: record.exit_file(),
+                pid_file: record.pid_file(),
+                cgroup_path: None,
+                monitor_log: Some(record.dir.join("monitor.log")),
+            },
+            Duration::from_secs(120),
+        )?;
+        record.monitor_pid = handle.monitor_pid;
+        record.pid = handle.container_pid;
+        self.save(record)
+    }
+
+    fn find_image(&self, spec: &str) -> Result<(String, ImageRecord)> {
+        let found = crate::cri::server::image_lookup::find(&self.store, spec)
+            .map_err(|e| Error::Image { image: spec.to_string(), message: e.to_string() })?
+            .ok_or_else(|| Error::ImageNotFound(spec.to_string()))?;
+        let record = found.records.first().cloned().ok_or_else(|| Error::ImageNotFound(spec.to_string()))?;
+        Ok((found.id.to_string(), record))
+    }
+
+    fn image_config(&self, spec: &str, record: &ImageRecord) -> Result<ImageConfiguration> {
+        let bytes = self.store.read_blob(&record.config).map_err(|e| Error::Image { image: spec.to_string(), message: e.to_string() })?;
+        images::process_config::parse_config(&bytes).map_err(|e| Error::Image { image: spec.to_string(), message: e.to_string() })
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut record = self.get(id)?;
+        match self.status_of(&record) {
+            Status::Created => {}
+            other => return Err(Error::Invalid(format!("container {} is {other:?}, not created", record.id))),
+        }
+        // Taken before `start`: a short-lived process can end before `start` returns.
+        let started_at = now_ns();
+        self.oci.start(&record.id)?;
+        record.started_at = Some(started_at);
+        self.save(&record)
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`; a container already stopped (or unknown, as
+    /// the CRI requires) is fine.
+    pub fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let record = match self.get(id) {
+            Ok(r) => r,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Status::Exited(_) = self.status_of(&record) {
+            return Ok(());
+        }
+        if record.started_at.is_none() {
+            // Created, never started: its init waits for `start`; kill it.
+            self.oci.kill(&record.id, libc::SIGKILL, false)?;
+            return self.wait_exit(&record, Duration::from_secs(10));
+        }
+        if !timeout.is_zero() {
+            self.oci.kill(&record.id, libc::SIGTERM, false)?;
+            if self.wait_exit(&record, timeout).is_ok() {
+                return Ok(());
+            }
+        }
+        self.oci.kill(&record.id, libc::SIGKILL, true)?;
+        self.wait_exit(&record, Duration::from_secs(10))
+    }
+
+    fn wait_exit(&self, record: &ContainerRecord, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Status::Exited(_) = self.status_of(record) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::StopTimeout { id: record.id.clone(), seconds: timeout.as_secs() })
+    }
+
+    /// Kills the container if needed, deletes it from the OCI runtime, unmounts its rootfs
+    /// and removes its directory. Unknown ids are fine.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let record = match self.get(id) {
+            Ok(r) => r,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !matches!(self.status_of(&record), Status::Exited(_)) {
+            self.stop(&record.id, Duration::ZERO)?;
+        }
+        self.oci.delete(&record.id, true)?;
+        let fs_dir = record.rootfs_dir();
+        let rootfs = images::rootfs::Rootfs { dir: fs_dir.clone(), target: fs_dir.join("rootfs") };
+        if is_mounted(&rootfs.target) {
+            images::rootfs::unmount_rootfs(&rootfs).map_err(|e| Error::Image { image: record.image.clone(), message: e.to_string() })?;
+        }
+        fs::remove_dir_all(&record.dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).map_err(io(&record.dir))?;
+        self.records.lock().expect("records lock").remove(&record.id);
+        Ok(())
+    }
+
+    pub fn list(&self, filter: Option<&cri::ContainerFilter>) -> Vec<(ContainerRecord, Status)> {
+        let records: Vec<ContainerRecord> = self.records.lock().expect("records lock").values().cloned().collect();
+        let mut out: Vec<(ContainerRecord, Status)> = records
+            .into_iter()
+            .map(|r| {
+                let s = self.status_of(&r);
+                (r, s)
+            })
+            .filter(|(r, s)| filter.is_none_or(|f| r.matches(s, f)))
+            .collect();
+        out.sort_by_key(|(r, _)| r.created_at);
+        out
+    }
+
+    /// Runs `cmd` in the container and returns its exit code and output; `timeout` zero:
+    /// no limit but the OCI driver's own.
+    pub fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<super::ExecOutput> {
+        let record = self.get(id)?;
+        if !matches!(self.status_of(&record), Status::Running) {
+            return Err(Error::Invalid(format!("container {} is not running", record.id)));
+        }
+        let config_json = record.dir.join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config_json).map_err(|e| Error::Invalid(format!("reading {}: {e}", config_json.display())))?;
+        let process = super::exec_process(&spec, cmd, false)?;
+        let process_json = record.dir.join(format!("exec-{}.json", random_id().map_err(io(Path::new("/dev/urandom")))?));
+        fs::write(&process_json, serde_json::to_vec(&process).expect("process serialises")).map_err(io(&process_json))?;
+        let opts = ExecOptions { timeout: (!timeout.is_zero()).then_some(timeout), ..Default::default() };
+        let result = self.oci.exec(&record.id, &process_json, &opts);
+        let _ = fs::remove_file(&process_json);
+        Ok(result?)
+    }
+
+    /// The containers of a sandbox (to stop or remove them with it).
+    pub fn ids_in_sandbox(&self, sandbox_id: &str) -> Vec<String> {
+        self.records.lock().expect("records lock").values().filter(|r| r.sandbox_id == sandbox_id).map(|r| r.id.clone()).collect()
+    }
+}
+
+/// What the spec builder needs of the sandbox.
+fn sandbox_parts(sandbox: &Sandbox) -> SandboxParts {
+    let node = cri::NamespaceMode::Node as i32;
+    let ns = |mode: i32, path: &Option<PathBuf>| match path {
+        _ if mode == node => Namespace::Node,
+        Some(p) => Namespace::Join(p.clone()),
+        None => Namespace::New,
+    };
+    SandboxParts {
+        id: sandbox.id.clone(),
+        hostname: sandbox.hostname.clone(),
+        namespaces: SandboxNamespaces {
+            network: ns(sandbox.modes.network, &sandbox.namespaces.net),
+            ipc: ns(sandbox.modes.ipc, &sandbox.namespaces.ipc),
+            uts: ns(sandbox.modes.network, &sandbox.namespaces.uts),
+            pid: if sandbox.modes.pid == node { Namespace::Node } else { Namespace::New },
+        },
+        hosts_file: Some(sandbox.hosts_path()),
+        resolv_conf: Some(sandbox.resolv_conf_path()),
+        hostname_file: Some(sandbox.hostname_path()),
+        shm: sandbox.shm.clone(),
+        cgroup_parent: sandbox.cgroup_parent.clone(),
+        sysctls: sandbox.sysctls.clone().into_iter().collect(),
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let target = path.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo").map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str()))).unwrap_or(false)
+}
+
+/// 64 hex digits from the kernel's random source, like containerd's ids.
+fn random_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
