@@ -401,6 +401,7 @@ async fn stats_events_updates_and_log_reopening() {
         assert_eq!(read(&cgroup_path.join("pids.max")).trim(), "50");
     } else {
         let e = update.unwrap_err();
+        eprintln!("UpdateContainerResources without the pids controller: {e}");
         assert!(e.message().contains("pids"), "the error should name the controller: {e}");
     }
 

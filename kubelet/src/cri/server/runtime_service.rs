@@ -488,10 +488,14 @@ impl RuntimeService for Runtime {
         let mut events = self.state.containers.events().subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let state = self.state.clone();
-        // Until the client goes away: each event with its pod's statuses as they are now.
+        // Until the client goes away (even while nothing happens): each event with its pod's statuses as they are now.
         tokio::spawn(async move {
             loop {
-                let event = match events.recv().await {
+                let received = tokio::select! {
+                    r = events.recv() => r,
+                    () = tx.closed() => return,
+                };
+                let event = match received {
                     Ok(e) => e,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("a container event subscriber fell behind; {n} events were dropped");
