@@ -399,6 +399,10 @@ async fn stats_events_updates_and_log_reopening() {
     if controllers.iter().any(|c| c == "pids") {
         update.unwrap_or_else(|e| panic!("UpdateContainerResources: {e}"));
         assert_eq!(read(&cgroup_path.join("pids.max")).trim(), "50");
+        // The stored spec has the new resources too.
+        let verbose = rt.container_status(cri::ContainerStatusRequest { container_id: ticker.clone(), verbose: true }).await.unwrap().into_inner();
+        let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+        assert_eq!(info["runtimeSpec"]["linux"]["resources"]["unified"]["pids.max"], "50", "{info}");
     } else {
         let e = update.unwrap_err();
         eprintln!("UpdateContainerResources without the pids controller: {e}");
