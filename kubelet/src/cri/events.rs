@@ -88,6 +88,10 @@ impl Reported<'_> {
         }
     }
 
+    pub fn has_stopped(&self, container_id: &str) -> bool {
+        self.stopped.contains(container_id)
+    }
+
     /// Marks a stop as known without an event (containers that ended before we started).
     pub fn already_stopped(&mut self, container_id: &str) {
         self.stopped.insert(container_id.to_string());

@@ -119,7 +119,7 @@ impl ContainerManager {
         let mut reported = self.events.lock();
         let records: Vec<ContainerRecord> = self.records.lock().expect("records lock").values().cloned().collect();
         for r in records.iter().filter(|r| r.started_at.is_some()) {
-            if matches!(self.status_of(r), Status::Exited(_)) {
+            if !reported.has_stopped(&r.id) && matches!(self.status_of(r), Status::Exited(_)) {
                 reported.stopped(&r.id, &r.sandbox_id);
             }
         }
