@@ -10,9 +10,14 @@
 //!   rootfs overlay, the OCI runtime driven by its command line (`oci.rs`).
 //! - `monitor/` — the per-container monitor process: copies the container's output into the
 //!   CRI log file and records its exit; it outlives restarts of `kubelet-rs`.
+//! - `stats/` — container and pod statistics from cgroup v2 files, the writable layer and
+//!   the pod's network namespace.
+//! - `events` — container lifecycle events for `GetContainerEvents`.
 
 pub mod config;
 pub mod container;
+pub mod events;
 pub mod monitor;
 pub mod sandbox;
 pub mod server;
+pub mod stats;

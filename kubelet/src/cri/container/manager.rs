@@ -18,6 +18,7 @@ use oci_spec::image::ImageConfiguration;
 use super::record::{ContainerRecord, Status};
 use super::{ExecOptions, Namespace, NodeHost, OciCli, OciRuntime, SandboxNamespaces, SandboxParts, SpecInput, build_spec};
 use crate::cri::config::CriConfig;
+use crate::cri::events::{EventBus, EventKind};
 use crate::cri::monitor::{self, MonitorArgs};
 use crate::cri::sandbox::Sandbox;
 
@@ -43,6 +44,8 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("container {id:?} did not stop within {seconds} s after SIGKILL")]
     StopTimeout { id: String, seconds: u64 },
+    #[error("container {id:?} is {state}: {action} needs a running container")]
+    NotRunning { id: String, state: &'static str, action: &'static str },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -62,6 +65,8 @@ pub struct ContainerManager {
     /// The `kubelet-rs` binary the monitor runs as.
     monitor_program: PathBuf,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Lifecycle events for `GetContainerEvents`.
+    events: EventBus,
 }
 
 impl ContainerManager {
@@ -85,13 +90,39 @@ impl ContainerManager {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?,
         };
-        Ok(ContainerManager {
+        let manager = ContainerManager {
             dir,
             oci: OciCli::new(&config.oci_runtime, config.oci_root()),
             store,
             monitor_program,
             records: Mutex::new(records),
-        })
+            events: EventBus::default(),
+        };
+        // Containers that ended while we were away are not reported as stopping now.
+        let mut reported = manager.events.lock();
+        for (record, status) in manager.list(None) {
+            if matches!(status, Status::Exited(_)) {
+                reported.already_stopped(&record.id);
+            }
+        }
+        drop(reported);
+        Ok(manager)
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Reports the stop of every container whose exit is seen for the first time (the
+    /// exit watcher runs this every [`crate::cri::events::EXIT_POLL`]).
+    pub fn poll_exits(&self) {
+        let mut reported = self.events.lock();
+        let records: Vec<ContainerRecord> = self.records.lock().expect("records lock").values().cloned().collect();
+        for r in records.iter().filter(|r| r.started_at.is_some()) {
+            if !reported.has_stopped(&r.id) && matches!(self.status_of(r), Status::Exited(_)) {
+                reported.stopped(&r.id, &r.sandbox_id);
+            }
+        }
     }
 
     fn save(&self, record: &ContainerRecord) -> Result<()> {
@@ -176,7 +207,10 @@ impl ContainerManager {
             dir: dir.clone(),
         };
         match self.create_in(&mut record, sandbox, config, &image_record, &image_config) {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.events.emit(&id, &sandbox.id, EventKind::Created);
+                Ok(id)
+            }
             Err(e) => {
                 let _ = self.oci.delete(&id, true);
                 let _ = images::rootfs::unmount_rootfs(&images::rootfs::Rootfs { dir: record.rootfs_dir(), target: record.rootfs_dir().join("rootfs") });
@@ -264,12 +298,24 @@ impl ContainerManager {
         let started_at = now_ns();
         self.oci.start(&record.id)?;
         record.started_at = Some(started_at);
-        self.save(&record)
+        self.save(&record)?;
+        self.events.emit(&record.id, &record.sandbox_id, EventKind::Started);
+        Ok(())
     }
 
     /// SIGTERM, then SIGKILL after `timeout`; a container already stopped (or unknown, as
-    /// the CRI requires) is fine.
+    /// the CRI requires) is fine. Its stop is reported at once rather than at the next poll.
     pub fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        self.end(id, timeout)?;
+        if let Ok(record) = self.get(id)
+            && record.started_at.is_some()
+        {
+            self.events.lock().stopped(&record.id, &record.sandbox_id);
+        }
+        Ok(())
+    }
+
+    fn end(&self, id: &str, timeout: Duration) -> Result<()> {
         let record = match self.get(id) {
             Ok(r) => r,
             Err(Error::NotFound(_)) => return Ok(()),
@@ -323,6 +369,7 @@ impl ContainerManager {
         }
         fs::remove_dir_all(&record.dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).map_err(io(&record.dir))?;
         self.records.lock().expect("records lock").remove(&record.id);
+        self.events.lock().deleted(&record.id, &record.sandbox_id);
         Ok(())
     }
 
@@ -356,6 +403,42 @@ impl ContainerManager {
         let result = self.oci.exec(&record.id, &process_json, &opts);
         let _ = fs::remove_file(&process_json);
         Ok(result?)
+    }
+
+    /// `UpdateContainerResources`: the CRI resources as OCI `linux.resources`, applied by
+    /// the OCI runtime's `update` (a running or created container) and kept in the
+    /// container's config.json (its device rules stay).
+    pub fn update_resources(&self, id: &str, resources: &cri::LinuxContainerResources) -> Result<()> {
+        let record = self.get(id)?;
+        if let Status::Exited(_) = self.status_of(&record) {
+            return Err(Error::NotRunning { id: record.id, state: "exited", action: "UpdateContainerResources" });
+        }
+        let new = super::linux_resources(resources, &NodeHost)?;
+        let resources_json = record.dir.join("resources.json");
+        fs::write(&resources_json, serde_json::to_vec(&new).expect("resources serialise")).map_err(io(&resources_json))?;
+        let updated = self.oci.update(&record.id, &resources_json);
+        let _ = fs::remove_file(&resources_json);
+        updated?;
+        let config_json = record.dir.join("config.json");
+        let bad = |e: oci_spec::OciSpecError| Error::Invalid(format!("{}: {e}", config_json.display()));
+        let mut spec = oci_spec::runtime::Spec::load(&config_json).map_err(bad)?;
+        if let Some(linux) = spec.linux_mut() {
+            let mut merged = new;
+            merged.set_devices(linux.resources().as_ref().and_then(|r| r.devices().clone()));
+            linux.set_resources(Some(merged));
+        }
+        spec.save(&config_json).map_err(bad)
+    }
+
+    /// `ReopenContainerLog`: the monitor of a running container reopens its log file.
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let record = self.get(id)?;
+        let state = match self.status_of(&record) {
+            Status::Running => return Ok(monitor::reopen_log(record.monitor_pid, &record.id, &record.log_path, Duration::from_secs(10))?),
+            Status::Created => "created",
+            Status::Exited(_) => "exited",
+        };
+        Err(Error::NotRunning { id: record.id, state, action: "ReopenContainerLog" })
     }
 
     /// The containers of a sandbox (to stop or remove them with it).

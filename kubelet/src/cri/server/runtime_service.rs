@@ -16,8 +16,11 @@ use tracing::info;
 
 use super::status::{container_status, not_implemented, sandbox_status};
 use crate::cri::config::CriConfig;
+use crate::cri::container::record::{ContainerRecord, Status as ContainerState};
 use crate::cri::container::{ContainerManager, manager as container};
-use crate::cri::sandbox::{self, SandboxManager};
+use crate::cri::events::{self, ContainerEvent};
+use crate::cri::sandbox::{self, Sandbox, SandboxManager};
+use crate::cri::stats::{self, StatsCollector};
 
 /// Why the runtime service could not load its state.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,8 @@ pub enum StartError {
     Sandboxes(#[from] sandbox::Error),
     #[error("loading the containers: {0}")]
     Containers(#[from] container::Error),
+    #[error("starting the container exit watcher: {0}")]
+    Watcher(std::io::Error),
 }
 
 const RUNTIME_NAME: &str = "kubelet-rs";
@@ -44,6 +49,8 @@ struct RuntimeState {
     config: CriConfig,
     sandboxes: SandboxManager,
     containers: ContainerManager,
+    /// Statistics, and the last cpu sample of each container and pod.
+    stats: StatsCollector,
     /// From `UpdateRuntimeConfig`; CNI plugins get their ranges from their own config.
     pod_cidr: Mutex<String>,
 }
@@ -59,7 +66,11 @@ impl Runtime {
     pub fn new(config: CriConfig) -> Result<Runtime, StartError> {
         let sandboxes = SandboxManager::new(&config)?;
         let containers = ContainerManager::new(&config)?;
-        Ok(Runtime { state: Arc::new(RuntimeState { config, sandboxes, containers, pod_cidr: Mutex::new(String::new()) }) })
+        let stats = StatsCollector::new(stats::layers_root(&config.root));
+        let state = Arc::new(RuntimeState { config, sandboxes, containers, stats, pod_cidr: Mutex::new(String::new()) });
+        events::spawn_watcher(Arc::downgrade(&state), events::EXIT_POLL, |s: &RuntimeState| s.containers.poll_exits())
+            .map_err(StartError::Watcher)?;
+        Ok(Runtime { state })
     }
 
     /// Runs blocking container work (mounts, the OCI runtime, monitors) off the async threads.
@@ -101,6 +112,87 @@ impl Runtime {
         .await
         .map_err(|e| format!("network status check failed: {e}"))?
     }
+}
+
+impl RuntimeState {
+    /// The containers of the sandbox that are not over (the ones with a cgroup to measure).
+    fn live_containers(&self, sandbox_id: &str) -> Vec<ContainerRecord> {
+        let filter = v1::ContainerFilter { pod_sandbox_id: sandbox_id.to_string(), ..Default::default() };
+        self.containers
+            .list(Some(&filter))
+            .into_iter()
+            .filter(|(r, st)| r.sandbox_id == sandbox_id && !matches!(st, ContainerState::Exited(_)))
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    fn sandbox_stats(&self, sandbox: &Sandbox) -> v1::PodSandboxStats {
+        let measured = self.live_containers(&sandbox.id).iter().map(|r| self.stats.container(r)).collect();
+        self.stats.sandbox(sandbox, measured)
+    }
+
+    /// The statuses of the sandbox's containers, for events and verbose sandbox status.
+    fn container_statuses(&self, sandbox_id: &str) -> Vec<v1::ContainerStatus> {
+        let filter = v1::ContainerFilter { pod_sandbox_id: sandbox_id.to_string(), ..Default::default() };
+        self.containers.list(Some(&filter)).iter().filter(|(r, _)| r.sandbox_id == sandbox_id).map(|(r, st)| r.to_status(st)).collect()
+    }
+
+    /// A lifecycle event with its pod's status and its containers' statuses as they are now.
+    fn event_response(&self, event: &ContainerEvent) -> v1::ContainerEventResponse {
+        v1::ContainerEventResponse {
+            container_id: event.container_id.clone(),
+            container_event_type: event.kind.to_cri() as i32,
+            created_at: event.at_ns,
+            pod_sandbox_status: self.sandboxes.get(&event.sandbox_id).ok().map(|s| s.to_status()),
+            containers_statuses: self.container_statuses(&event.sandbox_id),
+        }
+    }
+
+    /// Forgets the cpu samples of containers and pods that are gone.
+    fn prune_stats(&self) {
+        let containers = self.containers.list(None);
+        let sandboxes = self.sandboxes.list(None);
+        let keep: Vec<&str> = containers.iter().map(|(r, _)| r.id.as_str()).chain(sandboxes.iter().map(|s| s.id.as_str())).collect();
+        self.stats.retain(&keep);
+    }
+}
+
+/// `verbose` ContainerStatus: what containerd's `info` holds that we have.
+fn container_info(state: &RuntimeState, record: &ContainerRecord) -> HashMap<String, String> {
+    let spec: Option<serde_json::Value> =
+        std::fs::read(record.dir.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let info = json!({
+        "sandboxID": record.sandbox_id,
+        "pid": record.pid,
+        "monitorPid": record.monitor_pid,
+        "bundle": record.dir,
+        "logPath": record.log_path,
+        "cgroupPath": state.stats.cgroup_dir(record),
+        "runtimeSpec": spec,
+    });
+    HashMap::from([("info".to_string(), info.to_string())])
+}
+
+/// `verbose` PodSandboxStatus: the sandbox's namespaces (held by files; no pause process,
+/// so no pid), cgroup parent and directories.
+fn sandbox_info(s: &Sandbox) -> HashMap<String, String> {
+    let info = json!({
+        "id": s.id,
+        "pid": 0,
+        "runtimeHandler": s.runtime_handler,
+        "cgroupParent": s.cgroup_parent,
+        "namespaces": {"network": s.namespaces.net, "ipc": s.namespaces.ipc, "uts": s.namespaces.uts},
+        "namespaceModes": {"network": s.modes.network, "pid": s.modes.pid, "ipc": s.modes.ipc},
+        "sysctls": s.sysctls,
+        "ips": s.ips,
+        "dir": s.dir,
+        "stateDir": s.state_dir,
+    });
+    HashMap::from([("info".to_string(), info.to_string())])
+}
+
+fn stats_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 fn condition(kind: &str, ready: Result<(), String>) -> RuntimeCondition {
@@ -220,9 +312,13 @@ impl RuntimeService for Runtime {
     }
 
     async fn pod_sandbox_status(&self, request: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
-        let id = request.into_inner().pod_sandbox_id;
+        let request = request.into_inner();
+        let id = request.pod_sandbox_id;
         let sandbox = self.sandboxes(move |m| m.status(&id)).await?;
-        Ok(Response::new(v1::PodSandboxStatusResponse { status: Some(sandbox.to_status()), ..Default::default() }))
+        let info = if request.verbose { sandbox_info(&sandbox) } else { HashMap::new() };
+        let sandbox_id = sandbox.id.clone();
+        let containers_statuses = self.containers(move |s| Ok(s.container_statuses(&sandbox_id))).await?;
+        Ok(Response::new(v1::PodSandboxStatusResponse { status: Some(sandbox.to_status()), info, containers_statuses, timestamp: stats_now() }))
     }
 
     async fn list_pod_sandbox(&self, request: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
@@ -276,22 +372,30 @@ impl RuntimeService for Runtime {
     }
 
     async fn container_status(&self, request: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
-        let id = request.into_inner().container_id;
-        let status = self
+        let request = request.into_inner();
+        let (id, verbose) = (request.container_id, request.verbose);
+        let (status, info) = self
             .containers(move |s| {
                 let record = s.containers.get(&id).map_err(container_status)?;
-                Ok(record.to_status(&s.containers.status_of(&record)))
+                let info = if verbose { container_info(s, &record) } else { HashMap::new() };
+                Ok((record.to_status(&s.containers.status_of(&record)), info))
             })
             .await?;
-        Ok(Response::new(v1::ContainerStatusResponse { status: Some(status), ..Default::default() }))
+        Ok(Response::new(v1::ContainerStatusResponse { status: Some(status), info }))
     }
 
-    async fn update_container_resources(&self, _: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
-        Err(not_implemented("UpdateContainerResources"))
+    async fn update_container_resources(&self, request: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        let request = request.into_inner();
+        let resources = request.linux.ok_or_else(|| Status::invalid_argument("UpdateContainerResources: linux resources are missing"))?;
+        let id = request.container_id;
+        self.containers(move |s| s.containers.update_resources(&id, &resources).map_err(container_status)).await?;
+        Ok(Response::new(v1::UpdateContainerResourcesResponse {}))
     }
 
-    async fn reopen_container_log(&self, _: Request<v1::ReopenContainerLogRequest>) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
-        Err(not_implemented("ReopenContainerLog"))
+    async fn reopen_container_log(&self, request: Request<v1::ReopenContainerLogRequest>) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.containers(move |s| s.containers.reopen_log(&id).map_err(container_status)).await?;
+        Ok(Response::new(v1::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, request: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
@@ -314,20 +418,58 @@ impl RuntimeService for Runtime {
         Err(not_implemented("PortForward"))
     }
 
-    async fn container_stats(&self, _: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {
-        Err(not_implemented("ContainerStats"))
+    async fn container_stats(&self, request: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        let id = request.into_inner().container_id;
+        let stats = self
+            .containers(move |s| {
+                let record = s.containers.get(&id).map_err(container_status)?;
+                Ok(s.stats.container(&record).stats)
+            })
+            .await?;
+        Ok(Response::new(v1::ContainerStatsResponse { stats: Some(stats) }))
     }
 
-    async fn list_container_stats(&self, _: Request<v1::ListContainerStatsRequest>) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
-        Err(not_implemented("ListContainerStats"))
+    async fn list_container_stats(&self, request: Request<v1::ListContainerStatsRequest>) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let stats = self
+            .containers(move |s| {
+                s.prune_stats();
+                Ok(s.containers
+                    .list(None)
+                    .into_iter()
+                    .filter(|(r, st)| !matches!(st, ContainerState::Exited(_)) && stats::container_matches(r, &filter))
+                    .map(|(r, _)| s.stats.container(&r).stats)
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(v1::ListContainerStatsResponse { stats }))
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<v1::PodSandboxStatsRequest>) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
-        Err(not_implemented("PodSandboxStats"))
+    async fn pod_sandbox_stats(&self, request: Request<v1::PodSandboxStatsRequest>) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let stats = self
+            .containers(move |s| {
+                let sandbox = s.sandboxes.get(&id).map_err(sandbox_status)?;
+                Ok(s.sandbox_stats(&sandbox))
+            })
+            .await?;
+        Ok(Response::new(v1::PodSandboxStatsResponse { stats: Some(stats) }))
     }
 
-    async fn list_pod_sandbox_stats(&self, _: Request<v1::ListPodSandboxStatsRequest>) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
-        Err(not_implemented("ListPodSandboxStats"))
+    async fn list_pod_sandbox_stats(&self, request: Request<v1::ListPodSandboxStatsRequest>) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let stats = self
+            .containers(move |s| {
+                s.prune_stats();
+                Ok(s.sandboxes
+                    .list(None)
+                    .iter()
+                    .filter(|sb| sb.state == sandbox::State::Ready && stats::sandbox_matches(sb, &filter))
+                    .map(|sb| s.sandbox_stats(sb))
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(v1::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn checkpoint_container(&self, _: Request<v1::CheckpointContainerRequest>) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
@@ -343,6 +485,31 @@ impl RuntimeService for Runtime {
     }
 
     async fn get_container_events(&self, _: Request<v1::GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_implemented("GetContainerEvents"))
+        let mut events = self.state.containers.events().subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let state = self.state.clone();
+        // Until the client goes away (even while nothing happens): each event with its pod's statuses as they are now.
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    r = events.recv() => r,
+                    () = tx.closed() => return,
+                };
+                let event = match received {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("a container event subscriber fell behind; {n} events were dropped");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let state = state.clone();
+                let Ok(response) = tokio::task::spawn_blocking(move || state.event_response(&event)).await else { return };
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as EventStream))
     }
 }

@@ -74,6 +74,7 @@ pub(super) fn container_status(e: container::Error) -> Status {
         container::Error::Invalid(_) | container::Error::Spec(_) => Code::InvalidArgument,
         container::Error::NameReserved { .. } => Code::AlreadyExists,
         container::Error::StopTimeout { .. } => Code::DeadlineExceeded,
+        container::Error::NotRunning { .. } => Code::FailedPrecondition,
         _ => Code::Internal,
     };
     Status::new(code, e.to_string())
