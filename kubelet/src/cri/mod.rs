@@ -10,9 +10,12 @@
 //!   rootfs overlay, the OCI runtime driven by its command line (`oci.rs`).
 //! - `monitor/` — the per-container monitor process: copies the container's output into the
 //!   CRI log file and records its exit; it outlives restarts of `kubelet-rs`.
+//! - `streaming/` — the HTTP server behind `Exec` and `PortForward`: one-time URLs, the
+//!   WebSocket channel protocols.
 
 pub mod config;
 pub mod container;
 pub mod monitor;
 pub mod sandbox;
 pub mod server;
+pub mod streaming;
