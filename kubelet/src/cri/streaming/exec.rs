@@ -172,7 +172,9 @@ async fn feed(mut incoming: SplitStream<WebSocket>, mut input: Input, version: V
         match channel {
             STDIN => match &mut input {
                 Input::Pipe(Some(stdin)) => {
-                    if stdin.write_all(payload).await.is_err() {
+                    // The process stopped reading: later input has nowhere to go.
+                    let gone = stdin.write_all(payload).await.is_err();
+                    if gone {
                         input = Input::Pipe(None);
                     }
                 }

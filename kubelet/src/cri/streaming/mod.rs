@@ -53,7 +53,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// A prepared request waiting for its client.
 pub enum Pending {
-    Exec(ExecTarget),
+    Exec(Box<ExecTarget>),
     /// The sandbox's network namespace file.
     PortForward { netns: PathBuf },
 }
@@ -73,7 +73,7 @@ impl Streams {
 
     /// Registers an exec and returns its URL.
     pub fn exec(&self, target: ExecTarget) -> Result<String, Error> {
-        Ok(format!("{}/exec/{}", self.base_url, self.tokens.insert(Pending::Exec(target))?))
+        Ok(format!("{}/exec/{}", self.base_url, self.tokens.insert(Pending::Exec(Box::new(target)))?))
     }
 
     /// Registers a port forward into `netns` and returns its URL.
@@ -104,7 +104,7 @@ async fn exec_handler(State(streams): State<Streams>, Path(token): Path<String>,
     let Ok(upgrade) = upgrade else { return not_websocket() };
     upgrade.protocols(channel::EXEC_PROTOCOLS).on_upgrade(move |socket| async move {
         let version = channel::Version::of(socket.protocol());
-        if let Err(e) = exec::run(socket, target, version).await {
+        if let Err(e) = exec::run(socket, *target, version).await {
             warn!("exec stream: {e}");
         }
     })
