@@ -31,11 +31,10 @@ struct Service {
 }
 
 impl Service {
-    fn start() -> Service {
+    fn start(oci_runtime: PathBuf) -> Service {
         require_root();
         let plugin_dir = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
         test_support::bins::workspace_bin("cni", "krs-host-local");
-        let oci_runtime = test_support::bins::workspace_bin("runtime-rs", "runtime-rs");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let layout = test_support::test_images::test_image("busybox");
@@ -209,8 +208,24 @@ async fn exec_url(rt: &mut Client, id: &str, cmd: &[&str], stdin: bool, stderr: 
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root"]
-async fn exec_and_port_forward_over_websocket() {
-    let svc = Service::start();
+async fn exec_and_port_forward_over_websocket_with_runtime_rs() {
+    exec_and_port_forward_over_websocket(test_support::bins::workspace_bin("runtime-rs", "runtime-rs")).await;
+}
+
+/// runc's `exec` hands the terminal over the console socket as runtime-rs does.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and runc"]
+async fn exec_and_port_forward_over_websocket_with_runc() {
+    let runc = std::env::var_os("KRS_TEST_RUNC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
+    if !runc.exists() {
+        eprintln!("SKIPPED: no runc at {}", runc.display());
+        return;
+    }
+    exec_and_port_forward_over_websocket(runc).await;
+}
+
+async fn exec_and_port_forward_over_websocket(oci_runtime: PathBuf) {
+    let svc = Service::start(oci_runtime);
     let node = svc.node.path().to_path_buf();
     let mut rt = RuntimeServiceClient::new(cri_api::connect(svc.socket()).await.unwrap());
     let config = svc.pod_config();
@@ -273,7 +288,7 @@ async fn exec_and_port_forward_over_websocket() {
     ws.send(Message::Binary(b"\x00go\r".to_vec().into())).await.unwrap();
     let got = read_all(&mut ws).await;
     let out = text(&got, 1);
-    assert!(out.contains("/dev/pts/"), "{out:?}\n{}", svc.log());
+    assert!(out.contains("/dev/pts/"), "{got:?}\n{}", svc.log());
     assert!(out.contains("30 100"), "{out:?}");
     assert_eq!(status(&got)["status"], "Success");
 

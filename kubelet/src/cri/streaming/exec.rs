@@ -1,9 +1,10 @@
-//! An exec session: the OCI runtime's `exec` runs the process (its stdio piped, or a
-//! terminal through the console socket), the channels carry its input and output, and the
+//! An exec session: the OCI runtime's `exec` runs the process (its stdio piped, or on a
+//! terminal of ours), the channels carry its input and output, and the
 //! error channel its exit status when it ends.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use oci_spec::runtime::Process;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
 
@@ -63,33 +63,28 @@ async fn run_process(target: &ExecTarget, incoming: SplitStream<WebSocket>, out:
     let process_json = dir.path().join("process.json");
     std::fs::write(&process_json, serde_json::to_vec(&target.process).expect("process serialises"))
         .map_err(io(format!("writing {}", process_json.display())))?;
-    let console = target.tty.then(|| dir.path().join("console.sock"));
-    let listener = match &console {
-        Some(path) => Some(UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?),
-        None => None,
-    };
-    let opts = ExecOptions { console_socket: console.clone(), ..Default::default() };
-    let piped = |wanted: bool| if wanted && !target.tty { Stdio::piped() } else { Stdio::null() };
-    let mut child = Command::new(&target.oci.binary)
-        .args(target.oci.exec_args(&target.container_id, &process_json, &opts))
-        .stdin(piped(target.stdin))
-        .stdout(piped(target.stdout))
-        // With a terminal the runtime's stderr is only its own complaints: keep them.
-        .stderr(if target.tty { Stdio::piped() } else { piped(target.stderr) })
-        .spawn()
-        .map_err(|source| Error::Spawn { binary: target.oci.binary.clone(), source })?;
+    let pty = if target.tty { Some(tty::open_pty()?) } else { None };
+    let piped = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
+    let mut command = Command::new(&target.oci.binary);
+    command.args(target.oci.exec_args(&target.container_id, &process_json, &ExecOptions::default()));
+    match &pty {
+        Some((_, slave)) => {
+            let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io("duplicating the terminal"));
+            command.stdin(stdio(slave)?).stdout(stdio(slave)?).stderr(stdio(slave)?);
+            // Safety: the hook only makes async-signal-safe calls.
+            unsafe { command.pre_exec(tty::become_session_leader) };
+        }
+        None => {
+            command.stdin(piped(target.stdin)).stdout(piped(target.stdout)).stderr(piped(target.stderr));
+        }
+    }
+    let mut child = command.spawn().map_err(|source| Error::Spawn { binary: target.oci.binary.clone(), source })?;
 
     let mut pumps: Vec<JoinHandle<()>> = Vec::new();
-    let input = match &listener {
-        Some(listener) => {
-            let complaints = child.stderr.take().map(collect);
-            let master = tokio::select! {
-                m = tty::receive_master(listener) => m?,
-                status = child.wait() => {
-                    let said = match complaints { Some(c) => c.await.unwrap_or_default(), None => String::new() };
-                    return Err(Error::Console(format!("the runtime exited ({}) first: {}", describe(status), said.trim())));
-                }
-            };
+    let input = match pty {
+        Some((master, slave)) => {
+            // Only the runtime holds the slave now: its exit ends the output (EIO).
+            drop(slave);
             let master = Arc::new(PtyMaster::new(master).map_err(io("the terminal's master"))?);
             pumps.push(tokio::spawn(pump_pty(master.clone(), out.clone())));
             // Resizes go to the terminal even when the client sends no input.
@@ -123,22 +118,6 @@ async fn wait(child: &mut Child) -> Result<i32, Error> {
 /// The process's exit code as a shell reports it: 128 + the signal that killed it.
 fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-fn describe(status: std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(s) => format!("exit code {}", exit_code(s)),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Everything `from` says, as text (the runtime's error output).
-fn collect(mut from: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut s = Vec::new();
-        let _ = from.read_to_end(&mut s).await;
-        String::from_utf8_lossy(&s).into_owned()
-    })
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, channel: u8, out: Outgoing) {

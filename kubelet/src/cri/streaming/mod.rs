@@ -5,7 +5,7 @@
 //! - `tokens` — single-use, short-lived tokens naming a prepared request.
 //! - `channel` — the `v4`/`v5.channel.k8s.io` framing and the exit status on the error channel.
 //! - `exec` — a process run by the OCI runtime's `exec`, its stdio on the channels.
-//! - `tty` — the terminal of an exec: its master received over the console socket, resizes.
+//! - `tty` — the terminal of an exec: a pty of ours the runtime relays to the container's, resizes.
 //! - `port_forward` — TCP connections made inside the pod's network namespace.
 //!
 //! SPDY is not spoken; Attach is not offered.
@@ -38,7 +38,7 @@ pub enum Error {
     Io { what: String, source: std::io::Error },
     #[error("running {}: {source}", binary.display())]
     Spawn { binary: PathBuf, source: std::io::Error },
-    #[error("the OCI runtime did not hand over the terminal: {0}")]
+    #[error("the exec's terminal: {0}")]
     Console(String),
     #[error("connecting to port {port} in the pod's network namespace: {source}")]
     Connect { port: u16, source: std::io::Error },

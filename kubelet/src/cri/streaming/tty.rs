@@ -1,56 +1,38 @@
-//! The terminal of an exec with `tty`: the OCI runtime creates the pty and sends its master
-//! over the console socket (SCM_RIGHTS); we read and write the master without blocking
-//! and set its window size from the resize channel.
+//! The terminal of an exec with `tty`: a pty of ours between the client and the OCI
+//! runtime, read and written without blocking, its window size set from the resize channel.
 
-use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use tokio::io::unix::AsyncFd;
-use tokio::net::UnixListener;
 
 use super::Error;
 use super::channel::Size;
 
-/// How long the runtime may take to send the master once it started.
-const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Accepts the runtime's connection on the console socket and receives the master.
-pub async fn receive_master(listener: &UnixListener) -> Result<OwnedFd, Error> {
-    let (stream, _) = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept())
-        .await
-        .map_err(|_| Error::Console(format!("nothing connected within {CONSOLE_TIMEOUT:?}")))?
-        .map_err(|e| Error::Console(format!("accepting: {e}")))?;
-    let stream = stream.into_std().map_err(|e| Error::Console(e.to_string()))?;
-    stream.set_nonblocking(false).map_err(|e| Error::Console(e.to_string()))?;
-    let _ = stream.set_read_timeout(Some(CONSOLE_TIMEOUT));
-    tokio::task::spawn_blocking(move || receive_fd(stream.as_raw_fd()))
-        .await
-        .map_err(|e| Error::Console(e.to_string()))?
+/// A terminal for the OCI runtime's stdio: the runtime is started on its slave (as its
+/// controlling terminal), makes the container's terminal itself and copies between the
+/// two; a resize of ours reaches it as SIGWINCH and it passes the size on. (runc refuses a
+/// console socket unless it detaches, and a detached exec's exit code is lost to us.)
+/// The slave is raw: line editing and echo happen in the container's terminal.
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {
+    let pty = nix::pty::openpty(None, None).map_err(|e| Error::Console(format!("openpty: {e}")))?;
+    let mut termios = nix::sys::termios::tcgetattr(&pty.slave).map_err(|e| Error::Console(format!("tcgetattr: {e}")))?;
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &termios)
+        .map_err(|e| Error::Console(format!("tcsetattr: {e}")))?;
+    Ok((pty.master, pty.slave))
 }
 
-fn receive_fd(socket: RawFd) -> Result<OwnedFd, Error> {
-    // runc sends the pty's name as the payload; we only want the descriptor.
-    let mut payload = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut payload)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| Error::Console(format!("receiving: {e}")))?;
-    let cmsgs = msg.cmsgs().map_err(|e| Error::Console(format!("control messages: {e}")))?;
-    for cmsg in cmsgs {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // Safety: the kernel just installed `fd` in our table for us alone.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            for &extra in &fds[1..] {
-                drop(unsafe { OwnedFd::from_raw_fd(extra) });
-            }
-            return Ok(owned);
+/// Run in the runtime's child before exec: a session of its own whose controlling
+/// terminal is its stdin (our slave), so resizes signal it.
+pub fn become_session_leader() -> std::io::Result<()> {
+    // Safety: async-signal-safe calls only, between fork and exec.
+    unsafe {
+        if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
-    Err(Error::Console("the message carried no descriptor".into()))
+    Ok(())
 }
 
 /// The master side of the exec's terminal.
