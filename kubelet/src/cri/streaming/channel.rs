@@ -7,9 +7,9 @@ use axum::extract::ws::{Message, WebSocket};
 use axum::http::HeaderValue;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use serde_json::{Value, json};
 
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;

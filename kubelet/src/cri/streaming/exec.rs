@@ -100,7 +100,7 @@ async fn run_process(target: &ExecTarget, incoming: SplitStream<WebSocket>, out:
             Input::Pipe(child.stdin.take())
         }
     };
-    let input_task = tokio::spawn(feed(incoming, input, version));
+    let input_task = tokio::spawn(feed(incoming, input, version, target.stdin));
     let status = wait(&mut child).await;
     input_task.abort();
     let drain = futures_util::future::join_all(pumps.iter_mut());
@@ -140,7 +140,7 @@ async fn pump_pty(master: Arc<PtyMaster>, out: Outgoing) {
 
 /// The client's messages: stdin, resizes and (v5) the end of stdin. A client that goes
 /// away ends stdin; the process runs on to its own end.
-async fn feed(mut incoming: SplitStream<WebSocket>, mut input: Input, version: Version) {
+async fn feed(mut incoming: SplitStream<WebSocket>, mut input: Input, version: Version, stdin: bool) {
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(b) => b,
@@ -149,7 +149,8 @@ async fn feed(mut incoming: SplitStream<WebSocket>, mut input: Input, version: V
         };
         let Some((&channel, payload)) = data.split_first() else { continue };
         match channel {
-            STDIN => match &mut input {
+            // Input the request did not ask for is dropped (a terminal is open for resizes).
+            STDIN if stdin => match &mut input {
                 Input::Pipe(Some(stdin)) => {
                     // The process stopped reading: later input has nowhere to go.
                     let gone = stdin.write_all(payload).await.is_err();
