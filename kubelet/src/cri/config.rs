@@ -22,6 +22,8 @@ pub struct CriConfig {
     pub hosts_dir: PathBuf,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Where the streaming server (Exec, PortForward URLs) listens; port 0: any free port.
+    pub stream_address: std::net::SocketAddr,
     /// The `kubelet-rs` binary that runs container monitors; `None`: this process's own
     /// executable (tests that serve in-process name the built binary).
     pub monitor_program: Option<PathBuf>,
@@ -41,6 +43,7 @@ impl CriConfig {
             hosts_dir: PathBuf::from("/etc/kubelet-rs/certs.d"),
             insecure_registries: Vec::new(),
             monitor_program: None,
+            stream_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

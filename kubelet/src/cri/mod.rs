@@ -13,6 +13,8 @@
 //! - `stats/` — container and pod statistics from cgroup v2 files, the writable layer and
 //!   the pod's network namespace.
 //! - `events` — container lifecycle events for `GetContainerEvents`.
+//! - `streaming/` — the HTTP server behind `Exec` and `PortForward`: one-time URLs, the
+//!   WebSocket channel protocols.
 
 pub mod config;
 pub mod container;
@@ -21,3 +23,4 @@ pub mod monitor;
 pub mod sandbox;
 pub mod server;
 pub mod stats;
+pub mod streaming;

@@ -441,6 +441,18 @@ impl ContainerManager {
         Err(Error::NotRunning { id: record.id, state, action: "ReopenContainerLog" })
     }
 
+    /// What a streamed exec in a running container needs: its full id, the OCI runtime and
+    /// the container's spec (the exec's process inherits user, env and capabilities).
+    pub fn exec_context(&self, id: &str) -> Result<(String, OciCli, oci_spec::runtime::Spec)> {
+        let record = self.get(id)?;
+        if !matches!(self.status_of(&record), Status::Running) {
+            return Err(Error::Invalid(format!("container {} is not running", record.id)));
+        }
+        let config_json = record.dir.join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config_json).map_err(|e| Error::Invalid(format!("reading {}: {e}", config_json.display())))?;
+        Ok((record.id, self.oci.clone(), spec))
+    }
+
     /// The containers of a sandbox (to stop or remove them with it).
     pub fn ids_in_sandbox(&self, sandbox_id: &str) -> Vec<String> {
         self.records.lock().expect("records lock").values().filter(|r| r.sandbox_id == sandbox_id).map(|r| r.id.clone()).collect()

@@ -51,6 +51,8 @@ pub enum ServeError {
     Images(#[from] ImageServiceError),
     #[error(transparent)]
     Start(#[from] runtime_service::StartError),
+    #[error("streaming server on {address}: {source}")]
+    Streaming { address: std::net::SocketAddr, source: io::Error },
     #[error("serving {}: {source}", socket.display())]
     Transport { socket: PathBuf, source: tonic::transport::Error },
 }
@@ -110,7 +112,15 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let socket = config.socket.clone();
     let images = Images::new(&config)?;
-    let runtime = Runtime::new(config)?;
+    let streams_listener = tokio::net::TcpListener::bind(config.stream_address)
+        .await
+        .map_err(|source| ServeError::Streaming { address: config.stream_address, source })?;
+    let stream_address = streams_listener.local_addr().map_err(|source| ServeError::Streaming { address: config.stream_address, source })?;
+    let streams = crate::cri::streaming::Streams::new(stream_address);
+    // Ends with this function: an exec or port-forward outliving the server has no owner.
+    let streaming = AbortOnDrop(tokio::spawn(crate::cri::streaming::serve(streams_listener, streams.clone())));
+    info!(address = %stream_address, "streaming server listening");
+    let runtime = Runtime::new(config)?.with_streams(streams);
     let stopping = tokio::sync::Notify::new();
     let server = tonic::transport::Server::builder()
         .add_service(
@@ -129,11 +139,22 @@ pub async fn serve_on(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     info!(socket = %socket.display(), "CRI server listening");
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result.map_err(|source| ServeError::Transport { socket, source }),
         () = grace => {
             warn!("requests still under way {SHUTDOWN_GRACE:?} after shutdown; stopping anyway");
             Ok(())
         }
+    };
+    drop(streaming);
+    result
+}
+
+/// A task that is stopped when its handle goes, on every way out of `serve_on`.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

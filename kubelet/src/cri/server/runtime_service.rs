@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cni::runtime::CniRuntime;
 use cri_api::runtime::v1::runtime_service_server::RuntimeService;
@@ -21,6 +21,7 @@ use crate::cri::container::{ContainerManager, manager as container};
 use crate::cri::events::{self, ContainerEvent};
 use crate::cri::sandbox::{self, Sandbox, SandboxManager};
 use crate::cri::stats::{self, StatsCollector};
+use crate::cri::streaming::{ExecTarget, Streams};
 
 /// Why the runtime service could not load its state.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ struct RuntimeState {
     stats: StatsCollector,
     /// From `UpdateRuntimeConfig`; CNI plugins get their ranges from their own config.
     pod_cidr: Mutex<String>,
+    /// The streaming server's registry, once it listens (`Exec`, `PortForward`).
+    streams: OnceLock<Streams>,
 }
 
 /// The `RuntimeService` implementation; cheap to clone.
@@ -67,7 +70,14 @@ impl Runtime {
         let sandboxes = SandboxManager::new(&config)?;
         let containers = ContainerManager::new(&config)?;
         let stats = StatsCollector::new(stats::layers_root(&config.root));
-        let state = Arc::new(RuntimeState { config, sandboxes, containers, stats, pod_cidr: Mutex::new(String::new()) });
+        let state = Arc::new(RuntimeState {
+            config,
+            sandboxes,
+            containers,
+            stats,
+            pod_cidr: Mutex::new(String::new()),
+            streams: OnceLock::new(),
+        });
         events::spawn_watcher(Arc::downgrade(&state), events::EXIT_POLL, |s: &RuntimeState| s.containers.poll_exits())
             .map_err(StartError::Watcher)?;
         Ok(Runtime { state })
@@ -92,6 +102,16 @@ impl Runtime {
             .await
             .map_err(|e| Status::internal(format!("sandbox task failed: {e}")))?
             .map_err(sandbox_status)
+    }
+
+    /// Gives `Exec` and `PortForward` the streaming server to hand URLs out for.
+    pub fn with_streams(self, streams: Streams) -> Runtime {
+        let _ = self.state.streams.set(streams);
+        self
+    }
+
+    fn streams(&self) -> Result<&Streams, Status> {
+        self.state.streams.get().ok_or_else(|| Status::unavailable("the streaming server is not running"))
     }
 
     /// The pod CIDR the kubelet last gave (empty if none).
@@ -406,16 +426,40 @@ impl RuntimeService for Runtime {
         Ok(Response::new(v1::ExecSyncResponse { stdout: out.stdout, stderr: out.stderr, exit_code: out.exit_code }))
     }
 
-    async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
-        Err(not_implemented("Exec"))
+    async fn exec(&self, request: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
+        let r = request.into_inner();
+        // Checked here, at the edge, so the client learns before it connects.
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd: must name the program to run"));
+        }
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout and stderr must be requested"));
+        }
+        if r.tty && r.stderr {
+            return Err(Status::invalid_argument("tty and stderr cannot both be requested: a terminal has one output"));
+        }
+        let id = r.container_id.clone();
+        let (container_id, oci, spec) = self.containers(move |s| s.containers.exec_context(&id).map_err(container_status)).await?;
+        let process = crate::cri::container::exec_process(&spec, &r.cmd, r.tty).map_err(|e| container_status(e.into()))?;
+        let target = ExecTarget { container_id, oci, process, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
+        let url = self.streams()?.exec(target).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::ExecResponse { url }))
     }
 
     async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
         Err(not_implemented("Attach"))
     }
 
-    async fn port_forward(&self, _: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {
-        Err(not_implemented("PortForward"))
+    async fn port_forward(&self, request: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let sandbox = self.sandboxes(move |m| m.get(&id)).await?;
+        let netns = sandbox
+            .namespaces
+            .net
+            .clone()
+            .ok_or_else(|| Status::failed_precondition(format!("pod sandbox {} has no network namespace of its own", sandbox.id)))?;
+        let url = self.streams()?.port_forward(netns).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::PortForwardResponse { url }))
     }
 
     async fn container_stats(&self, request: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {

@@ -1,0 +1,321 @@
+//! The streaming server end to end, as root: `kubelet-rs cri` in a node network namespace
+//! (as in `cri_pod.rs`), a busybox pod, and WebSocket clients speaking the Kubernetes
+//! channel protocols to the URLs `Exec` and `PortForward` return: output and exit codes,
+//! stdin, a terminal and its size, a port inside the pod, single-use tokens.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cri_api::RuntimeServiceClient;
+use cri_api::runtime::v1 as cri;
+use futures_util::{SinkExt, StreamExt};
+use test_support::netns::TestNetns;
+use test_support::{CgroupParent, require_root};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const BUSYBOX: &str = "docker.io/library/busybox:latest";
+
+type Client = RuntimeServiceClient<tonic::transport::Channel>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A `kubelet-rs cri` in a node namespace of its own, with the busybox image imported.
+struct Service {
+    node: TestNetns,
+    dir: tempfile::TempDir,
+    cgroup: CgroupParent,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn start(oci_runtime: PathBuf) -> Service {
+        require_root();
+        let plugin_dir = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
+        test_support::bins::workspace_bin("cni", "krs-host-local");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let layout = test_support::test_images::test_image("busybox");
+        let out = Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .args(["image", "--root"])
+            .arg(d.join("root"))
+            .arg("import")
+            .arg(&layout)
+            .args(["--name", BUSYBOX])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::create_dir_all(d.join("net.d")).unwrap();
+        let conflist = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "krs-stream-test",
+            "plugins": [{"type": "krs-bridge", "bridge": "cni0", "isDefaultGateway": true,
+                         "ipam": {"type": "krs-host-local", "ranges": [[{"subnet": "10.90.0.0/24"}]], "dataDir": d.join("ipam")}}]
+        });
+        std::fs::write(d.join("net.d/10-test.conflist"), conflist.to_string()).unwrap();
+        let mut s = Service { node: TestNetns::new(), dir, cgroup: CgroupParent::new(), child: None };
+        let d = s.dir.path();
+        let log = File::create(d.join("service.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", s.node.path().display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .arg("cri")
+            .arg("--socket")
+            .arg(s.socket())
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--oci-runtime")
+            .arg(oci_runtime)
+            .arg("--cni-conf-dir")
+            .arg(d.join("net.d"))
+            .arg("--cni-bin-dir")
+            .arg(plugin_dir)
+            .arg("--cni-cache-dir")
+            .arg(d.join("cni-cache"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        s.child = Some(child);
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(s.socket()).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "service did not start: {}", s.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("cri.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    fn pod_config(&self) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata { name: "streams".into(), uid: "uid-streams".into(), namespace: "default".into(), attempt: 0 }),
+            hostname: "streams".into(),
+            log_directory: self.dir.path().join("logs").display().to_string(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: format!("/{}", self.cgroup.name),
+                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespaces()), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// The pod's network and IPC, a pid namespace per container (pod-wide ones are not supported).
+fn namespaces() -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        pid: cri::NamespaceMode::Container as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Whatever a failed test left: its pods removed through the service, then the service stopped.
+        if self.child.is_some() {
+            let socket = self.socket();
+            let cleanup = move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(ch) = cri_api::connect(&socket).await {
+                        let mut c = RuntimeServiceClient::new(ch);
+                        if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
+                            for s in list.into_inner().items {
+                                let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
+                            }
+                        }
+                    }
+                });
+            };
+            let _ = std::thread::spawn(cleanup).join();
+        }
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        for m in test_support::mounts_under(self.dir.path()).iter().rev() {
+            let _ = Command::new("umount").args(["--lazy", m]).status();
+        }
+    }
+}
+
+/// Connects to `url` (http://127.0.0.1:<port>/...) from inside the node namespace, where
+/// the streaming server listens, offering `protocol`.
+async fn connect(node: &Path, url: &str, protocol: &str) -> Result<Ws, tungstenite::Error> {
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+    let ns = File::open(node).unwrap();
+    let tcp = std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        std::net::TcpStream::connect(addr)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tokio::net::TcpStream::from_std(tcp).unwrap()).await?;
+    Ok(ws)
+}
+
+/// Everything the server sends until it closes, by channel (after the byte that names it).
+async fn read_all(ws: &mut Ws) -> BTreeMap<u8, Vec<u8>> {
+    let mut channels: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Binary(b) = message
+            && let Some((&ch, data)) = b.split_first()
+        {
+            channels.entry(ch).or_default().extend_from_slice(data);
+        }
+    }
+    channels
+}
+
+fn text(channels: &BTreeMap<u8, Vec<u8>>, ch: u8) -> String {
+    String::from_utf8_lossy(channels.get(&ch).map(Vec::as_slice).unwrap_or_default()).into_owned()
+}
+
+fn status(channels: &BTreeMap<u8, Vec<u8>>) -> serde_json::Value {
+    serde_json::from_slice(channels.get(&3).expect("a status on the error channel")).unwrap()
+}
+
+async fn exec_url(rt: &mut Client, id: &str, cmd: &[&str], stdin: bool, stderr: bool, tty: bool) -> String {
+    let request = cri::ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr,
+    };
+    rt.exec(request).await.unwrap().into_inner().url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root"]
+async fn exec_and_port_forward_over_websocket_with_runtime_rs() {
+    exec_and_port_forward_over_websocket(test_support::bins::workspace_bin("runtime-rs", "runtime-rs")).await;
+}
+
+/// runc's `exec` hands the terminal over the console socket as runtime-rs does.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and runc"]
+async fn exec_and_port_forward_over_websocket_with_runc() {
+    let runc = std::env::var_os("KRS_TEST_RUNC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
+    if !runc.exists() {
+        eprintln!("SKIPPED: no runc at {}", runc.display());
+        return;
+    }
+    exec_and_port_forward_over_websocket(runc).await;
+}
+
+async fn exec_and_port_forward_over_websocket(oci_runtime: PathBuf) {
+    let svc = Service::start(oci_runtime);
+    let node = svc.node.path().to_path_buf();
+    let mut rt = RuntimeServiceClient::new(cri_api::connect(svc.socket()).await.unwrap());
+    let config = svc.pod_config();
+    let pod = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", svc.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let container = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata { name: "server".into(), attempt: 0 }),
+        image: Some(cri::ImageSpec { image: BUSYBOX.into(), ..Default::default() }),
+        command: ["nc", "-ll", "-p", "80", "-e", "echo", "hi"].map(String::from).to_vec(),
+        log_path: "server.log".into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext { namespace_options: Some(namespaces()), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container), sandbox_config: Some(config) })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", svc.log()))
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+
+    // Output on stdout and stderr, the exit code in the status, as the kubelet reports it.
+    let url = exec_url(&mut rt, &id, &["sh", "-c", "echo out; echo err >&2; exit 3"], false, true, false).await;
+    assert!(url.starts_with("http://127.0.0.1:") && url.contains("/exec/"), "{url}");
+    let mut ws = connect(&node, &url, "v4.channel.k8s.io").await.unwrap();
+    let got = read_all(&mut ws).await;
+    assert_eq!((text(&got, 1).as_str(), text(&got, 2).as_str()), ("out\n", "err\n"), "{got:?}\n{}", svc.log());
+    let s = status(&got);
+    assert_eq!((&s["status"], &s["reason"]), (&"Failure".into(), &"NonZeroExitCode".into()), "{s}");
+    assert_eq!(s["details"]["causes"][0], serde_json::json!({"reason": "ExitCode", "message": "3"}));
+
+    // A token works once.
+    match connect(&node, &url, "v4.channel.k8s.io").await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        other => panic!("a reused token was accepted: {:?}", other.map(drop)),
+    }
+    let unknown = url.rsplit_once('/').unwrap().0.to_string() + "/0123";
+    assert!(matches!(connect(&node, &unknown, "v4.channel.k8s.io").await, Err(tungstenite::Error::Http(r)) if r.status() == 404));
+
+    // stdin reaches the process; v5's close signal ends it.
+    let url = exec_url(&mut rt, &id, &["cat"], true, false, false).await;
+    let mut ws = connect(&node, &url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(Message::Binary(b"\x00hello\n".to_vec().into())).await.unwrap();
+    ws.send(Message::Binary(vec![255, 0].into())).await.unwrap();
+    let got = read_all(&mut ws).await;
+    assert_eq!(text(&got, 1), "hello\n", "{got:?}");
+    assert_eq!(status(&got), serde_json::json!({"metadata": {}, "status": "Success"}));
+
+    // A terminal, and its size from the resize channel (applied before the input after it).
+    let url = exec_url(&mut rt, &id, &["sh", "-c", "tty; read x; stty size"], true, false, true).await;
+    let mut ws = connect(&node, &url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(Message::Binary(b"\x04{\"Width\":100,\"Height\":30}".to_vec().into())).await.unwrap();
+    ws.send(Message::Binary(b"\x00go\r".to_vec().into())).await.unwrap();
+    let got = read_all(&mut ws).await;
+    let out = text(&got, 1);
+    assert!(out.contains("/dev/pts/"), "{got:?}\n{}", svc.log());
+    assert!(out.contains("30 100"), "{out:?}");
+    assert_eq!(status(&got)["status"], "Success");
+
+    // Bad requests are refused before any URL is given.
+    let bad = rt.exec(cri::ExecRequest { container_id: id.clone(), cmd: vec!["true".into()], tty: true, stdout: true, stderr: true, stdin: false }).await;
+    assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let bad = rt.exec(cri::ExecRequest { container_id: id.clone(), cmd: vec![], stdout: true, ..Default::default() }).await;
+    assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let bad = rt.exec(cri::ExecRequest { container_id: "nope".into(), cmd: vec!["true".into()], stdout: true, ..Default::default() }).await;
+    assert_eq!(bad.unwrap_err().code(), tonic::Code::NotFound);
+
+    // Port 80 of the pod's localhost: the port first on both channels, then the server's answer.
+    let start = Instant::now();
+    loop {
+        let url = rt.port_forward(cri::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![80] }).await.unwrap().into_inner().url;
+        assert!(url.contains("/portforward/"), "{url}");
+        let mut ws = connect(&node, &format!("{url}?ports=80"), "v4.channel.k8s.io").await.unwrap();
+        let got = read_all(&mut ws).await;
+        let data = got.get(&0).cloned().unwrap_or_default();
+        assert_eq!(got.get(&1).map(|e| &e[..2]), Some(&[80u8, 0][..]), "{got:?}");
+        if data.len() > 2 || start.elapsed() > Duration::from_secs(10) {
+            assert_eq!(&data[..2], &[80, 0]);
+            assert_eq!(String::from_utf8_lossy(&data[2..]), "hi\n", "{got:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+}
