@@ -20,6 +20,10 @@ pub enum Command {
     /// The per-container monitor the CRI service starts (not for people to run).
     #[command(hide = true)]
     Monitor(MonitorCli),
+    /// The init of a pod sharing one pid namespace, started by the CRI service (not for people
+    /// to run).
+    #[command(hide = true)]
+    PodInit(PodInitCli),
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +94,33 @@ impl MonitorCli {
             cgroup_path: self.cgroup_path.clone(),
             // Already the monitor's stderr, if any.
             monitor_log: None,
+        }
+    }
+}
+
+/// `kubelet-rs pod-init`: the arguments of `cri::sandbox::pod_init::PodInitArgs::to_args`,
+/// and the descriptor of the channel to the starter.
+#[derive(Args, Debug)]
+pub struct PodInitCli {
+    #[arg(long)]
+    pub sandbox: String,
+    #[arg(long)]
+    pub net: Option<PathBuf>,
+    #[arg(long)]
+    pub ipc: Option<PathBuf>,
+    #[arg(long)]
+    pub uts: Option<PathBuf>,
+    #[arg(long)]
+    pub sync_fd: i32,
+}
+
+impl PodInitCli {
+    pub fn pod_init_args(&self) -> kubelet_rs::cri::sandbox::pod_init::PodInitArgs {
+        kubelet_rs::cri::sandbox::pod_init::PodInitArgs {
+            sandbox: self.sandbox.clone(),
+            net: self.net.clone(),
+            ipc: self.ipc.clone(),
+            uts: self.uts.clone(),
         }
     }
 }
@@ -185,6 +216,20 @@ mod tests {
             let Command::Monitor(m) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the monitor") };
             assert_eq!(m.sync_fd, 5);
             assert_eq!(m.monitor_args(), args);
+        }
+    }
+
+    #[test]
+    fn the_pod_init_parses_what_its_starter_passes() {
+        use kubelet_rs::cri::sandbox::pod_init::PodInitArgs;
+        let args = PodInitArgs { sandbox: "s1".into(), net: Some("/s/ns/net".into()), ipc: None, uts: Some("/s/ns/uts".into()) };
+        for args in [args.clone(), PodInitArgs { net: None, uts: None, ..args }] {
+            let mut argv: Vec<std::ffi::OsString> = vec!["kubelet-rs".into(), "pod-init".into()];
+            argv.extend(args.to_args());
+            argv.extend(["--sync-fd".into(), "7".into()]);
+            let Command::PodInit(p) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the pod init") };
+            assert_eq!(p.sync_fd, 7);
+            assert_eq!(p.pod_init_args(), args);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `kubelet-rs`: the node binary. Its `image` commands manage the local image store; `cri`
 //! serves the CRI runtime and image services; the hidden `monitor` command is the
-//! per-container monitor the CRI service starts.
+//! per-container monitor the CRI service starts, and `pod-init` the init of a pod that shares
+//! one pid namespace.
 mod cli;
 mod cri_command;
 mod image;
@@ -22,6 +23,10 @@ fn main() {
     if let cli::Command::Monitor(m) = &args.command {
         std::process::exit(kubelet_rs::cri::monitor::process::run(&m.monitor_args(), m.sync_fd));
     }
+    // So does the pod init (and it enters namespaces, which a threaded process cannot).
+    if let cli::Command::PodInit(p) = &args.command {
+        std::process::exit(kubelet_rs::cri::sandbox::pod_init::process::run(&p.pod_init_args(), p.sync_fd));
+    }
     let result = match args.command {
         cli::Command::Image(img) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -31,7 +36,7 @@ fn main() {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             runtime.block_on(cri_command::run(cri_args)).map_err(|e| e.to_string())
         }
-        cli::Command::Monitor(_) => unreachable!("handled above"),
+        cli::Command::Monitor(_) | cli::Command::PodInit(_) => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("kubelet-rs: {e}");

@@ -413,9 +413,9 @@ fn refused_configs_leave_nothing_behind() {
     let err = node.run(&bad_sysctl).unwrap_err();
     assert!(err.contains("no_such_sysctl"), "{err}");
 
-    let mut shared_pid = pod_config("pid");
-    set_modes(&mut shared_pid, modes(cri::NamespaceMode::Pod, cri::NamespaceMode::Pod, cri::NamespaceMode::Pod));
-    assert!(node.run(&shared_pid).unwrap_err().contains("pid namespace mode POD is not supported yet"));
+    let mut target_pid = pod_config("pid");
+    set_modes(&mut target_pid, modes(cri::NamespaceMode::Pod, cri::NamespaceMode::Target, cri::NamespaceMode::Pod));
+    assert!(node.run(&target_pid).unwrap_err().contains("namespace_options.pid"));
 
     assert_eq!(node.call(|m| m.list(None)).len(), 0);
     assert_eq!(node.mounts(), Vec::<String>::new());

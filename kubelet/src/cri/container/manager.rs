@@ -474,7 +474,12 @@ fn sandbox_parts(sandbox: &Sandbox) -> SandboxParts {
             network: ns(sandbox.modes.network, &sandbox.namespaces.net),
             ipc: ns(sandbox.modes.ipc, &sandbox.namespaces.ipc),
             uts: ns(sandbox.modes.network, &sandbox.namespaces.uts),
-            pid: if sandbox.modes.pid == node { Namespace::Node } else { Namespace::New },
+            // POD: the pod init's namespace, joined by its bind-mounted file.
+            pid: match &sandbox.namespaces.pid {
+                _ if sandbox.modes.pid == node => Namespace::Node,
+                Some(p) if sandbox.modes.pid == cri::NamespaceMode::Pod as i32 => Namespace::Join(p.clone()),
+                _ => Namespace::New,
+            },
         },
         hosts_file: Some(sandbox.hosts_path()),
         resolv_conf: Some(sandbox.resolv_conf_path()),

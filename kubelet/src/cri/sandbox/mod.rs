@@ -1,10 +1,12 @@
 //! Pod sandboxes without a pause process: a sandbox is a set of namespaces held open by
 //! bind-mounted files (`namespaces`), the files its containers mount (`files`), its sysctls
 //! (`sysctls`), its attachment to the pod network (`network`), and a record persisted as JSON
-//! (`store`) so a restarted service finds it. Ids and name reservation are in `id`.
+//! (`store`) so a restarted service finds it. Ids and name reservation are in `id`. A pod
+//! that shares one pid namespace (`pid: POD`) gets an init process of ours (`pod_init`).
 //!
 //! Lifecycle, as containerd's: run creates everything (and undoes everything on failure);
-//! stop detaches the network (CNI DEL) and marks the sandbox NOTREADY; remove stops if needed,
+//! stop detaches the network (CNI DEL), stops the pod init (which ends every process left in
+//! the pod's pid namespace) and marks the sandbox NOTREADY; remove stops if needed,
 //! then unmounts the namespace files and the shm and deletes the directories. Stop and remove
 //! of an unknown id succeed, so the kubelet's retries are harmless.
 
@@ -13,6 +15,7 @@ pub mod id;
 mod mounts;
 mod namespaces;
 mod network;
+pub mod pod_init;
 mod store;
 mod sysctls;
 
@@ -51,6 +54,10 @@ pub enum Error {
     Network(#[from] network::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    PodInit(#[from] pod_init::Error),
+    #[error("sandbox {id:?}: cannot find the kubelet-rs binary for the pod init: {source}")]
+    Program { id: String, source: std::io::Error },
     #[error("sandbox directory {}: {source}", path.display())]
     Dir { path: PathBuf, source: std::io::Error },
 }
@@ -66,6 +73,9 @@ pub struct SandboxManager {
     /// elsewhere).
     host_resolv_conf: PathBuf,
     host_hosts: PathBuf,
+    /// The `kubelet-rs` binary that runs pod inits (`CriConfig::monitor_program`); `None`:
+    /// this process's own executable.
+    init_program: Option<PathBuf>,
     inner: Mutex<Inner>,
 }
 
@@ -77,7 +87,7 @@ struct Inner {
 
 impl SandboxManager {
     /// Loads the sandboxes a previous run left (a READY one whose namespace files are gone,
-    /// after a reboot, is NOTREADY), cleans up directories of runs that crashed before
+    /// after a reboot, or whose pod init died, is NOTREADY; a live init is simply kept), cleans up directories of runs that crashed before
     /// recording anything, and writes the default network configuration if there is none.
     pub fn new(config: &CriConfig) -> Result<SandboxManager> {
         let records_dir = config.root.join("sandboxes");
@@ -92,6 +102,7 @@ impl SandboxManager {
             network,
             host_resolv_conf: PathBuf::from(files::HOST_RESOLV_CONF),
             host_hosts: PathBuf::from(files::HOST_HOSTS),
+            init_program: config.monitor_program.clone(),
             inner: Mutex::new(Inner::default()),
         };
         let (records, orphans) = store::load_all(&manager.records_dir)?;
@@ -103,7 +114,7 @@ impl SandboxManager {
         }
         let mut inner = manager.inner.lock().unwrap();
         for mut sandbox in records {
-            if sandbox.state == State::Ready && !sandbox.namespaces.alive() {
+            if sandbox.state == State::Ready && !sandbox.alive() {
                 sandbox.state = State::NotReady;
                 sandbox.save()?;
             }
@@ -147,6 +158,7 @@ impl SandboxManager {
             sysctls: plan.sysctl_map.clone(),
             modes: plan.modes,
             namespaces: NamespacePaths::default(),
+            init: None,
             dir: self.records_dir.join(&id),
             state_dir: self.state_dir.join(&id),
             shm: None,
@@ -178,14 +190,21 @@ impl SandboxManager {
         }
         let ns_dir = sandbox.state_dir.join("ns");
         let expected = |own: bool, kind: &str| own.then(|| ns_dir.join(kind));
-        sandbox.namespaces =
-            NamespacePaths { net: expected(plan.ns.net, "net"), ipc: expected(plan.ns.ipc, "ipc"), uts: expected(plan.ns.uts, "uts") };
+        sandbox.namespaces = NamespacePaths {
+            net: expected(plan.ns.net, "net"),
+            ipc: expected(plan.ns.ipc, "ipc"),
+            uts: expected(plan.ns.uts, "uts"),
+            pid: expected(plan.pid, "pid"),
+        };
         if plan.ns.ipc {
             sandbox.shm = Some(sandbox.state_dir.join("shm"));
         }
         sandbox.save()?;
 
-        sandbox.namespaces = namespaces::create(&ns_dir, &plan.ns)?;
+        sandbox.namespaces = NamespacePaths { pid: sandbox.namespaces.pid.take(), ..namespaces::create(&ns_dir, &plan.ns)? };
+        if plan.pid {
+            self.start_init(sandbox)?;
+        }
         self.write_files(sandbox, config)?;
         if let Some(shm) = &sandbox.shm {
             files::mount_shm(shm)?;
@@ -199,6 +218,31 @@ impl SandboxManager {
         self.apply_sysctls(sandbox, &plan.sysctls)?;
         sandbox.state = State::Ready;
         sandbox.save()?;
+        Ok(())
+    }
+
+    /// The pod init in the sandbox's namespaces, recorded, and its pid namespace bind-mounted
+    /// at the path recorded before.
+    fn start_init(&self, sandbox: &mut Sandbox) -> Result<()> {
+        let program = match &self.init_program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|source| Error::Program { id: sandbox.id.clone(), source })?,
+        };
+        let ns = &sandbox.namespaces;
+        let args = pod_init::PodInitArgs { sandbox: sandbox.id.clone(), net: ns.net.clone(), ipc: ns.ipc.clone(), uts: ns.uts.clone() };
+        let init = pod_init::start(&program, &args)?;
+        sandbox.init = Some(init);
+        sandbox.save()?;
+        let path = sandbox.namespaces.pid.clone().expect("the pid namespace file is recorded before the init starts");
+        pod_init::bind_namespace(&init, &path)?;
+        Ok(())
+    }
+
+    /// Ends the pod init, and with it every process left in the pod's pid namespace.
+    fn stop_init(&self, sandbox: &Sandbox) -> Result<()> {
+        if let Some(init) = &sandbox.init {
+            pod_init::stop(&sandbox.id, init, pod_init::STOP_GRACE)?;
+        }
         Ok(())
     }
 
@@ -263,7 +307,8 @@ impl SandboxManager {
         Ok(())
     }
 
-    /// Detaches the network and marks the sandbox NOTREADY; its namespaces stay until remove.
+    /// Detaches the network, stops the pod init and marks the sandbox NOTREADY; its namespace
+    /// files stay until remove.
     /// An unknown id is fine.
     pub fn stop(&self, id: &str) -> Result<()> {
         let Some(entry) = self.lookup(id)? else { return Ok(()) };
@@ -273,6 +318,7 @@ impl SandboxManager {
 
     fn stop_locked(&self, sandbox: &mut Sandbox) -> Result<()> {
         self.detach(sandbox)?;
+        self.stop_init(sandbox)?;
         if sandbox.state != State::NotReady {
             sandbox.state = State::NotReady;
             sandbox.save()?;
@@ -306,6 +352,7 @@ impl SandboxManager {
     /// Undoes whatever of run was done, in reverse; repeatable.
     fn tear_down(&self, sandbox: &mut Sandbox) -> Result<()> {
         self.detach(sandbox)?;
+        self.stop_init(sandbox)?;
         if let Some(shm) = &sandbox.shm {
             files::unmount_shm(shm)?;
         }
@@ -323,7 +370,7 @@ impl SandboxManager {
     /// Best-effort removal of a directory pair with no record: nothing in it was attached to
     /// the network (the record is written before ADD), but it may hold mounts.
     fn remove_dirs(&self, dir: &Path, state_dir: &Path) {
-        let mut mounted: Vec<PathBuf> = ["ns/net", "ns/ipc", "ns/uts", "shm"].iter().map(|p| state_dir.join(p)).collect();
+        let mut mounted: Vec<PathBuf> = ["ns/net", "ns/ipc", "ns/uts", "ns/pid", "shm"].iter().map(|p| state_dir.join(p)).collect();
         mounted.retain(|p| mounts::is_mount_point(p));
         for path in mounted {
             if let Err(e) = mounts::unmount_all(&path) {
@@ -340,7 +387,7 @@ impl SandboxManager {
     pub fn get(&self, id: &str) -> Result<Sandbox> {
         let entry = self.lookup(id)?.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
         let mut sandbox = entry.lock().unwrap();
-        if sandbox.state == State::Ready && !sandbox.namespaces.alive() {
+        if sandbox.state == State::Ready && !sandbox.alive() {
             sandbox.state = State::NotReady;
             sandbox.save()?;
         }
@@ -373,6 +420,8 @@ struct Plan {
     hostname: String,
     modes: Modes,
     ns: namespaces::Request,
+    /// A pid namespace shared by the pod's containers, held by a pod init.
+    pid: bool,
     sysctl_map: BTreeMap<String, String>,
     sysctls: Vec<sysctls::Sysctl>,
 }
@@ -401,12 +450,8 @@ impl Plan {
         let net = own("namespace_options.network", options.network)?;
         let ipc = own("namespace_options.ipc", options.ipc)?;
         own("namespace_options.pid", options.pid)?;
-        if options.pid == NamespaceMode::Pod as i32 {
-            // TODO: a shared PID namespace needs an init process for its lifetime (it dies
-            // with its first process); without a pause process, the first container's init
-            // would have to be that process, or a tiny reaper of our own.
-            return Err(Error::Unsupported("pid namespace mode POD is not supported yet".into()));
-        }
+        // CONTAINER: each container has its own (no namespace for the sandbox to hold).
+        let pid = options.pid == NamespaceMode::Pod as i32;
         if options.userns_options.as_ref().is_some_and(|u| u.mode != NamespaceMode::Node as i32) {
             return Err(Error::Unsupported("user namespaces for pods are not supported yet".into()));
         }
@@ -421,6 +466,7 @@ impl Plan {
             // A host-network pod keeps the node's hostname too (the kubelet sets hostNetwork
             // pods' UTS to the node's): only a pod with its own network gets its own UTS.
             ns: namespaces::Request { net, ipc, uts: net, hostname: hostname.clone() },
+            pid,
             sysctl_map,
             sysctls,
         })
@@ -458,18 +504,33 @@ mod tests {
         let p = Plan::from_config(&config(Node, Node, Node)).unwrap();
         assert_eq!(p.ns, namespaces::Request::default());
         let p = Plan::from_config(&config(Node, Container, Pod)).unwrap();
-        assert!(!p.ns.net && p.ns.ipc && !p.ns.uts);
+        assert!(!p.ns.net && p.ns.ipc && !p.ns.uts && !p.pid);
+    }
+
+    #[test]
+    fn a_shared_pid_namespace_is_planned_also_when_no_options_are_given() {
+        use NamespaceMode::*;
+        assert!(Plan::from_config(&config(Pod, Pod, Pod)).unwrap().pid);
+        assert!(Plan::from_config(&config(Node, Pod, Node)).unwrap().pid);
+        assert!(!Plan::from_config(&config(Pod, Container, Pod)).unwrap().pid);
+        assert!(!Plan::from_config(&config(Pod, Node, Pod)).unwrap().pid);
+        // No namespace options at all means POD everywhere, pid included (a minimal
+        // `crictl runp` config).
+        let mut bare = config(Pod, Container, Pod);
+        bare.linux = None;
+        let p = Plan::from_config(&bare).unwrap();
+        assert!(p.pid && p.ns.net && p.ns.ipc && p.ns.uts);
     }
 
     #[test]
     fn unsupported_and_invalid_configs_are_refused_naming_why() {
         use NamespaceMode::*;
-        let err = Plan::from_config(&config(Pod, Pod, Pod)).err().unwrap();
-        assert_eq!(err.to_string(), "pid namespace mode POD is not supported yet");
-        // No namespace options at all means POD everywhere, pid included.
-        let mut bare = config(Pod, Container, Pod);
-        bare.linux = None;
-        assert!(matches!(Plan::from_config(&bare), Err(Error::Unsupported(_))));
+        let mut userns = config(Pod, Pod, Pod);
+        let options = userns.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap();
+        options.userns_options = Some(cri::UserNamespace { mode: Pod as i32, ..Default::default() });
+        assert!(matches!(Plan::from_config(&userns), Err(Error::Unsupported(_))));
+        let err = Plan::from_config(&config(Pod, Target, Pod)).err().unwrap();
+        assert!(err.to_string().contains("namespace_options.pid"), "{err}");
         let err = Plan::from_config(&config(Target, Container, Pod)).err().unwrap();
         assert!(err.to_string().contains("namespace_options.network"), "{err}");
         let mut no_meta = config(Pod, Container, Pod);
@@ -494,7 +555,7 @@ mod tests {
         ready.modes.network = NamespaceMode::Node as i32;
         ready.network = None;
         let mut gone = store::tests::sample(&records, "bbbb2222");
-        gone.namespaces = NamespacePaths { net: Some(dir.path().join("no-such-ns")), ipc: None, uts: None };
+        gone.namespaces = NamespacePaths { net: Some(dir.path().join("no-such-ns")), ipc: None, uts: None, pid: None };
         gone.network = None;
         for s in [&ready, &gone] {
             std::fs::create_dir_all(&s.dir).unwrap();

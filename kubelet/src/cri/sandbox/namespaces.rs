@@ -4,9 +4,9 @@
 //! directory. The mounts keep the namespaces alive after the thread exits; containers join
 //! them by path, and removal unmounts them.
 //!
-//! A shared PID namespace (`pid: POD`) is not held this way: a PID namespace needs a first
-//! process (its init, reaping orphans) and dies with it, which is exactly the pause process
-//! this design does without.
+//! A shared PID namespace (`pid: POD`) cannot be held this way: a PID namespace needs a first
+//! process (its init, reaping orphans) and dies with it. `pod_init` starts that process; its
+//! namespace file is recorded here too (`pid`), so release unmounts it with the others.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -55,14 +55,18 @@ pub struct NamespacePaths {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod init's pid namespace (`pid: POD`); absent from records older than it.
+    #[serde(default)]
+    pub pid: Option<PathBuf>,
 }
 
 impl NamespacePaths {
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.net, &self.ipc, &self.uts].into_iter().flatten()
+        [&self.net, &self.ipc, &self.uts, &self.pid].into_iter().flatten()
     }
 
-    /// True while every namespace file still holds its namespace.
+    /// True while every namespace file still holds its namespace (for `pid`, that is not
+    /// enough: its init must live, see `Sandbox::alive`).
     pub fn alive(&self) -> bool {
         self.all().all(|p| mounts::is_namespace(p))
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::namespaces::NamespacePaths;
 use super::network::PodAttachment;
+use super::pod_init::PodInit;
 
 pub const RECORD_FILE: &str = "sandbox.json";
 
@@ -77,6 +78,9 @@ pub struct Sandbox {
     pub sysctls: BTreeMap<String, String>,
     pub modes: Modes,
     pub namespaces: NamespacePaths,
+    /// The pod's init, holding its pid namespace (`pid: POD`); `None` without one.
+    #[serde(default)]
+    pub init: Option<PodInit>,
     /// `<root>/sandboxes/<id>`: the record, `hostname`, `hosts`, `resolv.conf`.
     pub dir: PathBuf,
     /// `<state_dir>/sandboxes/<id>`: namespace files and `shm`.
@@ -101,6 +105,12 @@ impl Sandbox {
 
     pub fn resolv_conf_path(&self) -> PathBuf {
         self.dir.join("resolv.conf")
+    }
+
+    /// True while its namespaces are held: every namespace file mounted, and the init of a
+    /// shared pid namespace running (the recorded process, not a recycled pid).
+    pub fn alive(&self) -> bool {
+        self.namespaces.alive() && self.init.is_none_or(|i| i.alive()) && (self.namespaces.pid.is_none() || self.init.is_some())
     }
 
     pub fn host_network(&self) -> bool {
@@ -212,7 +222,8 @@ pub(crate) mod tests {
             annotations: [("a".to_string(), "b".to_string())].into(),
             sysctls: BTreeMap::new(),
             modes: Modes { network: 0, pid: 1, ipc: 0 },
-            namespaces: NamespacePaths { net: Some(dir.join("ns/net")), ipc: None, uts: None },
+            namespaces: NamespacePaths { net: Some(dir.join("ns/net")), ipc: None, uts: None, pid: None },
+            init: None,
             dir: dir.join(id),
             state_dir: dir.join("state").join(id),
             shm: None,
