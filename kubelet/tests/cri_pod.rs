@@ -59,6 +59,8 @@ struct Service {
     oci_runtime: PathBuf,
     /// The pods' `linux.cgroup_parent`, as the runtime sees the cgroup tree.
     cgroup_parent: String,
+    /// Where that parent is on the host.
+    pods_cgroup: PathBuf,
     child: Option<Child>,
 }
 
@@ -99,18 +101,18 @@ impl Service {
         .unwrap();
         let _ = plugins;
         let cgroup = CgroupParent::new();
-        let (oci_runtime, cgroup_parent) = match runtime {
-            Runtime::RuntimeRs => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name)),
+        let (oci_runtime, cgroup_parent, pods_cgroup) = match runtime {
+            Runtime::RuntimeRs => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name), cgroup.path.clone()),
             Runtime::Runc => {
                 assert!(Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()), "runc is not installed (apt-get install runc)");
                 let wrapper = dir.path().join("runc-wrapper");
                 std::fs::write(&wrapper, RUNC_WRAPPER.replace("\"$KRS_CG\"", &format!("'{}'", cgroup.path.display()))).unwrap();
                 std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
                 // Our cgroup is runc's /sys/fs/cgroup: the pods go below it.
-                (wrapper, "/pods".to_string())
+                (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
             }
         };
-        let mut s = Service { node: TestNetns::new(), dir, cgroup, oci_runtime, cgroup_parent, child: None };
+        let mut s = Service { node: TestNetns::new(), dir, cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
         s.spawn();
         s
     }
@@ -309,7 +311,7 @@ async fn pod_lifecycle(runtime: Runtime) {
     rt.start_container(cri::StartContainerRequest { container_id: server.clone() }).await.unwrap();
     wait_state(&mut rt, &server, cri::ContainerState::ContainerRunning).await;
     // The container's cgroup is below ours, wherever the runtime saw the tree from.
-    let below = svc.cgroup.path.join(svc.cgroup_parent.trim_start_matches('/')).join(&server);
+    let below = svc.pods_cgroup.join(&server);
     assert!(below.is_dir(), "no cgroup {}", below.display());
 
     // The server answers at the pod's address and at its hostPort on the node.
