@@ -55,7 +55,8 @@ exec unshare --mount --propagation private --cgroup sh -c 'mount --bind "$0" /sy
 struct Service {
     node: TestNetns,
     dir: tempfile::TempDir,
-    cgroup: CgroupParent,
+    /// The test's cgroup, removed with whatever is left in it on drop.
+    _cgroup: CgroupParent,
     oci_runtime: PathBuf,
     /// The pods' `linux.cgroup_parent`, as the runtime sees the cgroup tree.
     cgroup_parent: String,
@@ -112,7 +113,7 @@ impl Service {
                 (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
             }
         };
-        let mut s = Service { node: TestNetns::new(), dir, cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
+        let mut s = Service { node: TestNetns::new(), dir, _cgroup: cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
         s.spawn();
         s
     }
