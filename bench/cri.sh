@@ -204,9 +204,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 TOML
 netns
 ctrd_netns=$holder
-# sh moves itself into our cgroup (the cgroup namespace's root), then into its ctrd leaf;
-# unshare makes the mount and cgroup
-# namespaces; each step execs the next, so the pid we hold is containerd's.
+# sh moves itself into our cgroup (the root of the cgroup namespace unshare makes, with the
+# mount namespace), the inner sh into its ctrd leaf; each step execs the next, so the pid we
+# hold is containerd's.
 inner='mount --bind "$KRS_CG" /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/ctrd/cgroup.procs && mount -t tmpfs -o mode=0755 krs-bench-run /run && mount -t overlay -o "lowerdir=/var/lib,upperdir=$KRS_VARLIB/upper,workdir=$KRS_VARLIB/work" krs-bench-var-lib /var/lib && exec containerd --config "$KRS_CONFIG"'
 KRS_CG=$cg KRS_VARLIB=$ctrd/var-lib KRS_CONFIG=$ctrd/config.toml KRS_INNER=$inner \
     nsenter --net="/proc/$ctrd_netns/ns/net" -- sh -c 'echo $$ > "$KRS_CG/cgroup.procs" && exec unshare --mount --propagation private --cgroup sh -c "$KRS_INNER"' \
