@@ -1,12 +1,13 @@
 //! The CRI service end to end, as root: `kubelet-rs cri` serving on a socket, driven through
 //! the CRI client as the kubelet drives it. A pod sandbox with its network from our CNI
-//! plugins, containers of the busybox test image run by runtime-rs (and by runc), logs in
+//! plugins, containers of the busybox test image run by runtime-rs and by runc, logs in
 //! CRI format, ExecSync, two containers sharing the pod's localhost, exit codes and reasons,
 //! idempotent removes, and a restart of the service with containers still running.
 //!
 //! The service runs inside a "node" network namespace (`nsenter --net`, so it keeps the
 //! host's mounts and cgroups), so the bridge and its rules never touch the host's network;
-//! pods' cgroups go under a `krs-test-*` cgroup.
+//! pods' cgroups go under a `krs-test-*` cgroup (for runc, through a wrapper that shows it
+//! that cgroup as /sys/fs/cgroup: see [`RUNC_WRAPPER`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -32,17 +33,40 @@ fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static)
     .expect("thread in netns panicked")
 }
 
+/// The OCI runtime the service is given.
+enum Runtime {
+    RuntimeRs,
+    /// runc through a wrapper (written into the service's directory) that gives it a pure
+    /// cgroup v2 view: see [`RUNC_WRAPPER`].
+    Runc,
+}
+
+/// runc in a private mount and cgroup namespace where our test cgroup (`$KRS_CG`, a
+/// `krs-test-*` directory of the cgroup v2 hierarchy) is bind-mounted over /sys/fs/cgroup:
+/// on this hybrid host runc would otherwise create cgroups in the v1 hierarchies. Every verb
+/// goes through unchanged; the mount namespace is a copy of the service's, so bundles, the
+/// runtime root and the pod's bind-mounted namespace files are all reachable. unshare and sh
+/// exec, so the service's pid for the runtime is runc's and the monitor's stdio reaches it.
+const RUNC_WRAPPER: &str = r#"#!/bin/sh
+exec unshare --mount --propagation private --cgroup sh -c 'mount --bind "$0" /sys/fs/cgroup && exec runc "$@"' "$KRS_CG" "$@"
+"#;
+
 /// A `kubelet-rs cri` of the test's own: its directories, its node namespace, its process.
 struct Service {
     node: TestNetns,
     dir: tempfile::TempDir,
-    cgroup: CgroupParent,
+    /// The test's cgroup, removed with whatever is left in it on drop.
+    _cgroup: CgroupParent,
     oci_runtime: PathBuf,
+    /// The pods' `linux.cgroup_parent`, as the runtime sees the cgroup tree.
+    cgroup_parent: String,
+    /// Where that parent is on the host.
+    pods_cgroup: PathBuf,
     child: Option<Child>,
 }
 
 impl Service {
-    fn start(oci_runtime: PathBuf) -> Service {
+    fn start(runtime: Runtime) -> Service {
         require_root();
         let plugins = test_support::bins::workspace_bin("cni", "krs-bridge");
         for p in ["krs-host-local", "krs-portmap"] {
@@ -77,7 +101,19 @@ impl Service {
         )
         .unwrap();
         let _ = plugins;
-        let mut s = Service { node: TestNetns::new(), dir, cgroup: CgroupParent::new(), oci_runtime, child: None };
+        let cgroup = CgroupParent::new();
+        let (oci_runtime, cgroup_parent, pods_cgroup) = match runtime {
+            Runtime::RuntimeRs => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name), cgroup.path.clone()),
+            Runtime::Runc => {
+                assert!(Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()), "runc is not installed (apt-get install runc)");
+                let wrapper = dir.path().join("runc-wrapper");
+                std::fs::write(&wrapper, RUNC_WRAPPER.replace("\"$KRS_CG\"", &format!("'{}'", cgroup.path.display()))).unwrap();
+                std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                // Our cgroup is runc's /sys/fs/cgroup: the pods go below it.
+                (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
+            }
+        };
+        let mut s = Service { node: TestNetns::new(), dir, _cgroup: cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
         s.spawn();
         s
     }
@@ -146,7 +182,7 @@ impl Service {
             log_directory: self.dir.path().join("logs").join(name).display().to_string(),
             port_mappings: vec![cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 80, host_port: 8080, host_ip: String::new() }],
             linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/{}", self.cgroup.name),
+                cgroup_parent: self.cgroup_parent.clone(),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,
@@ -243,8 +279,8 @@ fn tcp_get(ns: &Path, to: String) -> Result<String, String> {
     })
 }
 
-async fn pod_lifecycle(oci_runtime: PathBuf) {
-    let mut svc = Service::start(oci_runtime);
+async fn pod_lifecycle(runtime: Runtime) {
+    let mut svc = Service::start(runtime);
     let (mut rt, mut img) = svc.clients().await;
     let images = img.list_images(cri::ListImagesRequest::default()).await.unwrap().into_inner().images;
     assert!(images.iter().any(|i| i.repo_tags.iter().any(|t| t == BUSYBOX)), "{images:?}");
@@ -275,6 +311,9 @@ async fn pod_lifecycle(oci_runtime: PathBuf) {
     assert_eq!(created.log_path, svc.dir.path().join("logs/web/server.log").display().to_string());
     rt.start_container(cri::StartContainerRequest { container_id: server.clone() }).await.unwrap();
     wait_state(&mut rt, &server, cri::ContainerState::ContainerRunning).await;
+    // The container's cgroup is below ours, wherever the runtime saw the tree from.
+    let below = svc.pods_cgroup.join(&server);
+    assert!(below.is_dir(), "no cgroup {}", below.display());
 
     // The server answers at the pod's address and at its hostPort on the node.
     let node = svc.node.path();
@@ -361,5 +400,11 @@ async fn pod_lifecycle(oci_runtime: PathBuf) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root"]
 async fn pod_lifecycle_with_runtime_rs() {
-    pod_lifecycle(test_support::bins::workspace_bin("runtime-rs", "runtime-rs")).await;
+    pod_lifecycle(Runtime::RuntimeRs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and runc"]
+async fn pod_lifecycle_with_runc() {
+    pod_lifecycle(Runtime::Runc).await;
 }
