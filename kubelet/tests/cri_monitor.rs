@@ -17,22 +17,9 @@ use test_support::{Bundle, CgroupParent, Runtime};
 
 const KUBELET: &str = env!("CARGO_BIN_EXE_kubelet-rs");
 
-/// runtime-rs, built in this build directory (by `cargo test --workspace`, or here).
+/// runtime-rs, built in this build directory.
 fn runtime_rs() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test binary>
-    let profile = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile.join("runtime-rs");
-    if !bin.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "runtime-rs", "--bin", "runtime-rs"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p runtime-rs");
-        assert!(st.success() && bin.exists(), "cargo build -p runtime-rs did not give {}", bin.display());
-    }
-    bin
+    test_support::bins::workspace_bin("runtime-rs", "runtime-rs")
 }
 
 /// runc, where it would put containers in the cgroup v2 hierarchy. On a hybrid host it would

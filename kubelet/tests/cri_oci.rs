@@ -12,9 +12,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cri_api::runtime::v1::security_profile::ProfileType;
@@ -28,24 +27,12 @@ use kubelet_rs::cri::container::{
 };
 use test_support::{CgroupParent, busybox_rootfs, require_root, run_captured, text, unique};
 
-/// runtime-rs, built from this workspace into a target directory of its own (the outer
-/// `cargo test` may hold the lock of the usual one); `RUNTIME_RS` overrides.
+/// runtime-rs, built in this build directory; `RUNTIME_RS` overrides.
 fn runtime_rs() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("RUNTIME_RS") {
-            return PathBuf::from(p);
-        }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-        let target = workspace.join("target/krs-test-runtime-rs");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&workspace).args(["build", "-q", "-p", "runtime-rs", "--bin", "runtime-rs", "--target-dir"]).arg(&target);
-        let out = run_captured(cmd, &["cargo", "build", "-p", "runtime-rs"]);
-        assert!(out.status.success(), "building runtime-rs failed: {}", text(&out.stderr));
-        target.join("debug/runtime-rs")
-    })
-    .clone()
+    match std::env::var_os("RUNTIME_RS") {
+        Some(p) => PathBuf::from(p),
+        None => test_support::bins::workspace_bin("runtime-rs", "runtime-rs"),
+    }
 }
 
 /// A container of our own: its bundle, runtime root and cgroup, removed on drop (the

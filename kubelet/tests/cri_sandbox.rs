@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cri_api::runtime::v1 as cri;
@@ -22,26 +22,10 @@ use kubelet_rs::cri::config::CriConfig;
 use kubelet_rs::cri::sandbox::{DEFAULT_NETWORK, Sandbox, SandboxManager, State};
 use test_support::netns::TestNetns;
 
-/// The directory of this test binary's profile (`target/debug`), where cargo puts the plugins.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
 fn build_plugins() -> PathBuf {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "cni", "--bins"])
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build -p cni --bins");
-        assert!(status.success(), "cargo build -p cni --bins failed");
-    });
-    let dir = profile_dir();
+    let mut dir = PathBuf::new();
     for plugin in ["krs-bridge", "krs-host-local", "krs-portmap"] {
-        assert!(dir.join(plugin).exists(), "{plugin} not built in {}", dir.display());
+        dir = test_support::bins::workspace_bin("cni", plugin).parent().unwrap().to_path_buf();
     }
     dir
 }
