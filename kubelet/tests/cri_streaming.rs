@@ -5,113 +5,20 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cri_api::RuntimeServiceClient;
 use cri_api::runtime::v1 as cri;
 use futures_util::{SinkExt, StreamExt};
-use test_support::netns::TestNetns;
-use test_support::{CgroupParent, require_root};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-const BUSYBOX: &str = "docker.io/library/busybox:latest";
+mod common;
+use common::*;
 
 type Client = RuntimeServiceClient<tonic::transport::Channel>;
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// A `kubelet-rs cri` in a node namespace of its own, with the busybox image imported.
-struct Service {
-    node: TestNetns,
-    dir: tempfile::TempDir,
-    cgroup: CgroupParent,
-    child: Option<Child>,
-}
-
-impl Service {
-    fn start(oci_runtime: PathBuf) -> Service {
-        require_root();
-        let plugin_dir = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
-        test_support::bins::workspace_bin("cni", "krs-host-local");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let layout = test_support::test_images::test_image("busybox");
-        let out = Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
-            .args(["image", "--root"])
-            .arg(d.join("root"))
-            .arg("import")
-            .arg(&layout)
-            .args(["--name", BUSYBOX])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::create_dir_all(d.join("net.d")).unwrap();
-        let conflist = serde_json::json!({
-            "cniVersion": "1.1.0", "name": "krs-stream-test",
-            "plugins": [{"type": "krs-bridge", "bridge": "cni0", "isDefaultGateway": true,
-                         "ipam": {"type": "krs-host-local", "ranges": [[{"subnet": "10.90.0.0/24"}]], "dataDir": d.join("ipam")}}]
-        });
-        std::fs::write(d.join("net.d/10-test.conflist"), conflist.to_string()).unwrap();
-        let mut s = Service { node: TestNetns::new(), dir, cgroup: CgroupParent::new(), child: None };
-        let d = s.dir.path();
-        let log = File::create(d.join("service.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", s.node.path().display()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
-            .arg("cri")
-            .arg("--socket")
-            .arg(s.socket())
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--oci-runtime")
-            .arg(oci_runtime)
-            .arg("--cni-conf-dir")
-            .arg(d.join("net.d"))
-            .arg("--cni-bin-dir")
-            .arg(plugin_dir)
-            .arg("--cni-cache-dir")
-            .arg(d.join("cni-cache"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        s.child = Some(child);
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(s.socket()).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "service did not start: {}", s.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("cri.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
-    }
-
-    fn pod_config(&self) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata { name: "streams".into(), uid: "uid-streams".into(), namespace: "default".into(), attempt: 0 }),
-            hostname: "streams".into(),
-            log_directory: self.dir.path().join("logs").display().to_string(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/{}", self.cgroup.name),
-                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespaces()), ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-}
 
 /// The pod's network and IPC, a pid namespace per container (pod-wide ones are not supported).
 fn namespaces() -> cri::NamespaceOption {
@@ -120,36 +27,6 @@ fn namespaces() -> cri::NamespaceOption {
         pid: cri::NamespaceMode::Container as i32,
         ipc: cri::NamespaceMode::Pod as i32,
         ..Default::default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        // Whatever a failed test left: its pods removed through the service, then the service stopped.
-        if self.child.is_some() {
-            let socket = self.socket();
-            let cleanup = move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    if let Ok(ch) = cri_api::connect(&socket).await {
-                        let mut c = RuntimeServiceClient::new(ch);
-                        if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
-                            for s in list.into_inner().items {
-                                let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
-                            }
-                        }
-                    }
-                });
-            };
-            let _ = std::thread::spawn(cleanup).join();
-        }
-        if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
-        }
-        for m in test_support::mounts_under(self.dir.path()).iter().rev() {
-            let _ = Command::new("umount").args(["--lazy", m]).status();
-        }
     }
 }
 
@@ -209,26 +86,22 @@ async fn exec_url(rt: &mut Client, id: &str, cmd: &[&str], stdin: bool, stderr: 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root"]
 async fn exec_and_port_forward_over_websocket_with_runtime_rs() {
-    exec_and_port_forward_over_websocket(test_support::bins::workspace_bin("runtime-rs", "runtime-rs")).await;
+    exec_and_port_forward_over_websocket(Runtime::RuntimeRs).await;
 }
 
-/// runc's `exec` hands the terminal over the console socket as runtime-rs does.
+/// runc's `exec` hands the terminal over the console socket as runtime-rs does; runc runs
+/// through the harness's cgroup v2 wrapper (never the host's v1 hierarchies).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs root and runc"]
+#[ignore = "needs root"]
 async fn exec_and_port_forward_over_websocket_with_runc() {
-    let runc = std::env::var_os("KRS_TEST_RUNC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
-    if !runc.exists() {
-        eprintln!("SKIPPED: no runc at {}", runc.display());
-        return;
-    }
-    exec_and_port_forward_over_websocket(runc).await;
+    exec_and_port_forward_over_websocket(Runtime::Runc).await;
 }
 
-async fn exec_and_port_forward_over_websocket(oci_runtime: PathBuf) {
-    let svc = Service::start(oci_runtime);
+async fn exec_and_port_forward_over_websocket(runtime: Runtime) {
+    let svc = Service::start(runtime);
     let node = svc.node.path().to_path_buf();
     let mut rt = RuntimeServiceClient::new(cri_api::connect(svc.socket()).await.unwrap());
-    let config = svc.pod_config();
+    let config = svc.pod_config_with("streams", Some(namespaces()), vec![]);
     let pod = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
         .await

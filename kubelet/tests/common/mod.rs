@@ -1,0 +1,319 @@
+//! The harness of the CRI service's root tests: a `kubelet-rs cri` of the test's own,
+//! serving on a socket in a tempdir, inside a "node" network namespace (`nsenter --net`, so
+//! it keeps the host's mounts and cgroups) so the bridge and its rules never touch the host's
+//! network; the busybox test image imported; pods' cgroups under a `krs-test-*` cgroup (for
+//! runc, through a wrapper that shows it that cgroup as /sys/fs/cgroup: see
+//! [`RUNC_WRAPPER`]). Dropping the service removes every pod through it, stops it and
+//! unmounts what is left. Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cri_api::runtime::v1 as cri;
+use cri_api::{ImageServiceClient, RuntimeServiceClient};
+use test_support::netns::TestNetns;
+use test_support::{CgroupParent, require_root};
+
+pub const BUSYBOX: &str = "docker.io/library/busybox:latest";
+
+pub fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = File::open(path).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in netns panicked")
+}
+
+/// The OCI runtime the service is given.
+pub enum Runtime {
+    RuntimeRs,
+    /// runc through a wrapper (written into the service's directory) that gives it a pure
+    /// cgroup v2 view: see [`RUNC_WRAPPER`].
+    Runc,
+}
+
+/// runc in a private mount and cgroup namespace where our test cgroup (`$KRS_CG`, a
+/// `krs-test-*` directory of the cgroup v2 hierarchy) is bind-mounted over /sys/fs/cgroup:
+/// on this hybrid host runc would otherwise create cgroups in the v1 hierarchies. Every verb
+/// goes through unchanged; the mount namespace is a copy of the service's, so bundles, the
+/// runtime root and the pod's bind-mounted namespace files are all reachable. unshare and sh
+/// exec, so the service's pid for the runtime is runc's and the monitor's stdio reaches it.
+pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
+exec unshare --mount --propagation private --cgroup sh -c 'mount --bind "$0" /sys/fs/cgroup && exec runc "$@"' "$KRS_CG" "$@"
+"#;
+
+/// A `kubelet-rs cri` of the test's own: its directories, its node namespace, its process.
+pub struct Service {
+    pub node: TestNetns,
+    pub dir: tempfile::TempDir,
+    /// The test's cgroup, removed with whatever is left in it on drop.
+    pub cgroup: CgroupParent,
+    pub oci_runtime: PathBuf,
+    /// The pods' `linux.cgroup_parent`, as the runtime sees the cgroup tree.
+    pub cgroup_parent: String,
+    /// Where that parent is on the host.
+    pub pods_cgroup: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Service {
+    pub fn start(runtime: Runtime) -> Service {
+        require_root();
+        let plugins = test_support::bins::workspace_bin("cni", "krs-bridge");
+        for p in ["krs-host-local", "krs-portmap"] {
+            test_support::bins::workspace_bin("cni", p);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        // The busybox test image, imported (the node namespace cannot reach the registry).
+        let layout = test_support::test_images::test_image("busybox");
+        let out = Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .args(["image", "--root"])
+            .arg(&root)
+            .arg("import")
+            .arg(&layout)
+            .args(["--name", BUSYBOX])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        let conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("10-test.conflist"),
+            serde_json::json!({
+                "cniVersion": "1.1.0", "name": "krs-cri-test",
+                "plugins": [
+                    {"type": "krs-bridge", "bridge": "cni0", "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
+                     "ipam": {"type": "krs-host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]], "dataDir": dir.path().join("ipam")}},
+                    {"type": "krs-portmap", "capabilities": {"portMappings": true}}
+                ]
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let _ = plugins;
+        let cgroup = CgroupParent::new();
+        let (oci_runtime, cgroup_parent, pods_cgroup) = match runtime {
+            Runtime::RuntimeRs => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name), cgroup.path.clone()),
+            Runtime::Runc => {
+                assert!(Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()), "runc is not installed (apt-get install runc)");
+                let wrapper = dir.path().join("runc-wrapper");
+                std::fs::write(&wrapper, RUNC_WRAPPER.replace("\"$KRS_CG\"", &format!("'{}'", cgroup.path.display()))).unwrap();
+                std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                // Our cgroup is runc's /sys/fs/cgroup: the pods go below it.
+                (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
+            }
+        };
+        let mut s = Service { node: TestNetns::new(), dir, cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
+        s.spawn();
+        s
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("cri.sock")
+    }
+
+    pub fn spawn(&mut self) {
+        let d = self.dir.path();
+        let plugin_dir = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
+        let log = File::create(d.join("service.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.node.path().display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .arg("cri")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--oci-runtime")
+            .arg(&self.oci_runtime)
+            .arg("--cni-conf-dir")
+            .arg(d.join("net.d"))
+            .arg("--cni-bin-dir")
+            .arg(plugin_dir)
+            .arg("--cni-cache-dir")
+            .arg(d.join("cni-cache"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "service did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait: the containers (and their monitors) keep running.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    pub async fn clients(&self) -> (RuntimeServiceClient<tonic::transport::Channel>, ImageServiceClient<tonic::transport::Channel>) {
+        let channel = cri_api::connect(self.socket()).await.unwrap();
+        (RuntimeServiceClient::new(channel.clone()), ImageServiceClient::new(channel))
+    }
+
+    /// A pod of this service: hostPort 8080 to its port 80, pid namespace per container.
+    pub fn pod_config(&self, name: &str) -> cri::PodSandboxConfig {
+        let options = cri::NamespaceOption {
+            network: cri::NamespaceMode::Pod as i32,
+            pid: cri::NamespaceMode::Container as i32,
+            ipc: cri::NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
+        let port = cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 80, host_port: 8080, host_ip: String::new() };
+        self.pod_config_with(name, Some(options), vec![port])
+    }
+
+    /// A pod with these namespace options (`None`: none at all, as a minimal `crictl runp`
+    /// config has) and port mappings.
+    pub fn pod_config_with(&self, name: &str, options: Option<cri::NamespaceOption>, port_mappings: Vec<cri::PortMapping>) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "default".into(), attempt: 0 }),
+            hostname: name.into(),
+            log_directory: self.dir.path().join("logs").join(name).display().to_string(),
+            port_mappings,
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                security_context: options.map(|o| cri::LinuxSandboxSecurityContext { namespace_options: Some(o), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The pod init the sandbox's record names: (pid, start time).
+    pub fn recorded_init(&self, pod: &str) -> Option<(i32, u64)> {
+        let record = std::fs::read(self.dir.path().join("root/sandboxes").join(pod).join("sandbox.json")).ok()?;
+        let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        let init = record.get("init")?;
+        Some((init["pid"].as_i64()? as i32, init["start_time"].as_u64()?))
+    }
+
+    /// Every pod init any record names.
+    pub fn all_recorded_inits(&self) -> Vec<(i32, u64)> {
+        let Ok(dirs) = std::fs::read_dir(self.dir.path().join("root/sandboxes")) else { return Vec::new() };
+        dirs.flatten().filter_map(|d| self.recorded_init(&d.file_name().to_string_lossy())).collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Whatever a failed test left: remove every pod through the service, then stop it.
+        if self.child.is_some() {
+            let socket = self.socket();
+            // On a thread of its own: the test's runtime may be the one dropping us.
+            let cleanup = move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(ch) = cri_api::connect(&socket).await {
+                    let mut c = RuntimeServiceClient::new(ch);
+                    if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
+                        for s in list.into_inner().items {
+                            let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
+                        }
+                    }
+                }
+            });
+            };
+            let _ = std::thread::spawn(cleanup).join();
+        }
+        self.stop();
+        // Pod inits the service did not stop (it was gone, or a test failed first): by
+        // recorded pid and start time only.
+        for (pid, start) in self.all_recorded_inits() {
+            if start_time(pid) == Some(start) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        for m in test_support::mounts_under(self.dir.path()).iter().rev() {
+            let _ = Command::new("umount").args(["--lazy", m]).status();
+        }
+    }
+}
+
+pub fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
+    container_config_with(name, command, Some(cri::NamespaceMode::Container))
+}
+
+/// A container whose pid namespace mode is `pid` (`None`: no namespace options at all,
+/// which means POD for every namespace).
+pub fn container_config_with(name: &str, command: &[&str], pid: Option<cri::NamespaceMode>) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(cri::ImageSpec { image: BUSYBOX.into(), ..Default::default() }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: pid.map(|pid| cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Pod as i32,
+                    pid: pid as i32,
+                    ipc: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `/proc/<pid>/stat` field 22, None for a process that is gone (or a zombie).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    (fields[0] != "Z").then(|| fields[19].parse().ok()).flatten()
+}
+
+pub async fn wait_state(rt: &mut RuntimeServiceClient<tonic::transport::Channel>, id: &str, state: cri::ContainerState) -> cri::ContainerStatus {
+    let start = Instant::now();
+    loop {
+        let status = rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false }).await.unwrap().into_inner().status.unwrap();
+        if status.state == state as i32 {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "container {id} stayed {:?}", status.state);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn exec(rt: &mut RuntimeServiceClient<tonic::transport::Channel>, id: &str, cmd: &[&str]) -> cri::ExecSyncResponse {
+    rt.exec_sync(cri::ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 10 })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub fn tcp_get(ns: &Path, to: String) -> Result<String, String> {
+    in_ns(ns, move || {
+        let addr: SocketAddr = to.parse().unwrap();
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("connect {to}: {e}"))?;
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).map_err(|e| e.to_string())?;
+        Ok(s.trim().to_string())
+    })
+}
+
