@@ -206,11 +206,10 @@ impl Drop for AttachServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::OwnedFd;
 
     fn pipe() -> (File, File) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap();
-        (File::from(OwnedFd::from(r)), File::from(OwnedFd::from(w)))
+        (File::from(r), File::from(w))
     }
 
     fn read_frame(c: &mut UnixStream) -> Frame {

@@ -447,13 +447,18 @@ fn copy_available(writer: &mut LogWriter, pipes: &mut Pipes, attach: &mut Attach
     let mut any = false;
     let mut buf = vec![0u8; 64 * 1024];
     // A terminal has one output: stdout, as containerd logs it.
+    let pty_open = pipes.pty.is_some();
     for (slot, stream) in [(&mut pipes.stdout, Stream::Stdout), (&mut pipes.stderr, Stream::Stderr), (&mut pipes.pty, Stream::Stdout)] {
         let Some(f) = slot else { continue };
         for _ in 0..READS_PER_ROUND {
             match f.read(&mut buf) {
                 Ok(0) => {
                     *slot = None;
-                    if let Err(e) = writer.finish(stream) {
+                    // With a terminal, the stdout pipe (the runtime's, quiet) may end while the
+                    // terminal's line, logged as stdout too, is still unfinished.
+                    if (stream, pty_open) != (Stream::Stdout, true)
+                        && let Err(e) = writer.finish(stream)
+                    {
                         complain(complained, &e);
                     }
                     break;
