@@ -291,6 +291,12 @@ async fn tty_stdin_and_attach(oci_runtime: PathBuf) {
     let id = run_container(&mut rt, &svc, &pod, container_config("cat", &["cat"], false, true, true)).await;
     let bad = attach_url(&mut rt, &id, true, false, true).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad}");
+    // An output-only client comes and goes: stdin stays open (cat still runs below).
+    let watcher = attach_url(&mut rt, &id, false, true, false).await.unwrap();
+    let mut ws = connect(&node, &watcher, "v5.channel.k8s.io").await.unwrap();
+    ws.close(None).await.unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let url = attach_url(&mut rt, &id, true, true, false).await.unwrap();
     assert!(url.starts_with("http://127.0.0.1:") && url.contains("/attach/"), "{url}");
     let mut ws = connect(&node, &url, "v5.channel.k8s.io").await.unwrap();

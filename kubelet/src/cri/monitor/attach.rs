@@ -12,8 +12,9 @@
 //!                      5 Stderr(bytes)
 //! ```
 //!
-//! A client that goes away detaches; with `stdin_once` the first detach closes the
-//! container's stdin. When the container has exited and its output is drained, the monitor
+//! A client that sent a `Stdin` frame (an empty one claims stdin without input) uses stdin;
+//! with `stdin_once`, the first such client to go away closes the container's stdin (an
+//! output-only client comes and goes without effect). When the container has exited and its output is drained, the monitor
 //! closes every connection. A client that does not keep up with the output (its socket
 //! buffer full) is disconnected, so that it never stalls the container.
 //!

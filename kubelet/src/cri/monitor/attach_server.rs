@@ -31,6 +31,8 @@ pub enum Stdin {
 struct Client {
     stream: UnixStream,
     decoder: Decoder,
+    /// It sent a `Stdin` frame: its detach counts for `stdin_once`.
+    uses_stdin: bool,
 }
 
 pub struct AttachServer {
@@ -65,7 +67,7 @@ impl AttachServer {
     pub fn serve(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             if stream.set_nonblocking(true).is_ok() {
-                self.clients.push(Client { stream, decoder: Decoder::default() });
+                self.clients.push(Client { stream, decoder: Decoder::default(), uses_stdin: false });
             }
         }
         let mut i = 0;
@@ -91,7 +93,10 @@ impl AttachServer {
         }
         loop {
             match self.clients[i].decoder.next_frame() {
-                Ok(Some(frame)) => self.handle(frame),
+                Ok(Some(frame)) => {
+                    self.clients[i].uses_stdin |= matches!(frame, Frame::Stdin(_));
+                    self.handle(frame);
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     eprintln!("kubelet-rs monitor: {e}; the client is disconnected");
@@ -150,8 +155,8 @@ impl AttachServer {
     }
 
     fn detach(&mut self, i: usize) {
-        self.clients.remove(i);
-        if self.stdin_once {
+        let client = self.clients.remove(i);
+        if self.stdin_once && client.uses_stdin {
             self.close_stdin();
         }
     }
@@ -225,10 +230,10 @@ mod tests {
         }
     }
 
-    fn serve_until(server: &mut AttachServer, mut done: impl FnMut() -> bool) {
+    fn serve_until(server: &mut AttachServer, mut done: impl FnMut(&AttachServer) -> bool) {
         for _ in 0..200 {
             server.serve();
-            if done() {
+            if done(server) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -241,10 +246,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut r, w) = pipe();
         let mut server = AttachServer::bind(dir.path(), Stdin::Pipe(w), true).unwrap();
+        // An output-only client comes and goes: stdin stays open.
+        let watcher = super::super::attach::connect(dir.path()).unwrap();
+        serve_until(&mut server, |s| !s.clients.is_empty());
+        drop(watcher);
+        serve_until(&mut server, |s| s.clients.is_empty());
+        assert!(matches!(r.read(&mut [0u8; 4]), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
         let mut client = super::super::attach::connect(dir.path()).unwrap();
         client.write_all(&Frame::Stdin(b"hello".to_vec()).encode()).unwrap();
         let mut got = Vec::new();
-        serve_until(&mut server, || {
+        serve_until(&mut server, |_| {
             let mut buf = [0u8; 16];
             if let Ok(n) = r.read(&mut buf) {
                 got.extend_from_slice(&buf[..n]);
@@ -255,7 +266,7 @@ mod tests {
         assert_eq!(read_frame(&mut client), Frame::Stderr(b"oops".to_vec()));
         drop(client);
         // Detached: with stdin_once the pipe reads as ended.
-        serve_until(&mut server, || matches!(r.read(&mut [0u8; 4]), Ok(0)));
+        serve_until(&mut server, |_| matches!(r.read(&mut [0u8; 4]), Ok(0)));
         let socket = dir.path().join(ATTACH_SOCKET);
         assert!(socket.exists());
         drop(server);
@@ -268,7 +279,7 @@ mod tests {
         let (mut r, w) = pipe();
         let mut server = AttachServer::bind(dir.path(), Stdin::Pipe(w), false).unwrap();
         let client = super::super::attach::connect(dir.path()).unwrap();
-        serve_until(&mut server, || true);
+        serve_until(&mut server, |_| true);
         drop(client);
         for _ in 0..5 {
             server.serve();
@@ -276,6 +287,6 @@ mod tests {
         assert!(matches!(r.read(&mut [0u8; 4]), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
         let mut c2 = super::super::attach::connect(dir.path()).unwrap();
         c2.write_all(&Frame::CloseStdin.encode()).unwrap();
-        serve_until(&mut server, || matches!(r.read(&mut [0u8; 4]), Ok(0)));
+        serve_until(&mut server, |_| matches!(r.read(&mut [0u8; 4]), Ok(0)));
     }
 }

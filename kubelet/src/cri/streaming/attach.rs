@@ -51,7 +51,11 @@ async fn bridge(target: &AttachTarget, incoming: SplitStream<WebSocket>, out: &O
         .map_err(|e| Error::Attach { id: target.container_id.clone(), message: e.to_string() })?;
     stream.set_nonblocking(true).map_err(io("the attach socket"))?;
     let stream = tokio::net::UnixStream::from_std(stream).map_err(io("the attach socket"))?;
-    let (mut from_monitor, to_monitor) = stream.into_split();
+    let (mut from_monitor, mut to_monitor) = stream.into_split();
+    if target.stdin {
+        // Claims stdin (see the framing): this client's detach counts for `stdin_once`.
+        to_monitor.write_all(&Frame::Stdin(Vec::new()).encode()).await.map_err(io("writing the attach socket"))?;
+    }
     let output = async {
         let mut decoder = Decoder::default();
         let mut buf = vec![0u8; 64 * 1024];
