@@ -78,6 +78,12 @@ pub struct MonitorCli {
     #[arg(long)]
     pub cgroup_path: Option<PathBuf>,
     #[arg(long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub stdin: bool,
+    #[arg(long)]
+    pub stdin_once: bool,
+    #[arg(long)]
     pub sync_fd: i32,
 }
 
@@ -94,6 +100,9 @@ impl MonitorCli {
             cgroup_path: self.cgroup_path.clone(),
             // Already the monitor's stderr, if any.
             monitor_log: None,
+            tty: self.tty,
+            stdin: self.stdin,
+            stdin_once: self.stdin_once,
         }
     }
 }
@@ -110,6 +119,12 @@ pub struct PodInitCli {
     pub ipc: Option<PathBuf>,
     #[arg(long)]
     pub uts: Option<PathBuf>,
+    #[arg(long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub stdin: bool,
+    #[arg(long)]
+    pub stdin_once: bool,
     #[arg(long)]
     pub sync_fd: i32,
 }
@@ -208,8 +223,11 @@ mod tests {
             pid_file: "/s/pid".into(),
             cgroup_path: Some("/sys/fs/cgroup/c1".into()),
             monitor_log: None,
+            tty: true,
+            stdin: true,
+            stdin_once: false,
         };
-        for args in [args.clone(), MonitorArgs { cgroup_path: None, ..args }] {
+        for args in [args.clone(), MonitorArgs { cgroup_path: None, tty: false, stdin_once: true, ..args }] {
             let mut argv: Vec<std::ffi::OsString> = vec!["kubelet-rs".into(), "monitor".into()];
             argv.extend(args.to_args());
             argv.extend(["--sync-fd".into(), "5".into()]);

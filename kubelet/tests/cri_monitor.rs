@@ -65,6 +65,9 @@ impl Fixture {
             pid_file: self.state.path().join("pid"),
             cgroup_path: Some(self.cg.path.join(&self.id)),
             monitor_log: Some(self.state.path().join("monitor.log")),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
         }
     }
 
@@ -293,6 +296,9 @@ fn spawn_helper() {
         pid_file: p("pid_file"),
         cgroup_path: None,
         monitor_log: Some(p("monitor_log")),
+        tty: false,
+        stdin: false,
+        stdin_once: false,
     };
     let h = monitor::spawn_monitor_with(Path::new(KUBELET), &args, Duration::from_secs(60)).unwrap();
     fs::write(p("result"), format!("{} {}", h.monitor_pid, h.container_pid)).unwrap();

@@ -15,7 +15,7 @@ use images::process_config::UserDb;
 use images::store::{ImageRecord, Store};
 use oci_spec::image::ImageConfiguration;
 
-use super::record::{ContainerRecord, Status};
+use super::record::{ContainerRecord, Status, StdioConfig};
 use super::{ExecOptions, Namespace, NodeHost, OciCli, OciRuntime, SandboxNamespaces, SandboxParts, SpecInput, build_spec};
 use crate::cri::config::CriConfig;
 use crate::cri::events::{EventBus, EventKind};
@@ -205,6 +205,7 @@ impl ContainerManager {
             monitor_pid: 0,
             pid: 0,
             dir: dir.clone(),
+            stdio: StdioConfig { tty: config.tty, stdin: config.stdin, stdin_once: config.stdin_once },
         };
         match self.create_in(&mut record, sandbox, config, &image_record, &image_config) {
             Ok(()) => {
@@ -267,6 +268,9 @@ impl ContainerManager {
                 pid_file: record.pid_file(),
                 cgroup_path: None,
                 monitor_log: Some(record.dir.join("monitor.log")),
+                tty: record.stdio.tty,
+                stdin: record.stdio.stdin,
+                stdin_once: record.stdio.stdin_once,
             },
             Duration::from_secs(120),
         )?;
@@ -451,6 +455,17 @@ impl ContainerManager {
         let config_json = record.dir.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config_json).map_err(|e| Error::Invalid(format!("reading {}: {e}", config_json.display())))?;
         Ok((record.id, self.oci.clone(), spec))
+    }
+
+    /// What `Attach` needs: the directory holding the monitor's attach socket, and the
+    /// container's stdio config; the container must be running.
+    pub fn attach_context(&self, id: &str) -> Result<(PathBuf, StdioConfig)> {
+        let record = self.get(id)?;
+        match self.status_of(&record) {
+            Status::Running => Ok((record.dir, record.stdio)),
+            Status::Created => Err(Error::NotRunning { id: record.id, state: "created", action: "attach" }),
+            Status::Exited(_) => Err(Error::NotRunning { id: record.id, state: "exited", action: "attach" }),
+        }
     }
 
     /// The containers of a sandbox (to stop or remove them with it).

@@ -32,6 +32,17 @@ pub struct ContainerRecord {
     pub pid: i32,
     /// `<root>/containers/<id>`: this record, the bundle (config.json), the rootfs overlay.
     pub dir: PathBuf,
+    /// The container's terminal and stdin, as `ContainerConfig` asked (for `Attach`).
+    #[serde(default)]
+    pub stdio: StdioConfig,
+}
+
+/// `ContainerConfig.tty`, `stdin` and `stdin_once`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdioConfig {
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 /// The container's state, as CRI reports it.

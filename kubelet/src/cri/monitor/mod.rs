@@ -7,12 +7,16 @@
 //! - `protocol` — the typed messages from a starting monitor to its starter.
 //! - `log_writer` — the CRI log format (pure).
 //! - `exit` — the exit file.
+//! - `attach` — the attach socket's framing, and how a client reaches it.
+//! - `attach_server` — the monitor's side of the attach socket (clients, the container's stdin).
 //! - `process` — the monitor itself (`kubelet-rs monitor`, a hidden subcommand).
 //!
 //! [`spawn_monitor`] starts one and returns once the container is created (or creating it
 //! failed). Later the CRI service talks to it only through files and signals: the exit file
 //! ([`exit::read`]), and SIGUSR1 to reopen the log ([`reopen_log`]).
 
+pub mod attach;
+pub mod attach_server;
 pub mod exit;
 pub mod log_writer;
 pub mod process;
@@ -52,6 +56,13 @@ pub struct MonitorArgs {
     pub cgroup_path: Option<PathBuf>,
     /// Where the monitor's own diagnostics go (its stderr, appended); none: nowhere.
     pub monitor_log: Option<PathBuf>,
+    /// The container has a terminal (`process.terminal`): the runtime hands its master over
+    /// `<bundle>/console.sock`, and its output is logged as stdout.
+    pub tty: bool,
+    /// The container's stdin stays open for attach clients (a pipe, or the terminal).
+    pub stdin: bool,
+    /// The first attach client to detach closes the container's stdin.
+    pub stdin_once: bool,
 }
 
 /// A monitor whose container was created: it waits for `start`.
@@ -105,6 +116,11 @@ impl MonitorArgs {
         if let Some(cg) = &self.cgroup_path {
             push("--cgroup-path", cg.as_os_str());
         }
+        for (flag, on) in [("--tty", self.tty), ("--stdin", self.stdin), ("--stdin-once", self.stdin_once)] {
+            if on {
+                a.push(flag.into());
+            }
+        }
         a
     }
 }
@@ -126,6 +142,7 @@ impl MonitorArgs {
             pid_file: abs(&self.pid_file)?,
             cgroup_path: self.cgroup_path.as_deref().map(abs).transpose()?,
             monitor_log: self.monitor_log.as_deref().map(abs).transpose()?,
+            ..self.clone()
         })
     }
 }
@@ -235,6 +252,9 @@ mod tests {
             pid_file: "/s/pid".into(),
             cgroup_path: Some("/sys/fs/cgroup/c1".into()),
             monitor_log: Some("/s/monitor.log".into()),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
         }
     }
 
@@ -249,6 +269,8 @@ mod tests {
                 "/sys/fs/cgroup/c1"
             ]
         );
+        let a: Vec<String> = MonitorArgs { tty: true, stdin_once: true, ..args() }.to_args().into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(a[a.len() - 2..], ["--tty", "--stdin-once"]);
     }
 
     #[test]

@@ -4,17 +4,21 @@
 //!    session of its own; it becomes a child subreaper and takes SIGCHLD and SIGUSR1 through
 //!    a signalfd (blocked first: SIGUSR1 would otherwise kill it);
 //! 2. create: `<runtime> --root <oci-root> create --bundle <b> --pid-file <p> <id>` with the
-//!    container's stdout and stderr on two pipes; the init the runtime leaves behind is
+//!    container's stdout and stderr on two pipes (and its stdin on a third with `--stdin`);
+//!    with `--tty`, `--console-socket <bundle>/console.sock` too, on which the runtime hands
+//!    over the terminal's master (SCM_RIGHTS); the init the runtime leaves behind is
 //!    re-parented to us, so we can wait for it. The runtime's own output (there is no
 //!    container output before `start`) becomes the `Failed` message, or goes to our stderr;
-//! 3. copy: the pipes into the CRI log file until the init has exited and the pipes are
-//!    drained; SIGUSR1 reopens the log file;
+//! 3. copy: the pipes (and the terminal, as stdout) into the CRI log file and to the
+//!    clients of the attach socket (`attach_server`) until the init has exited and the
+//!    pipes are drained; SIGUSR1 reopens the log file;
 //! 4. record: the exit file, then exit.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -28,6 +32,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 
 use super::MonitorArgs;
+use super::attach::{AttachError, CONSOLE_SOCKET, ShortPath};
+use super::attach_server::{AttachServer, Stdin};
 use super::exit::{self, ExitRecord};
 use super::log_writer::{CriLogWriter, Stream, SystemClock};
 use super::protocol::{FromMonitor, MonitorEnd};
@@ -52,6 +58,10 @@ pub enum MonitorProcessError {
     Wait(nix::Error),
     #[error(transparent)]
     ExitFile(#[from] exit::ExitFileError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("console socket: {0}")]
+    Console(String),
 }
 
 /// Longest runtime output kept for the `Failed` message.
@@ -123,10 +133,12 @@ fn monitor(args: &MonitorArgs, channel: MonitorEnd) -> Result<(), MonitorProcess
 
     let mut children = Children::default();
     let created = open_log(&args.log_path).and_then(|log| {
-        let (pipes, init) = create(args, &signals, &mut children)?;
-        Ok((log, pipes, init))
+        let (pipes, init, stdin) = create(args, &signals, &mut children)?;
+        // Bound before `Created`: an attach right after `start` finds the socket.
+        let attach = AttachServer::bind(&args.bundle, stdin, args.stdin_once).map_err(MonitorProcessError::from)?;
+        Ok((log, pipes, init, attach))
     });
-    let (log, pipes, init) = match created {
+    let (log, pipes, init, mut attach) = match created {
         Ok(c) => c,
         Err(e) => {
             let message = match e {
@@ -141,7 +153,9 @@ fn monitor(args: &MonitorArgs, channel: MonitorEnd) -> Result<(), MonitorProcess
     drop(channel);
 
     let mut writer = CriLogWriter::new(log, SystemClock);
-    let (status, finished_at) = copy_until_exit(args, &mut writer, pipes, &signals, &mut children, init)?;
+    let (status, finished_at) = copy_until_exit(args, &mut writer, pipes, &mut attach, &signals, &mut children, init)?;
+    // Clients see the end of the stream; the socket goes.
+    drop(attach);
     let mut record = match status {
         WaitStatus::Signaled(_, sig, _) => ExitRecord::killed(sig as i32, finished_at),
         WaitStatus::Exited(_, code) => ExitRecord::exited(code, finished_at),
@@ -183,10 +197,11 @@ impl From<MonitorProcessError> for CreateError {
     }
 }
 
-/// The read ends of the container's stdout and stderr.
+/// The read ends of the container's stdout and stderr, and its terminal's master.
 struct Pipes {
     stdout: Option<fs::File>,
     stderr: Option<fs::File>,
+    pty: Option<fs::File>,
 }
 
 /// Exit statuses of children we reaped before we knew which one is the init.
@@ -220,7 +235,7 @@ impl Children {
     }
 }
 
-fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Result<(Pipes, Pid), CreateError> {
+fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Result<(Pipes, Pid, Stdin), CreateError> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(MonitorProcessError::Pipes)?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(MonitorProcessError::Pipes)?;
     for r in [&out_r, &err_r] {
@@ -228,9 +243,24 @@ fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Re
     }
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root").arg(&args.oci_root).arg("create").arg("--bundle").arg(&args.bundle);
-    cmd.arg("--pid-file").arg(&args.pid_file).arg(&args.id);
-    // TODO(attach): a stdin pipe for containers with `stdin: true`.
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+    cmd.arg("--pid-file").arg(&args.pid_file);
+    let console = if args.tty { Some(bind_console(&args.bundle)?) } else { None };
+    if let Some((short, _)) = &console {
+        // The runtime is our child: it reaches our descriptor of the directory.
+        cmd.arg("--console-socket").arg(short.for_pid(std::process::id()));
+    }
+    cmd.arg(&args.id);
+    // A terminal is the container's stdin too; without one, a pipe we keep the write end of.
+    let mut stdin = Stdin::None;
+    if args.stdin && !args.tty {
+        let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC).map_err(MonitorProcessError::Pipes)?;
+        fcntl(&in_w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(MonitorProcessError::Pipes)?;
+        stdin = Stdin::Pipe(fs::File::from(in_w));
+        cmd.stdin(Stdio::from(in_r));
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
     // The runtime, and through it the container, would inherit our blocked SIGCHLD and
     // SIGUSR1 (std does not reset the mask): unblock everything before exec.
     // SAFETY: sigprocmask is async-signal-safe.
@@ -242,7 +272,7 @@ fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Re
     // so the pipes read as ended once it is gone.
     drop(cmd);
     let runtime_pid = Pid::from_raw(runtime.id() as i32);
-    let mut pipes = Pipes { stdout: Some(fs::File::from(out_r)), stderr: Some(fs::File::from(err_r)) };
+    let mut pipes = Pipes { stdout: Some(fs::File::from(out_r)), stderr: Some(fs::File::from(err_r)), pty: None };
     let mut output = Vec::new();
     // Read the runtime's output while it runs, so that a talkative runtime never blocks on a
     // full pipe.
@@ -252,7 +282,7 @@ fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Re
         if let Some(st) = children.status(runtime_pid) {
             break st;
         }
-        wait_readable(&pipes, signals, PollTimeout::from(100u8));
+        wait_readable(&pipes, signals, None, PollTimeout::from(100u8));
         drain_signals(signals);
     };
     read_runtime_output(&mut pipes, &mut output);
@@ -272,7 +302,51 @@ fn create(args: &MonitorArgs, signals: &SignalFd, children: &mut Children) -> Re
     let pid = read_pid_file(&args.pid_file).map_err(CreateError::Runtime)?;
     children.init = Some(pid);
     children.reaped.retain(|p, _| *p == pid);
-    Ok((pipes, pid))
+    if let Some((short, listener)) = console {
+        let master = receive_console(&listener)?;
+        let _ = fs::remove_file(short.path());
+        if args.stdin {
+            stdin = Stdin::Pty(master.try_clone().map_err(|e| MonitorProcessError::Console(format!("duplicate the terminal: {e}")))?);
+        }
+        pipes.pty = Some(master);
+    }
+    Ok((pipes, pid, stdin))
+}
+
+/// Listen on `<bundle>/console.sock` for the runtime's terminal.
+fn bind_console(bundle: &Path) -> Result<(ShortPath, UnixListener), MonitorProcessError> {
+    let short = ShortPath::new(bundle, CONSOLE_SOCKET)?;
+    let _ = fs::remove_file(short.path());
+    let listener = UnixListener::bind(short.path()).map_err(|e| MonitorProcessError::Console(format!("bind {}: {e}", bundle.join(CONSOLE_SOCKET).display())))?;
+    Ok((short, listener))
+}
+
+/// The terminal's master, which the runtime sent before its `create` exited (the
+/// connection waits in the listener's backlog); non-blocking.
+fn receive_console(listener: &UnixListener) -> Result<fs::File, MonitorProcessError> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let err = |m: String| MonitorProcessError::Console(m);
+    listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
+    let (stream, _) = listener.accept().map_err(|e| err(format!("the runtime did not hand over the terminal: {e}")))?;
+    stream.set_nonblocking(false).map_err(|e| err(e.to_string()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| err(e.to_string()))?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(|e| err(format!("receive the terminal: {e}")))?;
+    let mut received = None;
+    for c in msg.cmsgs().map_err(|e| err(e.to_string()))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: SCM_RIGHTS gave us this descriptor; nobody else owns it.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                received.get_or_insert(owned);
+            }
+        }
+    }
+    let master = received.ok_or_else(|| err("the runtime's message carried no descriptor".into()))?;
+    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| err(e.to_string()))?;
+    Ok(fs::File::from(master))
 }
 
 fn read_pid_file(path: &Path) -> Result<Pid, String> {
@@ -291,11 +365,15 @@ fn read_runtime_output(pipes: &mut Pipes, output: &mut Vec<u8>) {
     }
 }
 
-/// Wait until a pipe or the signalfd is readable, or `timeout`; returns whether any is.
-fn wait_readable(pipes: &Pipes, signals: &SignalFd, timeout: PollTimeout) -> bool {
+/// Wait until a pipe, the signalfd or (given) the attach socket or a client is readable,
+/// or `timeout`; returns whether any is.
+fn wait_readable(pipes: &Pipes, signals: &SignalFd, attach: Option<&AttachServer>, timeout: PollTimeout) -> bool {
     let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-    for f in [&pipes.stdout, &pipes.stderr].into_iter().flatten() {
+    for f in [&pipes.stdout, &pipes.stderr, &pipes.pty].into_iter().flatten() {
         fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+    }
+    for fd in attach.map(AttachServer::poll_fds).unwrap_or_default() {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
     }
     matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
 }
@@ -315,6 +393,7 @@ fn copy_until_exit(
     args: &MonitorArgs,
     writer: &mut LogWriter,
     mut pipes: Pipes,
+    attach: &mut AttachServer,
     signals: &SignalFd,
     children: &mut Children,
     init: Pid,
@@ -323,7 +402,8 @@ fn copy_until_exit(
     let mut exited = None;
     let mut drain_until = None;
     loop {
-        let data = copy_available(writer, &mut pipes, &mut complained);
+        let data = copy_available(writer, &mut pipes, attach, &mut complained);
+        attach.serve();
         if drain_signals(signals) {
             reopen(args, writer);
         }
@@ -332,17 +412,17 @@ fn copy_until_exit(
             exited = children.status(init).map(|st| (st, SystemTime::now()));
             drain_until = exited.map(|_| Instant::now() + DRAIN_MAX);
         }
-        let open = pipes.stdout.is_some() || pipes.stderr.is_some();
+        let open = pipes.stdout.is_some() || pipes.stderr.is_some() || pipes.pty.is_some();
         let drained = drain_until.is_some_and(|t| Instant::now() >= t);
         match exited {
             Some(st) if !open || drained => return finish(writer, st),
             // Quiet pipes after the exit: whoever still holds them is not the container.
-            Some(st) if !data && !wait_readable(&pipes, signals, PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::MAX)) => {
+            Some(st) if !data && !wait_readable(&pipes, signals, None, PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::MAX)) => {
                 return finish(writer, st);
             }
             Some(_) => {}
             None => {
-                wait_readable(&pipes, signals, PollTimeout::NONE);
+                wait_readable(&pipes, signals, Some(attach), PollTimeout::NONE);
             }
         }
     }
@@ -363,22 +443,29 @@ const READS_PER_ROUND: usize = 16;
 
 /// Copy what the pipes hold (up to [`READS_PER_ROUND`] reads each) into the log; a pipe that
 /// ended is closed and its last line flushed. Returns whether anything was read.
-fn copy_available(writer: &mut LogWriter, pipes: &mut Pipes, complained: &mut bool) -> bool {
+fn copy_available(writer: &mut LogWriter, pipes: &mut Pipes, attach: &mut AttachServer, complained: &mut bool) -> bool {
     let mut any = false;
     let mut buf = vec![0u8; 64 * 1024];
-    for (slot, stream) in [(&mut pipes.stdout, Stream::Stdout), (&mut pipes.stderr, Stream::Stderr)] {
+    // A terminal has one output: stdout, as containerd logs it.
+    let pty_open = pipes.pty.is_some();
+    for (slot, stream) in [(&mut pipes.stdout, Stream::Stdout), (&mut pipes.stderr, Stream::Stderr), (&mut pipes.pty, Stream::Stdout)] {
         let Some(f) = slot else { continue };
         for _ in 0..READS_PER_ROUND {
             match f.read(&mut buf) {
                 Ok(0) => {
                     *slot = None;
-                    if let Err(e) = writer.finish(stream) {
+                    // With a terminal, the stdout pipe (the runtime's, quiet) may end while the
+                    // terminal's line, logged as stdout too, is still unfinished.
+                    if (stream, pty_open) != (Stream::Stdout, true)
+                        && let Err(e) = writer.finish(stream)
+                    {
                         complain(complained, &e);
                     }
                     break;
                 }
                 Ok(n) => {
                     any = true;
+                    attach.broadcast(stream, &buf[..n]);
                     // A failed write loses this output but the pipe is still drained, so the
                     // container never blocks on a full disk.
                     if let Err(e) = writer.write(stream, &buf[..n]) {
@@ -386,6 +473,14 @@ fn copy_available(writer: &mut LogWriter, pipes: &mut Pipes, complained: &mut bo
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A terminal's master says EIO once no process holds the terminal any more.
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    *slot = None;
+                    if let Err(e) = writer.finish(stream) {
+                        complain(complained, &e);
+                    }
+                    break;
+                }
                 Err(_) => break, // WouldBlock: nothing more now
             }
         }

@@ -13,8 +13,8 @@
 //! The starter rejects any other order. The monitor then runs on alone; what it learns later
 //! (the exit) goes to the exit file, which outlives both processes.
 //!
-//! TODO(attach): a `stdin` pipe for `Attach`/`stdin: true` containers would be announced here
-//! (the monitor sending its write end with SCM_RIGHTS, or an attach socket path).
+//! The container's stdin and output for `Attach` are served on another socket, at a fixed
+//! place in the container's directory (`attach`), so they need no message here.
 
 use std::io;
 use std::marker::PhantomData;

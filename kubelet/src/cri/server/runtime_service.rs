@@ -21,7 +21,7 @@ use crate::cri::container::{ContainerManager, manager as container};
 use crate::cri::events::{self, ContainerEvent};
 use crate::cri::sandbox::{self, Sandbox, SandboxManager};
 use crate::cri::stats::{self, StatsCollector};
-use crate::cri::streaming::{ExecTarget, Streams};
+use crate::cri::streaming::{AttachTarget, ExecTarget, Streams};
 
 /// Why the runtime service could not load its state.
 #[derive(Debug, thiserror::Error)]
@@ -446,8 +446,26 @@ impl RuntimeService for Runtime {
         Ok(Response::new(v1::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
-        Err(not_implemented("Attach"))
+    async fn attach(&self, request: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
+        let r = request.into_inner();
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout and stderr must be requested"));
+        }
+        let id = r.container_id.clone();
+        let (dir, stdio) = self.containers(move |s| s.containers.attach_context(&id).map_err(container_status)).await?;
+        // Checked against the container's config: attach cannot add a stdin or a terminal.
+        if r.stdin && !stdio.stdin {
+            return Err(Status::invalid_argument(format!("container {}: stdin requested, but the container was created without stdin", r.container_id)));
+        }
+        if r.tty && !stdio.tty {
+            return Err(Status::invalid_argument(format!("container {}: tty requested, but the container has no terminal", r.container_id)));
+        }
+        if (r.tty || stdio.tty) && r.stderr {
+            return Err(Status::invalid_argument("stderr cannot be requested with a terminal: a terminal has one output"));
+        }
+        let target = AttachTarget { container_id: r.container_id, dir, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: stdio.tty };
+        let url = self.streams()?.attach(target).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::AttachResponse { url }))
     }
 
     async fn port_forward(&self, request: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {

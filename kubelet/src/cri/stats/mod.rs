@@ -227,6 +227,7 @@ mod tests {
             monitor_pid: 0,
             pid: 0,
             dir: PathBuf::from("/nonexistent").join(id),
+            stdio: Default::default(),
         }
     }
 

@@ -7,9 +7,11 @@
 //! - `exec` — a process run by the OCI runtime's `exec`, its stdio on the channels.
 //! - `tty` — the terminal of an exec: a pty of ours the runtime relays to the container's, resizes.
 //! - `port_forward` — TCP connections made inside the pod's network namespace.
+//! - `attach` — a running container's stdio, through its monitor's attach socket (`/attach/<token>`).
 //!
-//! SPDY is not spoken; Attach is not offered.
+//! SPDY is not spoken.
 
+mod attach;
 mod channel;
 mod exec;
 mod port_forward;
@@ -29,6 +31,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tracing::warn;
 
+pub use attach::AttachTarget;
 pub use exec::ExecTarget;
 use tokens::Tokens;
 
@@ -42,6 +45,8 @@ pub enum Error {
     Console(String),
     #[error("connecting to port {port} in the pod's network namespace: {source}")]
     Connect { port: u16, source: std::io::Error },
+    #[error("attach to container {id}: {message}")]
+    Attach { id: String, message: String },
     #[error("bad request: {0}")]
     BadRequest(String),
 }
@@ -54,6 +59,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// A prepared request waiting for its client.
 pub enum Pending {
     Exec(Box<ExecTarget>),
+    Attach(Box<AttachTarget>),
     /// The sandbox's network namespace file.
     PortForward { netns: PathBuf },
 }
@@ -76,6 +82,11 @@ impl Streams {
         Ok(format!("{}/exec/{}", self.base_url, self.tokens.insert(Pending::Exec(Box::new(target)))?))
     }
 
+    /// Registers an attach and returns its URL.
+    pub fn attach(&self, target: AttachTarget) -> Result<String, Error> {
+        Ok(format!("{}/attach/{}", self.base_url, self.tokens.insert(Pending::Attach(Box::new(target)))?))
+    }
+
     /// Registers a port forward into `netns` and returns its URL.
     pub fn port_forward(&self, netns: PathBuf) -> Result<String, Error> {
         Ok(format!("{}/portforward/{}", self.base_url, self.tokens.insert(Pending::PortForward { netns })?))
@@ -87,6 +98,7 @@ pub async fn serve(listener: TcpListener, streams: Streams) -> std::io::Result<(
     let app = Router::new()
         .route("/exec/{token}", get(exec_handler))
         .route("/portforward/{token}", get(port_forward_handler))
+        .route("/attach/{token}", get(attach_handler))
         .with_state(streams);
     axum::serve(listener, app).await
 }
@@ -106,6 +118,19 @@ async fn exec_handler(State(streams): State<Streams>, Path(token): Path<String>,
         let version = channel::Version::of(socket.protocol());
         if let Err(e) = exec::run(socket, *target, version).await {
             warn!("exec stream: {e}");
+        }
+    })
+}
+
+async fn attach_handler(State(streams): State<Streams>, Path(token): Path<String>, upgrade: Upgrade) -> Response {
+    let Some(Pending::Attach(target)) = streams.tokens.take(&token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(upgrade) = upgrade else { return not_websocket() };
+    upgrade.protocols(channel::EXEC_PROTOCOLS).on_upgrade(move |socket| async move {
+        let version = channel::Version::of(socket.protocol());
+        if let Err(e) = attach::run(socket, *target, version).await {
+            warn!("attach stream: {e}");
         }
     })
 }
