@@ -89,7 +89,7 @@ fn container_config(name: &str, command: &[&str], tty: bool, stdin: bool, stdin_
 }
 
 async fn run_container(rt: &mut Client, svc: &Service, pod: &str, config: cri::ContainerConfig) -> String {
-    let request = cri::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config(&svc)) };
+    let request = cri::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config(svc)) };
     let id = rt.create_container(request).await.unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", svc.log())).into_inner().container_id;
     rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", svc.log()));
     id
