@@ -75,7 +75,14 @@ async fn copy(netns: PathBuf, data: &mut Stream) -> Result<(), Error> {
             }
         }
         let _ = to_pod.shutdown().await;
+        // The client is done sending; the pod may still answer.
+        std::future::pending::<()>().await
     };
-    tokio::join!(outward, inward);
+    // The connection is over when the pod's side ends, as the client waits for the error
+    // stream to close before it ends its own side.
+    tokio::select! {
+        () = outward => {}
+        () = inward => {}
+    }
     Ok(())
 }
