@@ -203,7 +203,10 @@ async fn read_all(stream: &mut Stream) -> String {
 }
 
 async fn exec_url(rt: &mut Client, id: &str, cmd: &[&str], stdin: bool, stderr: bool) -> String {
-    let request = cri::ExecRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), tty: false, stdin, stdout: true, stderr };
+    exec_request(rt, cri::ExecRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), tty: false, stdin, stdout: true, stderr }).await
+}
+
+async fn exec_request(rt: &mut Client, request: cri::ExecRequest) -> String {
     rt.exec(request).await.unwrap().into_inner().url
 }
 
@@ -268,6 +271,23 @@ async fn exec_and_port_forward_over_spdy() {
     let (out, status) = tokio::join!(read_all(&mut stdout), read_all(&mut error));
     assert_eq!(out, "hello\n", "{status}\n{}", svc.log());
     assert_eq!(serde_json::from_str::<serde_json::Value>(&status).unwrap(), serde_json::json!({"metadata": {}, "status": "Success"}));
+    drop(session);
+
+    // A terminal, sized by two resizes in one data frame (the last one wins).
+    let cmd = ["sh", "-c", "tty; read x; stty size"].map(String::from).to_vec();
+    let url = exec_request(&mut rt, cri::ExecRequest { container_id: id.clone(), cmd, tty: true, stdin: true, stdout: true, stderr: false }).await;
+    let mut session = connect(&node, &url, &["v4.channel.k8s.io"]).await.unwrap();
+    let mut error = open(&mut session, &[("streamType", "error")]).await;
+    let stdin = open(&mut session, &[("streamType", "stdin")]).await;
+    let mut stdout = open(&mut session, &[("streamType", "stdout")]).await;
+    let resize = open(&mut session, &[("streamType", "resize")]).await;
+    resize.writer.write(br#"{"Width":80,"Height":24}{"Width":100,"Height":30}"#).await.unwrap();
+    // Resizes and input are separate streams, not ordered with each other.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stdin.writer.write(b"go\r").await.unwrap();
+    let (out, status) = tokio::join!(read_all(&mut stdout), read_all(&mut error));
+    assert!(out.contains("/dev/pts/") && out.contains("30 100"), "{out:?} {status}\n{}", svc.log());
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&status).unwrap()["status"], "Success");
     drop(session);
 
     // Port 80 of the pod's localhost through a data and an error stream (the server may
