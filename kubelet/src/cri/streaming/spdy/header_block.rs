@@ -156,6 +156,21 @@ mod tests {
         assert_eq!(d.decompress(&c.compress(&Headers::default()).unwrap()).unwrap(), Headers::default());
     }
 
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Two consecutive blocks as C zlib (1.2.13, level 9) compresses them with the SPDY/3
+    /// dictionary: another implementation's stream decodes here.
+    #[test]
+    fn blocks_from_c_zlib_decode() {
+        let mut d = Decompressor::new();
+        let first = d.decompress(&hex("78f9e3c6a7c202a62346703a2b294a4dcc851625aca9a08006000000ffff")).unwrap();
+        assert_eq!(first, Headers::new(&[("streamtype", "error")]));
+        let second = d.decompress(&hex("02a54748d15c044ac64c16064092b308129199a004ce6880a115540a2502000000ffff")).unwrap();
+        assert_eq!(second, Headers::new(&[("port", "80"), ("requestid", "0"), ("streamtype", "data")]));
+    }
+
     #[test]
     fn raw_blocks_are_length_prefixed() {
         let h = Headers::new(&[("port", "80")]);
