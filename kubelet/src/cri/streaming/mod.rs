@@ -7,8 +7,7 @@
 //! - `exec` — a process run by the OCI runtime's `exec`, its stdio on the channels.
 //! - `tty` — the terminal of an exec: a pty of ours the runtime relays to the container's, resizes.
 //! - `port_forward` — TCP connections made inside the pod's network namespace.
-//!
-//! - `spdy` — the same sessions over SPDY/3.1, chosen by the upgrade headers.
+//! - `spdy` — the same sessions over SPDY/3.1 (as the API server proxies them), chosen by the upgrade headers.
 //!
 //! Attach is not offered.
 
