@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::stream::SplitStream;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use oci_spec::runtime::Process;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -58,7 +57,12 @@ enum Input {
     Ignored,
 }
 
-async fn run_process(target: &ExecTarget, incoming: SplitStream<WebSocket>, out: &Outgoing, version: Version) -> Result<i32, Error> {
+/// The process and its stdio; `incoming` is the client's channel messages, from the
+/// WebSocket or from SPDY streams.
+pub(super) async fn run_process<S>(target: &ExecTarget, incoming: S, out: &Outgoing, version: Version) -> Result<i32, Error>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+{
     let dir = tempfile::tempdir().map_err(io("creating the exec's directory"))?;
     let process_json = dir.path().join("process.json");
     std::fs::write(&process_json, serde_json::to_vec(&target.process).expect("process serialises"))
@@ -140,7 +144,7 @@ async fn pump_pty(master: Arc<PtyMaster>, out: Outgoing) {
 
 /// The client's messages: stdin, resizes and (v5) the end of stdin. A client that goes
 /// away ends stdin; the process runs on to its own end.
-async fn feed(mut incoming: SplitStream<WebSocket>, mut input: Input, version: Version, stdin: bool) {
+async fn feed(mut incoming: impl Stream<Item = Result<Message, axum::Error>> + Unpin, mut input: Input, version: Version, stdin: bool) {
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(b) => b,

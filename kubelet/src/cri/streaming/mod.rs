@@ -8,13 +8,14 @@
 //! - `tty` — the terminal of an exec: a pty of ours the runtime relays to the container's, resizes.
 //! - `port_forward` — TCP connections made inside the pod's network namespace.
 //! - `attach` — a running container's stdio, through its monitor's attach socket (`/attach/<token>`).
-//!
-//! SPDY is not spoken.
+//! - `spdy` — exec and port-forward over SPDY/3.1 (as the API server proxies them), chosen by
+//!   the upgrade headers. Attach is offered over WebSocket only.
 
 mod attach;
 mod channel;
 mod exec;
 mod port_forward;
+pub mod spdy;
 mod tokens;
 mod tty;
 
@@ -106,13 +107,16 @@ pub async fn serve(listener: TcpListener, streams: Streams) -> std::io::Result<(
 type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
 
 fn not_websocket() -> Response {
-    (StatusCode::BAD_REQUEST, "only WebSocket streams are supported (no SPDY)").into_response()
+    (StatusCode::BAD_REQUEST, "not a WebSocket or SPDY/3.1 upgrade").into_response()
 }
 
-async fn exec_handler(State(streams): State<Streams>, Path(token): Path<String>, upgrade: Upgrade) -> Response {
+async fn exec_handler(State(streams): State<Streams>, Path(token): Path<String>, spdy: spdy::MaybeUpgrade, upgrade: Upgrade) -> Response {
     let Some(Pending::Exec(target)) = streams.tokens.take(&token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let spdy::MaybeUpgrade(Some(spdy)) = spdy {
+        return spdy::exec(spdy, *target);
+    }
     let Ok(upgrade) = upgrade else { return not_websocket() };
     upgrade.protocols(channel::EXEC_PROTOCOLS).on_upgrade(move |socket| async move {
         let version = channel::Version::of(socket.protocol());
@@ -145,11 +149,15 @@ async fn port_forward_handler(
     State(streams): State<Streams>,
     Path(token): Path<String>,
     Query(query): Query<PortQuery>,
+    spdy: spdy::MaybeUpgrade,
     upgrade: Upgrade,
 ) -> Response {
     let Some(Pending::PortForward { netns }) = streams.tokens.take(&token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let spdy::MaybeUpgrade(Some(spdy)) = spdy {
+        return spdy::port_forward(spdy, netns);
+    }
     let ports = match port_forward::parse_ports(&query.ports) {
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

@@ -34,7 +34,7 @@ pub fn parse_ports(query: &str) -> Result<Vec<u16>, Error> {
 /// Connects to each port on the pod's localhost. The sockets are made on a thread of its
 /// own that joins the pod's network namespace and then ends: a socket stays in the
 /// namespace it was made in, and no other thread of ours changes namespace.
-fn connect_in(netns: PathBuf, ports: Vec<u16>) -> Result<Vec<Result<TcpStream, Error>>, Error> {
+pub(super) fn connect_in(netns: PathBuf, ports: Vec<u16>) -> Result<Vec<Result<TcpStream, Error>>, Error> {
     let ns = File::open(&netns).map_err(io(format!("opening {}", netns.display())))?;
     std::thread::spawn(move || {
         nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Io { what: format!("joining {}", netns.display()), source: e.into() })?;
