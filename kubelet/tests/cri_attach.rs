@@ -3,7 +3,6 @@
 //! `stdin`, and WebSocket clients attached to them through the URLs `Attach` returns.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -39,14 +38,8 @@ fn pod_config(svc: &Service) -> cri::PodSandboxConfig {
 /// the streaming server listens, offering `protocol`.
 async fn connect(node: &Path, url: &str, protocol: &str) -> Result<Ws, tungstenite::Error> {
     let addr: std::net::SocketAddr = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
-    let ns = File::open(node).unwrap();
-    let tcp = std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        std::net::TcpStream::connect(addr)
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    // The streaming server listens in the node's namespace.
+    let tcp = in_ns(node, move || std::net::TcpStream::connect(addr)).unwrap();
     tcp.set_nonblocking(true).unwrap();
     let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());

@@ -3,7 +3,6 @@
 //! of the server's own session code speaking to the URLs `Exec` and `PortForward` return,
 //! as the API server does when it proxies `kubectl exec` and `port-forward`.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,14 +33,8 @@ async fn connect(node: &Path, url: &str, protocols: &[&str]) -> Result<Session, 
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').unwrap();
     let addr: std::net::SocketAddr = host.parse().unwrap();
-    let ns = File::open(node).unwrap();
-    let tcp = std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        std::net::TcpStream::connect(addr)
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    // The streaming server listens in the node's namespace.
+    let tcp = in_ns(node, move || std::net::TcpStream::connect(addr)).unwrap();
     tcp.set_nonblocking(true).unwrap();
     let mut tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
     let mut request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n");

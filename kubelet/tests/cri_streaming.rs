@@ -4,7 +4,6 @@
 //! stdin, a terminal and its size, a port inside the pod, single-use tokens.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,14 +33,8 @@ fn namespaces() -> cri::NamespaceOption {
 /// the streaming server listens, offering `protocol`.
 async fn connect(node: &Path, url: &str, protocol: &str) -> Result<Ws, tungstenite::Error> {
     let addr: std::net::SocketAddr = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
-    let ns = File::open(node).unwrap();
-    let tcp = std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        std::net::TcpStream::connect(addr)
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    // The streaming server listens in the node's namespace.
+    let tcp = in_ns(node, move || std::net::TcpStream::connect(addr)).unwrap();
     tcp.set_nonblocking(true).unwrap();
     let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());

@@ -21,6 +21,8 @@ use crate::cri::config::CriConfig;
 use crate::cri::events::{EventBus, EventKind};
 use crate::cri::monitor::{self, MonitorArgs};
 use crate::cri::sandbox::Sandbox;
+use crate::cri::sandbox::id::new_id;
+use crate::cri::sandbox::mounts::is_mount_point;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,6 +44,8 @@ pub enum Error {
     Monitor(#[from] monitor::MonitorError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Id(#[from] crate::cri::sandbox::id::Error),
     #[error("container {id:?} did not stop within {seconds} s after SIGKILL")]
     StopTimeout { id: String, seconds: u64 },
     #[error("container {id:?} is {state}: {action} needs a running container")]
@@ -160,9 +164,16 @@ impl ContainerManager {
         }
         if !monitor::is_monitor_of(record.monitor_pid, &record.id)
             && let Ok(state) = self.oci.state(&record.id)
-                && state.status == super::OciStatus::Stopped {
-                    return Status::Exited(monitor::exit::ExitRecord { exit_code: 255, signal: None, finished_at_ns: now_ns(), oom_killed: false });
-                }
+            && state.status == super::OciStatus::Stopped
+        {
+            // The exit went unrecorded (the monitor died first): record it now, once, so its
+            // time stays put; 255 says the real status is unknown.
+            let exit = monitor::exit::ExitRecord { exit_code: 255, signal: None, finished_at_ns: now_ns(), oom_killed: false };
+            if let Err(e) = monitor::exit::write(&record.exit_file(), &exit) {
+                tracing::warn!("container {}: recording its unobserved exit: {e}", record.id);
+            }
+            return Status::Exited(exit);
+        }
         Status::Running
     }
 
@@ -181,7 +192,7 @@ impl ContainerManager {
         }
         let (image_id, image_record) = self.find_image(&image_spec)?;
         let image_config = self.image_config(&image_spec, &image_record)?;
-        let id = random_id().map_err(io(Path::new("/dev/urandom")))?;
+        let id = new_id()?;
         let dir = self.dir.join(&id);
         fs::create_dir(&dir).map_err(io(&dir))?;
         let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
@@ -368,7 +379,7 @@ impl ContainerManager {
         self.oci.delete(&record.id, true)?;
         let fs_dir = record.rootfs_dir();
         let rootfs = images::rootfs::Rootfs { dir: fs_dir.clone(), target: fs_dir.join("rootfs") };
-        if is_mounted(&rootfs.target) {
+        if is_mount_point(&rootfs.target) {
             images::rootfs::unmount_rootfs(&rootfs).map_err(|e| Error::Image { image: record.image.clone(), message: e.to_string() })?;
         }
         fs::remove_dir_all(&record.dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).map_err(io(&record.dir))?;
@@ -401,7 +412,7 @@ impl ContainerManager {
         let config_json = record.dir.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config_json).map_err(|e| Error::Invalid(format!("reading {}: {e}", config_json.display())))?;
         let process = super::exec_process(&spec, cmd, false)?;
-        let process_json = record.dir.join(format!("exec-{}.json", random_id().map_err(io(Path::new("/dev/urandom")))?));
+        let process_json = record.dir.join(format!("exec-{}.json", new_id()?));
         fs::write(&process_json, serde_json::to_vec(&process).expect("process serialises")).map_err(io(&process_json))?;
         let opts = ExecOptions { timeout: (!timeout.is_zero()).then_some(timeout), ..Default::default() };
         let result = self.oci.exec(&record.id, &process_json, &opts);
@@ -505,14 +516,4 @@ fn sandbox_parts(sandbox: &Sandbox) -> SandboxParts {
     }
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let target = path.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo").map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str()))).unwrap_or(false)
-}
 
-/// 64 hex digits from the kernel's random source, like containerd's ids.
-fn random_id() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}

@@ -19,7 +19,7 @@ pub enum Error {
     Ambiguous { prefix: String, count: usize },
 }
 
-/// A new sandbox id: 32 random bytes in hex, like containerd's and Docker's ids.
+/// A new sandbox or container id: 32 random bytes in hex, like containerd's and Docker's ids.
 pub fn new_id() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(Error::Random)?;

@@ -12,7 +12,7 @@
 
 mod files;
 pub mod id;
-mod mounts;
+pub(crate) mod mounts;
 mod namespaces;
 mod network;
 pub mod pod_init;
