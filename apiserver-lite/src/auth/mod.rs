@@ -1,0 +1,1 @@
+//! TLS, the cluster's certificates, kubeconfigs, authentication and authorization.

@@ -1,0 +1,1 @@
+//! Discovery: `/api`, `/apis` and their group versions, legacy and aggregated (v2).

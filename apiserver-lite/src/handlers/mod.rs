@@ -1,0 +1,1 @@
+//! The REST verbs over storage: get, list, watch, create, update, patch, delete.

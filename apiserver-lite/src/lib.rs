@@ -1,0 +1,17 @@
+//! apiserver-lite: a Kubernetes-compatible API server. The real `kubectl` talks to it as to
+//! any cluster; `kubelet-rs --apiserver` embeds it.
+//!
+//! Layout: `resources` (what the server serves: groups, versions, kinds, verbs), `storage`
+//! (revisioned keys with watch; SQLite or etcd behind one trait), `handlers` (the REST verbs
+//! over storage), `patch` (JSON, merge and strategic merge patches), `table` (server-side
+//! `kubectl get` columns), `discovery` and `openapi` (what clients learn the API from), `auth`
+//! (TLS, certificates, kubeconfig, authentication and authorization).
+
+pub mod auth;
+pub mod discovery;
+pub mod handlers;
+pub mod openapi;
+pub mod patch;
+pub mod resources;
+pub mod storage;
+pub mod table;
