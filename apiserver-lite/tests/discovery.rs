@@ -67,17 +67,36 @@ struct TestServer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Hides the aggregated forms from the server, as an old client that only asks for
+/// `application/json` would: kubectl then walks `/api/v1`, `/apis/<group>/<version>`.
+async fn legacy_accept(mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/api" || path == "/apis" {
+        request.headers_mut().insert(header::ACCEPT, header::HeaderValue::from_static("application/json"));
+    }
+    next.run(request).await
+}
+
 impl TestServer {
     fn start() -> TestServer {
+        TestServer::start_with("33", false)
+    }
+
+    /// A server reporting Kubernetes 1.`minor` (the kubectl dispatcher runs the matching
+    /// kubectl), answering `/api` and `/apis` only in legacy form if `legacy_only`.
+    fn start_with(minor: &'static str, legacy_only: bool) -> TestServer {
         let registry = Arc::new(builtin());
         let log: Log = Arc::default();
-        let app = Router::new()
+        let mut app = Router::new()
             .merge(discovery::router(registry.clone()))
             .merge(openapi::router(registry))
-            .route("/version", get(|| async { axum::Json(serde_json::json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"})) }))
+            .route("/version", get(move || async move { axum::Json(serde_json::json!({"major": "1", "minor": minor, "gitVersion": format!("v1.{minor}.0"), "platform": "linux/amd64"})) }))
             .route("/api/v1/namespaces/{namespace}/pods", post(create_pod))
-            .route("/api/v1/namespaces/{namespace}/pods/{name}", get(existing_pod).patch(existing_pod))
-            .layer(middleware::from_fn_with_state(log.clone(), record));
+            .route("/api/v1/namespaces/{namespace}/pods/{name}", get(existing_pod).patch(existing_pod));
+        if legacy_only {
+            app = app.layer(middleware::from_fn(legacy_accept));
+        }
+        let app = app.layer(middleware::from_fn_with_state(log.clone(), record));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -97,22 +116,30 @@ impl TestServer {
     /// Runs kubectl against this server with a fresh cache and an empty kubeconfig.
     fn kubectl(&self, args: &[&str]) -> Output {
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
+        self.kubectl_cached(args, dir.path())
+    }
+
+    /// Runs kubectl with its caches in `dir` (kept between calls).
+    fn kubectl_cached(&self, args: &[&str], dir: &Path) -> Output {
+        let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, "").unwrap();
-        let cache = dir.path().join("cache");
+        let cache = dir.join("cache");
         Command::new("timeout")
             .arg("120")
             .arg("kubectl")
             .args(["--server", &self.url, "--cache-dir", cache.to_str().unwrap()])
             .args(args)
             .env("KUBECONFIG", &kubeconfig)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .output()
             .expect("run kubectl")
     }
 
     fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
+        self.expect_ok(args, self.kubectl(args))
+    }
+
+    fn expect_ok(&self, args: &[&str], out: Output) -> String {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "kubectl {args:?} failed: {}\nstdout: {stdout}\nrequests: {:#?}", String::from_utf8_lossy(&out.stderr), self.requests());
         stdout
@@ -176,6 +203,55 @@ fn api_resources_lists_pods_and_deployments_from_aggregated_discovery() {
     let wide = server.kubectl_ok(&["api-resources", "--api-group=apps", "-o", "wide"]);
     let row = api_resource_row(&wide, "deployments");
     assert_eq!(row[5..], ["create,delete,deletecollection,get,list,patch,update,watch", "all"], "{wide}");
+}
+
+/// kubectl 1.29 knows only the v2beta1 aggregated form; the same answer in that version works.
+#[test]
+fn older_kubectl_gets_aggregated_v2beta1() {
+    if !have_kubectl() {
+        return;
+    }
+    let server = TestServer::start_with("29", false);
+    let table = server.kubectl_ok(&["api-resources"]);
+    assert_eq!(api_resource_row(&table, "statefulsets"), ["statefulsets", "sts", "apps/v1", "true", "StatefulSet"]);
+    let requests = server.requests();
+    let apis = requests.iter().find(|r| r.uri.starts_with("/apis?") || r.uri == "/apis").expect("kubectl asked for /apis");
+    assert!(apis.content_type.contains("v=v2beta1"), "{apis:?}");
+    server.assert_all_answered();
+}
+
+/// The legacy documents, as a client that does not ask for aggregated discovery reads them.
+#[test]
+fn legacy_discovery_serves_the_same_resources() {
+    if !have_kubectl() {
+        return;
+    }
+    let server = TestServer::start_with("33", true);
+    let table = server.kubectl_ok(&["api-resources"]);
+    assert_eq!(api_resource_row(&table, "pods"), ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(api_resource_row(&table, "cronjobs"), ["cronjobs", "cj", "batch/v1", "true", "CronJob"]);
+    let requests = server.requests();
+    for path in ["/api/v1", "/apis/apps/v1", "/apis/batch/v1"] {
+        assert!(requests.iter().any(|r| r.uri.split('?').next() == Some(path) && r.status == 200), "{path} not fetched: {requests:#?}");
+    }
+    server.assert_all_answered();
+}
+
+/// A second kubectl with the same cache reuses the hash-addressed documents it already has.
+#[test]
+fn cached_openapi_documents_are_not_downloaded_again() {
+    if !have_kubectl() {
+        return;
+    }
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["explain", "deployment.spec.replicas"];
+    let first = server.expect_ok(&args, server.kubectl_cached(&args, dir.path()));
+    let second = server.expect_ok(&args, server.kubectl_cached(&args, dir.path()));
+    assert_eq!(first, second);
+    let fetched = server.requests().iter().filter(|r| r.uri.starts_with("/openapi/v3/apis/apps/v1") && r.status == 200).count();
+    assert_eq!(fetched, 1, "{:#?}", server.requests());
+    server.assert_all_answered();
 }
 
 #[test]
