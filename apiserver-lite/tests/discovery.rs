@@ -334,6 +334,12 @@ fn create_uses_server_side_field_validation_without_openapi_v2() {
     let requests = server.requests();
     let create = requests.iter().find(|r| r.method == "POST").expect("kubectl posted the pod");
     assert!(create.uri.contains("fieldValidation=Strict"), "{create:?}");
+
+    let out = server.kubectl_ok(&["create", "-f", manifest.to_str().unwrap(), "-n", "default", "--dry-run=server", "--validate=warn"]);
+    assert!(out.contains("pod/p created (server dry run)"), "{out}");
+    let requests = server.requests();
+    let dry = requests.iter().filter(|r| r.method == "POST").nth(1).expect("kubectl posted the pod again");
+    assert!(dry.uri.contains("dryRun=All") && dry.uri.contains("fieldValidation=Warn"), "{dry:?}");
     server.assert_all_answered();
 }
 
