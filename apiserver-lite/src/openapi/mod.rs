@@ -1,5 +1,6 @@
 //! OpenAPI v3 documents generated from the upstream types (k8s-openapi's schemars schemas), and
-//! the unknown-field check behind `fieldValidation`.
+//! the unknown- and duplicate-field checks behind `fieldValidation` (`validate_fields`,
+//! `duplicate_fields`).
 //!
 //! `/openapi/v3` is the index; `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`... are the
 //! documents, built once at start and served as bytes. A request carrying the current `hash`
@@ -11,6 +12,7 @@
 //! explain), and it wants v2 as gnostic protobuf, which would double the memory held here.
 
 mod document;
+mod duplicates;
 mod kinds;
 mod paths;
 mod schemas;
@@ -28,6 +30,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use document::{Documents, api_path, group_version_document};
+pub use duplicates::duplicate_fields;
 pub use validate::validate_fields;
 
 use crate::discovery::{CachedBody, status_response};
