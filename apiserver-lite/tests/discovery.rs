@@ -343,9 +343,11 @@ fn create_uses_server_side_field_validation_without_openapi_v2() {
     server.assert_all_answered();
 }
 
-fn rss_kib() -> u64 {
+/// A `/proc/self/status` memory figure in KiB: `VmRSS`, or `RssAnon` (its heap part; the rest
+/// is this debug binary's code and read-only data, which the kernel can drop and share).
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
+    status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
 }
 
 const PROBE_ENV: &str = "APISERVER_LITE_MEMORY_PROBE";
@@ -357,13 +359,13 @@ fn memory_probe() {
     if std::env::var_os(PROBE_ENV).is_none() {
         return;
     }
-    let before = rss_kib();
+    let (before, anon_before) = (status_kib("VmRSS"), status_kib("RssAnon"));
     let registry = Arc::new(builtin());
     let size = openapi::Documents::build(&registry).size();
     let routers = (discovery::router(registry.clone()), openapi::router(registry.clone()));
     // The unknown-field index is built on first use.
     assert!(openapi::validate_fields("", "v1", "Pod", &serde_json::json!({"spec": {}})).is_empty());
-    println!("PROBE documents={size} rss_before={before} rss_after={}", rss_kib());
+    println!("PROBE documents={size} rss_before={before} rss_after={} anon_before={anon_before} anon_after={}", status_kib("VmRSS"), status_kib("RssAnon"));
     drop(routers);
 }
 
@@ -403,4 +405,5 @@ fn memory_held_by_documents() {
     let field = |name: &str| -> u64 { line.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap() };
     assert!(field("documents") < 4 * 1024 * 1024, "{line}");
     assert!(field("rss_after") < 40 * 1024, "discovery and OpenAPI alone should leave room under 50 MB: {line}");
+    assert!(field("anon_after") - field("anon_before") < 8 * 1024, "heap held for discovery and OpenAPI: {line}");
 }

@@ -75,6 +75,8 @@ impl Index {
             }
         }
         let shapes = generator.take_definitions(true).iter().map(|(name, schema)| (name.clone(), Shape::compile(schema))).collect();
+        drop(generator);
+        super::release_freed_memory();
         Index { shapes, kinds: kinds_map }
     }
 
