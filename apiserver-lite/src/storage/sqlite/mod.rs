@@ -189,7 +189,7 @@ impl WatchState {
                     .call("reading the log for a watch", move |conn, revs| {
                         // Compaction may have passed this watch while it waited.
                         check_watchable(revs, after)?;
-                        Ok(log::events(conn, &prefix, after, upto, WATCH_BATCH)?)
+                        log::events(conn, &prefix, after, upto, WATCH_BATCH)
                     })
                     .await;
                 match read {
