@@ -2,6 +2,15 @@
 //! embedded by default, etcd v3 when a user outgrows one machine). Keys are paths such as
 //! `/registry/core/pods/default/web-1`; values are the objects' JSON. Every write gets a new,
 //! store-wide, strictly increasing revision, which becomes the objects' `resourceVersion`.
+//!
+//! Backends: [`sqlite::SqliteStore`] (one file, one owning process), [`etcd::EtcdStore`]
+//! (several API servers, several clusters under distinct prefixes), and
+//! [`cache::CachedStore`], the in-memory watch cache the API server puts in front of either
+//! so that gets, lists and watches never reach the backend.
+
+pub mod cache;
+pub mod etcd;
+pub mod sqlite;
 
 use std::pin::Pin;
 
@@ -99,12 +108,43 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
 
     /// Every change to keys starting with `prefix` with a revision greater than `after`, in
-    /// order, then live ones. `Compacted` (as the call's error or the stream's first item)
-    /// when `after` is older than what the store keeps.
+    /// order, then live ones (`after == 0` too: every change since the store began; pass
+    /// `current_revision()` for live changes only). `Compacted` (as the call's error or the
+    /// stream's first item) when `after` is older than what the store keeps, i.e. below the
+    /// last `compact` revision.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
     async fn current_revision(&self) -> Result<Revision>;
 
-    /// Forget history at or before `revision` (current values are kept).
+    /// Forget history at or before `revision` (current values are kept): afterwards a list at
+    /// a revision below it, or a watch from `after` below it, is `Compacted`. Compacting at or
+    /// below an earlier compaction does nothing; above the current revision is
+    /// `FutureRevision`.
     async fn compact(&self, revision: Revision) -> Result<()>;
+}
+
+/// The first key after every key that starts with `prefix` (the exclusive end of the prefix's
+/// range), or `None` when no such key exists (empty prefix, or all 0xff bytes).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"/r/a/"), Some(b"/r/a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
 }
