@@ -68,6 +68,9 @@ const fn with_strategy(mut f: Field, strategy: Strategy) -> Field {
     f
 }
 
+/// `metadata` of every object, custom resources' too.
+pub const METADATA: Field = object("metadata", "ObjectMeta");
+
 /// Every type with metadata below it, by Go type name.
 pub const TYPES: &[(&str, &[Field])] = &[
     ("ObjectMeta", &[merge_set("finalizers"), merge_list("ownerReferences", "OwnerReference", "uid", &["uid"])]),

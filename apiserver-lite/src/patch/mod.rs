@@ -1,14 +1,22 @@
-//! Patches as kubectl sends them: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and
-//! Kubernetes' strategic merge patch. The handlers pick the kind from the request's
-//! Content-Type and turn a [`PatchError`] into a Status with [`PatchError::code`] and
-//! [`PatchError::reason`].
+//! Patches as kubectl sends them: JSON patch (RFC 6902), JSON merge patch (RFC 7386),
+//! Kubernetes' strategic merge patch and server-side apply, plus the field ownership
+//! (`metadata.managedFields`) every write records. The handlers pick the kind from the
+//! request's Content-Type and turn a [`PatchError`] or [`ApplyError`] into a Status with its
+//! `code()` and `reason()`.
+//!
+//! Server-side apply needs the field manager and the force flag, so it has its own entry
+//! point, [`server_side_apply`] (body parsed by [`parse_apply_body`]); every other write
+//! goes through [`record_update`].
 
+mod apply;
+mod fieldset;
 mod json;
 pub mod metadata;
 mod strategic;
 
 use serde_json::Value;
 
+pub use apply::{ApplyError, Conflict, parse_apply_body, record_update, server_side_apply};
 pub use json::JsonPatchError;
 pub use strategic::StrategicMergeError;
 
