@@ -23,9 +23,9 @@ pub(crate) fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 }
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "path has no file name")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp_name = format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id());
     Ok(path.with_file_name(tmp_name))
@@ -62,7 +62,10 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("key.pem")]);
     }
 

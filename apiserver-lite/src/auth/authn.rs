@@ -37,7 +37,10 @@ impl Default for UserInfo {
 
 impl UserInfo {
     pub fn new(name: impl Into<String>, groups: &[&str]) -> UserInfo {
-        UserInfo { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        UserInfo {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
     }
 
     /// Whoever reads the public endpoints without credentials.
@@ -74,17 +77,26 @@ impl Authenticator {
                 tokens.insert(token, UserInfo::new(record.user, &groups));
             }
         }
-        Ok(Authenticator { tokens: RwLock::new(tokens) })
+        Ok(Authenticator {
+            tokens: RwLock::new(tokens),
+        })
     }
 
     /// Accept `token` as `user` from now on (replacing an earlier meaning of it).
     pub fn add_token(&self, token: impl Into<String>, user: UserInfo) {
-        self.tokens.write().unwrap_or_else(|e| e.into_inner()).insert(token.into(), user);
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.into(), user);
     }
 
     /// Stop accepting `token`; whether it was known.
     pub fn remove_token(&self, token: &str) -> bool {
-        self.tokens.write().unwrap_or_else(|e| e.into_inner()).remove(token).is_some()
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token)
+            .is_some()
     }
 
     pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
@@ -103,7 +115,11 @@ impl Authenticator {
 
     /// The request's user: the client certificate wins, then a bearer token; `None` when
     /// neither is valid.
-    pub fn authenticate(&self, client_cert: Option<&[u8]>, headers: &HeaderMap) -> Option<UserInfo> {
+    pub fn authenticate(
+        &self,
+        client_cert: Option<&[u8]>,
+        headers: &HeaderMap,
+    ) -> Option<UserInfo> {
         if let Some(user) = client_cert.and_then(Authenticator::authenticate_cert) {
             return Some(user);
         }
@@ -142,8 +158,17 @@ mod tests {
         std::fs::write(&path, "s3cret,alice,42,\"dev,ops\"\n").unwrap();
         let authn = Authenticator::new(Some(&path)).unwrap();
         let user = authn.authenticate(None, &headers("Bearer s3cret")).unwrap();
-        assert_eq!(user, UserInfo::new("alice", &["dev", "ops", AUTHENTICATED_GROUP]));
-        assert_eq!(authn.authenticate(None, &headers("bearer s3cret")).unwrap().name, "alice");
+        assert_eq!(
+            user,
+            UserInfo::new("alice", &["dev", "ops", AUTHENTICATED_GROUP])
+        );
+        assert_eq!(
+            authn
+                .authenticate(None, &headers("bearer s3cret"))
+                .unwrap()
+                .name,
+            "alice"
+        );
         assert!(authn.authenticate(None, &headers("Bearer wrong")).is_none());
         assert!(authn.authenticate(None, &headers("Basic s3cret")).is_none());
         assert!(authn.authenticate(None, &headers("Bearer ")).is_none());
@@ -153,23 +178,37 @@ mod tests {
     #[test]
     fn added_tokens_work_until_removed() {
         let authn = Authenticator::new(None).unwrap();
-        authn.add_token("minted", UserInfo::new("system:serviceaccount:default:x", &[]));
+        authn.add_token(
+            "minted",
+            UserInfo::new("system:serviceaccount:default:x", &[]),
+        );
         let user = authn.authenticate(None, &headers("Bearer minted")).unwrap();
         assert_eq!(user.groups, vec![AUTHENTICATED_GROUP.to_string()]);
         assert!(authn.remove_token("minted"));
-        assert!(authn.authenticate(None, &headers("Bearer minted")).is_none());
+        assert!(
+            authn
+                .authenticate(None, &headers("Bearer minted"))
+                .is_none()
+        );
     }
 
     #[test]
     fn client_cert_names_user_and_groups_and_wins_over_a_token() {
         let dir = tempfile::tempdir().unwrap();
         let p = Pki::load_or_create(dir.path(), &[]).unwrap();
-        let (cert, _key) = p.issue_client_cert("system:node:a", &["system:nodes"]).unwrap();
+        let (cert, _key) = p
+            .issue_client_cert("system:node:a", &["system:nodes"])
+            .unwrap();
         let der = pki::cert_der("test", &cert).unwrap();
         let authn = Authenticator::new(None).unwrap();
         authn.add_token("t", UserInfo::new("someone-else", &[]));
-        let user = authn.authenticate(Some(&der), &headers("Bearer t")).unwrap();
-        assert_eq!(user, UserInfo::new("system:node:a", &["system:nodes", AUTHENTICATED_GROUP]));
+        let user = authn
+            .authenticate(Some(&der), &headers("Bearer t"))
+            .unwrap();
+        assert_eq!(
+            user,
+            UserInfo::new("system:node:a", &["system:nodes", AUTHENTICATED_GROUP])
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ use super::atomic_file;
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     #[error("write kubeconfig {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("kubeconfig {path}: {field} is empty")]
     Empty { path: PathBuf, field: &'static str },
 }
@@ -48,18 +51,34 @@ pub fn write(
     user: &str,
     credentials: Credentials,
 ) -> Result<(), KubeconfigError> {
-    let empty = |field| KubeconfigError::Empty { path: path.to_path_buf(), field };
-    for (field, value) in [("cluster", cluster), ("server", server), ("CA", ca_pem), ("user", user)] {
+    let empty = |field| KubeconfigError::Empty {
+        path: path.to_path_buf(),
+        field,
+    };
+    for (field, value) in [
+        ("cluster", cluster),
+        ("server", server),
+        ("CA", ca_pem),
+        ("user", user),
+    ] {
         if value.trim().is_empty() {
             return Err(empty(field));
         }
     }
     let text = render(cluster, server, ca_pem, user, &credentials);
-    atomic_file::write(path, text.as_bytes(), 0o600)
-        .map_err(|source| KubeconfigError::Write { path: path.to_path_buf(), source })
+    atomic_file::write(path, text.as_bytes(), 0o600).map_err(|source| KubeconfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn render(cluster: &str, server: &str, ca_pem: &str, user: &str, credentials: &Credentials) -> String {
+fn render(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: &Credentials,
+) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
     let b64 = |s: &str| q(&STANDARD.encode(s));
     let context = format!("{user}@{cluster}");
@@ -107,8 +126,19 @@ mod tests {
     fn client_cert_kubeconfig_embeds_everything_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.conf");
-        let creds = Credentials::ClientCert { cert_pem: "CERT".into(), key_pem: "KEY".into() };
-        write(&path, "kubelet-rs", "https://127.0.0.1:6443", "CA", "kubernetes-admin", creds).unwrap();
+        let creds = Credentials::ClientCert {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        write(
+            &path,
+            "kubelet-rs",
+            "https://127.0.0.1:6443",
+            "CA",
+            "kubernetes-admin",
+            creds,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -129,7 +159,15 @@ mod tests {
     fn token_kubeconfig_quotes_odd_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        write(&path, "c: x", "https://h:1", "CA", "u\"1", Credentials::Token("t#1".into())).unwrap();
+        write(
+            &path,
+            "c: x",
+            "https://h:1",
+            "CA",
+            "u\"1",
+            Credentials::Token("t#1".into()),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("    token: \"t#1\"\n"), "{text}");
         assert!(text.contains("- name: \"c: x\""), "{text}");
@@ -143,7 +181,15 @@ mod tests {
         let err = write(&path, "c", "", "CA", "u", Credentials::Token("t".into())).unwrap_err();
         assert!(err.to_string().contains("server"), "{err}");
         let missing = dir.path().join("no/such/dir/k");
-        let err = write(&missing, "c", "https://h", "CA", "u", Credentials::Token("t".into())).unwrap_err();
+        let err = write(
+            &missing,
+            "c",
+            "https://h",
+            "CA",
+            "u",
+            Credentials::Token("t".into()),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no/such/dir"), "{err}");
     }
 }

@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
@@ -72,10 +72,15 @@ pub enum PkiError {
     MissingCaKey { cert: PathBuf, key: PathBuf },
     #[error("host {host:?} for the serving certificate is neither an IP address nor a DNS name")]
     BadHost { host: String },
+    #[error("serving certificate for {name}: no host names or addresses given")]
+    NoHosts { name: String },
     #[error("client certificate subject {user:?}: {reason}")]
     BadSubject { user: String, reason: String },
     #[error("sign certificate for {subject}: {source}")]
-    Sign { subject: String, source: rcgen::Error },
+    Sign {
+        subject: String,
+        source: rcgen::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, PkiError>;
@@ -99,7 +104,9 @@ pub struct Pki {
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print keys.
-        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Pki")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,9 +121,13 @@ impl Pki {
         let ca = Ca::new(&dir, &ca_cert_pem, &ca_key)?;
 
         let wanted = serving_names(hosts)?;
-        let serving = load_or_issue(&dir, "apiserver", &ca, |cert| covers(cert, &wanted), || {
-            issue_serving(&ca, &wanted)
-        })?;
+        let serving = load_or_issue(
+            &dir,
+            "apiserver",
+            &ca,
+            |cert| covers(cert, &wanted),
+            || issue_serving(&ca, "kube-apiserver", &wanted),
+        )?;
         let admin = load_or_issue(
             &dir,
             "admin",
@@ -125,7 +136,13 @@ impl Pki {
             || issue_client(&ca, ADMIN_USER, &[MASTERS_GROUP]),
         )?;
         drop(ca);
-        Ok(Pki { dir, ca_cert_pem, ca_key, serving, admin })
+        Ok(Pki {
+            dir,
+            ca_cert_pem,
+            ca_key,
+            serving,
+            admin,
+        })
     }
 
     /// A client certificate signed by the cluster CA, for `user` in `groups` (at most two:
@@ -134,6 +151,21 @@ impl Pki {
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         let ca = Ca::new(&self.dir, &self.ca_cert_pem, &self.ca_key)?;
         let pair = issue_client(&ca, user, groups)?;
+        Ok((pair.cert_pem, pair.key_pem))
+    }
+
+    /// A serving certificate signed by the cluster CA for `name` (its CN) answering to
+    /// `hosts` (IP addresses or DNS names); returns (certificate PEM, private key PEM).
+    /// For a kubelet's HTTPS endpoint, which the API server reaches trusting the CA.
+    pub fn issue_serving_cert(&self, name: &str, hosts: &[String]) -> Result<(String, String)> {
+        let ca = Ca::new(&self.dir, &self.ca_cert_pem, &self.ca_key)?;
+        let names = host_names(hosts.iter().map(String::as_str))?;
+        if names.is_empty() {
+            return Err(PkiError::BadHost {
+                host: String::new(),
+            });
+        }
+        let pair = issue_serving(&ca, name, &names)?;
         Ok((pair.cert_pem, pair.key_pem))
     }
 
@@ -172,26 +204,34 @@ struct Ca<'a> {
 impl<'a> Ca<'a> {
     fn new(dir: &Path, cert_pem: &str, key: &'a KeyPair) -> Result<Ca<'a>> {
         let path = dir.join("ca.crt");
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
-            .map_err(|e| PkiError::BadCert { path: path.clone(), reason: e.to_string() })?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| PkiError::BadCert {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let der = pem_der(&path, cert_pem)?;
         Ok(Ca { issuer, der })
     }
 
     fn cert(&self) -> X509Certificate<'_> {
         // Parsed successfully when loaded; the bytes do not change.
-        x509_parser::parse_x509_certificate(&self.der).expect("CA parsed at load").1
+        x509_parser::parse_x509_certificate(&self.der)
+            .expect("CA parsed at load")
+            .1
     }
 
     fn signed(&self, cert: &X509Certificate<'_>) -> bool {
         let ca = self.cert();
         cert.issuer().as_raw() == ca.subject().as_raw()
+            // x509-parser's `verify` feature, which rcgen's `ring` feature turns on.
             && cert.verify_signature(Some(ca.public_key())).is_ok()
     }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    let err = |source| PkiError::CreateDir { path: dir.to_path_buf(), source };
+    let err = |source| PkiError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(err)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)
 }
@@ -200,13 +240,18 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Read { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    atomic_file::write(path, contents.as_bytes(), mode)
-        .map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
+    atomic_file::write(path, contents.as_bytes(), mode).map_err(|source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Key first, then certificate: a crash in between leaves a key without a certificate,
@@ -217,10 +262,17 @@ fn write_pair(dir: &Path, base: &str, pair: &Pair) -> Result<()> {
 }
 
 fn pem_der(path: &Path, pem: &str) -> Result<Vec<u8>> {
-    let bad = |reason: String| PkiError::BadCert { path: path.to_path_buf(), reason };
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let bad = |reason: String| PkiError::BadCert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
     if pem.label != "CERTIFICATE" {
-        return Err(bad(format!("PEM block is {:?}, not CERTIFICATE", pem.label)));
+        return Err(bad(format!(
+            "PEM block is {:?}, not CERTIFICATE",
+            pem.label
+        )));
     }
     Ok(pem.contents)
 }
@@ -228,11 +280,17 @@ fn pem_der(path: &Path, pem: &str) -> Result<Vec<u8>> {
 fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>> {
     x509_parser::parse_x509_certificate(der)
         .map(|(_, c)| c)
-        .map_err(|e| PkiError::BadCert { path: path.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| PkiError::BadCert {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 fn parse_key(path: &Path, pem: &str) -> Result<KeyPair> {
-    KeyPair::from_pem(pem).map_err(|e| PkiError::BadKey { path: path.to_path_buf(), reason: e.to_string() })
+    KeyPair::from_pem(pem).map_err(|e| PkiError::BadKey {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn key_matches(cert: &X509Certificate<'_>, key: &KeyPair) -> bool {
@@ -249,7 +307,10 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair)> {
             let cert = parse_cert(&cert_path, &der)?;
             if !cert.is_ca() {
                 let reason = "not a CA certificate (basicConstraints CA:FALSE)".to_string();
-                return Err(PkiError::BadCert { path: cert_path, reason });
+                return Err(PkiError::BadCert {
+                    path: cert_path,
+                    reason,
+                });
             }
             if !cert.validity().is_valid() {
                 let reason = format!(
@@ -258,14 +319,23 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair)> {
                     cert.validity().not_after,
                     dir.display()
                 );
-                return Err(PkiError::BadCert { path: cert_path, reason });
+                return Err(PkiError::BadCert {
+                    path: cert_path,
+                    reason,
+                });
             }
             if !key_matches(&cert, &key) {
-                return Err(PkiError::KeyMismatch { cert: cert_path, key: key_path });
+                return Err(PkiError::KeyMismatch {
+                    cert: cert_path,
+                    key: key_path,
+                });
             }
             Ok((cert_pem, key))
         }
-        (Some(_), None) => Err(PkiError::MissingCaKey { cert: cert_path, key: key_path }),
+        (Some(_), None) => Err(PkiError::MissingCaKey {
+            cert: cert_path,
+            key: key_path,
+        }),
         // No certificate: a lone key is the residue of an interrupted first start.
         (None, _) => {
             let pair = create_ca()?;
@@ -277,7 +347,10 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair)> {
 }
 
 fn sign_err(subject: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
-    move |source| PkiError::Sign { subject: subject.to_string(), source }
+    move |source| PkiError::Sign {
+        subject: subject.to_string(),
+        source,
+    }
 }
 
 fn validity(params: &mut CertificateParams, lifetime: Duration) {
@@ -300,7 +373,10 @@ fn create_ca() -> Result<Pair> {
     ];
     validity(&mut params, CA_LIFETIME);
     let cert = params.self_signed(&key).map_err(sign_err(SUBJECT))?;
-    Ok(Pair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(Pair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Reuse `DIR/BASE.{crt,key}` if both parse, belong together, were signed by `ca`, are not
@@ -314,7 +390,8 @@ fn load_or_issue(
 ) -> Result<Pair> {
     let cert_path = dir.join(format!("{base}.crt"));
     let key_path = dir.join(format!("{base}.key"));
-    if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert_path)?, read_optional(&key_path)?) {
+    if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert_path)?, read_optional(&key_path)?)
+    {
         let key = parse_key(&key_path, &key_pem)?;
         let der = pem_der(&cert_path, &cert_pem)?;
         let cert = parse_cert(&cert_path, &der)?;
@@ -338,13 +415,26 @@ enum San {
 }
 
 fn serving_names(hosts: &[String]) -> Result<Vec<San>> {
+    host_names(
+        BUILTIN_HOSTS
+            .iter()
+            .copied()
+            .chain(hosts.iter().map(String::as_str)),
+    )
+}
+
+fn host_names<'a>(hosts: impl Iterator<Item = &'a str>) -> Result<Vec<San>> {
     let mut names: Vec<San> = Vec::new();
-    for host in BUILTIN_HOSTS.iter().copied().chain(hosts.iter().map(String::as_str)) {
+    for host in hosts {
         let host = host.trim();
         let san = match host.parse::<IpAddr>() {
             Ok(ip) => San::Ip(ip),
             Err(_) if is_dns_name(host) => San::Dns(host.to_ascii_lowercase()),
-            Err(_) => return Err(PkiError::BadHost { host: host.to_string() }),
+            Err(_) => {
+                return Err(PkiError::BadHost {
+                    host: host.to_string(),
+                });
+            }
         };
         if !names.contains(&san) {
             names.push(san);
@@ -363,7 +453,9 @@ fn is_dns_name(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -400,7 +492,10 @@ fn subject_is(cert: &X509Certificate<'_>, user: &str, groups: &[&str]) -> bool {
 /// API server reads as user name and groups.
 pub(crate) fn subject_names(cert: &X509Certificate<'_>) -> (Option<String>, Vec<String>) {
     let subject = cert.subject();
-    let cn = subject.iter_common_name().find_map(|a| a.as_str().ok()).map(str::to_string);
+    let cn = subject
+        .iter_common_name()
+        .find_map(|a| a.as_str().ok())
+        .map(str::to_string);
     let orgs = subject
         .iter_organization()
         .filter_map(|a| a.as_str().ok())
@@ -409,11 +504,10 @@ pub(crate) fn subject_names(cert: &X509Certificate<'_>) -> (Option<String>, Vec<
     (cn, orgs)
 }
 
-fn issue_serving(ca: &Ca<'_>, names: &[San]) -> Result<Pair> {
-    const SUBJECT: &str = "kube-apiserver";
+fn issue_serving(ca: &Ca<'_>, subject: &str, names: &[San]) -> Result<Pair> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, SUBJECT);
+    params.distinguished_name.push(DnType::CommonName, subject);
     params.subject_alt_names = names
         .iter()
         .map(|san| match san {
@@ -427,7 +521,7 @@ fn issue_serving(ca: &Ca<'_>, names: &[San]) -> Result<Pair> {
         .collect::<Result<_>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    sign_leaf(ca, params, SUBJECT)
+    sign_leaf(ca, params, subject)
 }
 
 /// OID of the X.520 organizationName attribute.
@@ -437,7 +531,10 @@ const ORGANIZATION_OID: &[u64] = &[2, 5, 4, 10];
 /// attribute type, so a second group goes in as the same attribute under its raw OID;
 /// no client in this project needs more than two.
 fn client_params(user: &str, groups: &[&str]) -> Result<CertificateParams> {
-    let bad = |reason: &str| PkiError::BadSubject { user: user.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| PkiError::BadSubject {
+        user: user.to_string(),
+        reason: reason.to_string(),
+    };
     if user.trim().is_empty() {
         return Err(bad("the user name (common name) is empty"));
     }
@@ -448,10 +545,16 @@ fn client_params(user: &str, groups: &[&str]) -> Result<CertificateParams> {
     params.distinguished_name = DistinguishedName::new();
     match groups {
         [] => {}
-        [one] => params.distinguished_name.push(DnType::OrganizationName, *one),
+        [one] => params
+            .distinguished_name
+            .push(DnType::OrganizationName, *one),
         [one, two] => {
-            params.distinguished_name.push(DnType::OrganizationName, *one);
-            params.distinguished_name.push(DnType::CustomDnType(ORGANIZATION_OID.to_vec()), *two);
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *one);
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(ORGANIZATION_OID.to_vec()), *two);
         }
         _ => return Err(bad("at most two groups fit in a certificate issued here")),
     }
@@ -469,8 +572,13 @@ fn sign_leaf(ca: &Ca<'_>, mut params: CertificateParams, subject: &str) -> Resul
     let key = KeyPair::generate().map_err(sign_err(subject))?;
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, LEAF_LIFETIME);
-    let cert = params.signed_by(&key, &ca.issuer).map_err(sign_err(subject))?;
-    Ok(Pair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    let cert = params
+        .signed_by(&key, &ca.issuer)
+        .map_err(sign_err(subject))?;
+    Ok(Pair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// DER of the first certificate in a PEM string, for handing to rustls.
@@ -501,7 +609,10 @@ mod tests {
             let meta = fs::metadata(pki.dir().join(name)).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, mode, "{name}");
         }
-        assert_eq!(fs::read_to_string(pki.dir().join("ca.crt")).unwrap(), pki.ca_cert_pem());
+        assert_eq!(
+            fs::read_to_string(pki.dir().join("ca.crt")).unwrap(),
+            pki.ca_cert_pem()
+        );
     }
 
     #[test]
@@ -523,7 +634,8 @@ mod tests {
         ] {
             assert!(sans.contains(&want), "{want:?} missing from {sans:?}");
         }
-        let ca_key = KeyPair::from_pem(&fs::read_to_string(pki.dir().join("ca.key")).unwrap()).unwrap();
+        let ca_key =
+            KeyPair::from_pem(&fs::read_to_string(pki.dir().join("ca.key")).unwrap()).unwrap();
         let ca = Ca::new(pki.dir(), pki.ca_cert_pem(), &ca_key).unwrap();
         assert!(ca.signed(&cert));
     }
@@ -557,7 +669,8 @@ mod tests {
         }
         let reloaded = Pki::load_or_create(dir.path(), &[]).unwrap();
         assert_ne!(reloaded.admin_cert_pem(), theirs.admin_cert_pem());
-        let ca_key = KeyPair::from_pem(&fs::read_to_string(ours.dir().join("ca.key")).unwrap()).unwrap();
+        let ca_key =
+            KeyPair::from_pem(&fs::read_to_string(ours.dir().join("ca.key")).unwrap()).unwrap();
         let ca = Ca::new(ours.dir(), ours.ca_cert_pem(), &ca_key).unwrap();
         let der = parsed(reloaded.admin_cert_pem());
         assert!(ca.signed(&x509_parser::parse_x509_certificate(&der).unwrap().1));
@@ -569,7 +682,9 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
             fs::write(pki.dir().join(name), "garbage").unwrap();
-            let err = Pki::load_or_create(dir.path(), &[]).unwrap_err().to_string();
+            let err = Pki::load_or_create(dir.path(), &[])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(name), "{name}: {err}");
         }
     }
@@ -601,6 +716,25 @@ mod tests {
     }
 
     #[test]
+    fn kubelet_serving_certs_name_only_the_given_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
+        let hosts = vec!["node-a".to_string(), "10.0.0.5".to_string()];
+        let (cert_pem, key_pem) = pki.issue_serving_cert("node-a", &hosts).unwrap();
+        let der = parsed(&cert_pem);
+        let cert = x509_parser::parse_x509_certificate(&der).unwrap().1;
+        assert_eq!(
+            cert_sans(&cert),
+            vec![
+                San::Dns("node-a".into()),
+                San::Ip("10.0.0.5".parse().unwrap())
+            ]
+        );
+        assert!(key_matches(&cert, &KeyPair::from_pem(&key_pem).unwrap()));
+        assert!(pki.issue_serving_cert("node-a", &[]).is_err());
+    }
+
+    #[test]
     fn bad_host_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = Pki::load_or_create(dir.path(), &["bad host!".to_string()]).unwrap_err();
@@ -611,7 +745,9 @@ mod tests {
     fn client_certs_carry_user_and_up_to_two_groups() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
-        let (cert_pem, key_pem) = pki.issue_client_cert("system:node:a", &["system:nodes", "extra"]).unwrap();
+        let (cert_pem, key_pem) = pki
+            .issue_client_cert("system:node:a", &["system:nodes", "extra"])
+            .unwrap();
         let der = parsed(&cert_pem);
         let cert = x509_parser::parse_x509_certificate(&der).unwrap().1;
         let (cn, orgs) = subject_names(&cert);
@@ -621,7 +757,13 @@ mod tests {
 
         let admin_der = parsed(pki.admin_cert_pem());
         let admin = x509_parser::parse_x509_certificate(&admin_der).unwrap().1;
-        assert_eq!(subject_names(&admin), (Some(ADMIN_USER.to_string()), vec![MASTERS_GROUP.to_string()]));
+        assert_eq!(
+            subject_names(&admin),
+            (
+                Some(ADMIN_USER.to_string()),
+                vec![MASTERS_GROUP.to_string()]
+            )
+        );
 
         assert!(pki.issue_client_cert("u", &["a", "b", "c"]).is_err());
         assert!(pki.issue_client_cert("", &[]).is_err());

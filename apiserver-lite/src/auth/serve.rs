@@ -81,7 +81,10 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        tracing::debug!(open = connections.len(), "cutting connections still open after the grace period");
+        tracing::debug!(
+            open = connections.len(),
+            "cutting connections still open after the grace period"
+        );
     }
     connections.shutdown().await;
 }
@@ -112,10 +115,16 @@ impl Connection {
         };
         // The verifier has already checked the chain against the CA; only the leaf names
         // the user.
-        let client_cert: Option<Arc<[u8]>> =
-            tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()).map(|c| Arc::from(c.as_ref()));
+        let client_cert: Option<Arc<[u8]>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|c| Arc::from(c.as_ref()));
 
-        let Connection { authn, app, peer, .. } = self;
+        let Connection {
+            authn, app, peer, ..
+        } = self;
         let service = hyper::service::service_fn(move |req| {
             handle(req, client_cert.clone(), authn.clone(), app.clone(), peer)
         });
@@ -182,7 +191,10 @@ pub fn unauthorized() -> Response<Body> {
     });
     let mut response = Response::new(Body::from(status.to_string()));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -195,7 +207,9 @@ mod tests {
         let response = unauthorized();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             json,

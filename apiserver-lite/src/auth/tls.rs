@@ -48,7 +48,9 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
 /// Optional client certificates, verified against the cluster CA when presented.
 fn client_verifier(ca: CertificateDer<'static>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca).map_err(|e| TlsError::ClientRoots(e.to_string()))?;
+    roots
+        .add(ca)
+        .map_err(|e| TlsError::ClientRoots(e.to_string()))?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()
         .build()
@@ -57,9 +59,13 @@ fn client_verifier(ca: CertificateDer<'static>) -> Result<Arc<dyn ClientCertVeri
 
 fn serving_key(pki: &Pki) -> Result<PrivateKeyDer<'static>, TlsError> {
     let path = pki.dir().join("apiserver.key").display().to_string();
-    let key = rcgen::KeyPair::from_pem(pki.serving_key_pem())
-        .map_err(|e| TlsError::Key { path, reason: e.to_string() })?;
-    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+    let key = rcgen::KeyPair::from_pem(pki.serving_key_pem()).map_err(|e| TlsError::Key {
+        path,
+        reason: e.to_string(),
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    )))
 }
 
 #[cfg(test)]
@@ -71,7 +77,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
         let config = server_config(&pki).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         let ca = CertificateDer::from(pki::cert_der("ca.crt", pki.ca_cert_pem()).unwrap());
         let verifier = client_verifier(ca).unwrap();
         assert!(verifier.offer_client_auth());

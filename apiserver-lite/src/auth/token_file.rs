@@ -8,9 +8,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     #[error("read token file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("token file {path} line {line}: {reason}")]
-    Line { path: PathBuf, line: usize, reason: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// One record of the file, the user a token stands for.
@@ -23,9 +30,15 @@ pub struct TokenRecord {
 
 /// Read and parse the token file at `path`, token → record.
 pub fn load(path: &Path) -> Result<HashMap<String, TokenRecord>, TokenFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| TokenFileError::Read { path: path.to_path_buf(), source })?;
-    parse(&text).map_err(|(line, reason)| TokenFileError::Line { path: path.to_path_buf(), line, reason })
+    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|(line, reason)| TokenFileError::Line {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    })
 }
 
 /// Parse the file's text; an error is (1-based line, reason).
@@ -38,7 +51,13 @@ pub fn parse(text: &str) -> Result<HashMap<String, TokenRecord>, (usize, String)
         }
         let fields = split_csv(raw).map_err(|reason| (line, reason))?;
         if fields.len() < 3 {
-            return Err((line, format!("want at least 3 fields (token,user,uid), got {}", fields.len())));
+            return Err((
+                line,
+                format!(
+                    "want at least 3 fields (token,user,uid), got {}",
+                    fields.len()
+                ),
+            ));
         }
         let token = fields[0].trim();
         if token.is_empty() {
@@ -50,9 +69,19 @@ pub fn parse(text: &str) -> Result<HashMap<String, TokenRecord>, (usize, String)
         }
         let groups = fields
             .get(3)
-            .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect())
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        let record = TokenRecord { user: user.to_string(), uid: fields[2].trim().to_string(), groups };
+        let record = TokenRecord {
+            user: user.to_string(),
+            uid: fields[2].trim().to_string(),
+            groups,
+        };
         // kube-apiserver lets a later duplicate win, with a warning.
         if tokens.insert(token.to_string(), record).is_some() {
             tracing::warn!(line, "duplicate token in token file; the later line wins");
@@ -108,14 +137,17 @@ mod tests {
 
     #[test]
     fn parses_users_uids_and_quoted_groups() {
-        let tokens = parse(
-            "abc,alice,1001,\"dev,ops\"\n\n  \ndef,bob,1002\nghi,carol,1003,viewers\n",
-        )
-        .unwrap();
+        let tokens =
+            parse("abc,alice,1001,\"dev,ops\"\n\n  \ndef,bob,1002\nghi,carol,1003,viewers\n")
+                .unwrap();
         assert_eq!(tokens.len(), 3);
         assert_eq!(
             tokens["abc"],
-            TokenRecord { user: "alice".into(), uid: "1001".into(), groups: vec!["dev".into(), "ops".into()] }
+            TokenRecord {
+                user: "alice".into(),
+                uid: "1001".into(),
+                groups: vec!["dev".into(), "ops".into()]
+            }
         );
         assert!(tokens["def"].groups.is_empty());
         assert_eq!(tokens["ghi"].groups, vec!["viewers".to_string()]);
@@ -134,8 +166,18 @@ mod tests {
         assert_eq!(parse("ok,u,1\nonly,two\n").unwrap_err().0, 2);
         assert_eq!(parse(",u,1\n").unwrap_err().0, 1);
         assert_eq!(parse("t,,1\n").unwrap_err().0, 1);
-        assert!(parse("t,u,1,\"open\n").unwrap_err().1.contains("unterminated"));
-        assert!(parse("t,\"u\"x,1\n").unwrap_err().1.contains("closing quote"));
+        assert!(
+            parse("t,u,1,\"open\n")
+                .unwrap_err()
+                .1
+                .contains("unterminated")
+        );
+        assert!(
+            parse("t,\"u\"x,1\n")
+                .unwrap_err()
+                .1
+                .contains("closing quote")
+        );
     }
 
     #[test]

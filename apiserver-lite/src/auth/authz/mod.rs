@@ -46,21 +46,35 @@ pub fn authorize(attrs: &Attributes) -> Decision {
         || public_info(attrs)
         || (attrs.user.in_group(AUTHENTICATED_GROUP) && (discovery(attrs) || self_review(attrs)))
         || node::authorize(attrs);
-    if allowed { Decision::Allow } else { Decision::Deny(forbidden_message(attrs)) }
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny(forbidden_message(attrs))
+    }
 }
 
 /// kube-apiserver's system:public-info-viewer, bound to authenticated and unauthenticated.
 fn public_info(attrs: &Attributes) -> bool {
     const PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
-    let anyone = attrs.user.in_group(AUTHENTICATED_GROUP) || attrs.user.in_group(UNAUTHENTICATED_GROUP);
+    let anyone =
+        attrs.user.in_group(AUTHENTICATED_GROUP) || attrs.user.in_group(UNAUTHENTICATED_GROUP);
     anyone && non_resource_get(attrs) && PATHS.contains(&attrs.path.as_str())
 }
 
 /// kube-apiserver's system:discovery: the paths clients learn the API from.
 fn discovery(attrs: &Attributes) -> bool {
     const PATHS: &[&str] = &[
-        "/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/version", "/version/",
-        "/healthz", "/livez", "/readyz",
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/openapi",
+        "/openapi/*",
+        "/version",
+        "/version/",
+        "/healthz",
+        "/livez",
+        "/readyz",
     ];
     non_resource_get(attrs) && PATHS.iter().any(|rule| path_matches(rule, &attrs.path))
 }
@@ -71,7 +85,10 @@ fn self_review(attrs: &Attributes) -> bool {
         && attrs.subresource.is_empty()
         && match attrs.api_group.as_str() {
             "authorization.k8s.io" => {
-                matches!(attrs.resource.as_str(), "selfsubjectaccessreviews" | "selfsubjectrulesreviews")
+                matches!(
+                    attrs.resource.as_str(),
+                    "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+                )
             }
             "authentication.k8s.io" => attrs.resource == "selfsubjectreviews",
             _ => false,
@@ -103,7 +120,9 @@ pub fn forbidden_message(attrs: &Attributes) -> String {
     }
     let group = &attrs.api_group;
     if attrs.namespace.is_empty() {
-        format!("User {user:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope")
+        format!(
+            "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
+        )
     } else {
         format!(
             "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {:?}",
@@ -128,7 +147,11 @@ pub fn forbidden_status(attrs: &Attributes, message: &str) -> serde_json::Value 
         format!("{qualified} {:?} is forbidden: {message}", attrs.name)
     };
     let mut details = serde_json::Map::new();
-    for (key, value) in [("name", &attrs.name), ("group", &attrs.api_group), ("kind", &attrs.resource)] {
+    for (key, value) in [
+        ("name", &attrs.name),
+        ("group", &attrs.api_group),
+        ("kind", &attrs.resource),
+    ] {
         if !value.is_empty() {
             details.insert(key.to_string(), value.clone().into());
         }
@@ -150,7 +173,14 @@ mod tests {
     use super::*;
     use crate::auth::authn::ANONYMOUS_USER;
 
-    pub(super) fn attrs(user: UserInfo, verb: &str, group: &str, resource: &str, ns: &str, name: &str) -> Attributes {
+    pub(super) fn attrs(
+        user: UserInfo,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: &str,
+        name: &str,
+    ) -> Attributes {
         Attributes {
             user,
             verb: verb.into(),
@@ -163,7 +193,12 @@ mod tests {
     }
 
     fn path(user: UserInfo, verb: &str, path: &str) -> Attributes {
-        Attributes { user, verb: verb.into(), path: path.into(), ..Default::default() }
+        Attributes {
+            user,
+            verb: verb.into(),
+            path: path.into(),
+            ..Default::default()
+        }
     }
 
     fn alice() -> UserInfo {
@@ -175,7 +210,14 @@ mod tests {
         let admin = UserInfo::new("kubernetes-admin", &[MASTERS_GROUP, AUTHENTICATED_GROUP]);
         for a in [
             attrs(admin.clone(), "delete", "", "nodes", "", "n1"),
-            attrs(admin.clone(), "create", "apps", "deployments", "default", "d"),
+            attrs(
+                admin.clone(),
+                "create",
+                "apps",
+                "deployments",
+                "default",
+                "d",
+            ),
             path(admin, "get", "/metrics"),
         ] {
             assert_eq!(authorize(&a), Decision::Allow, "{a:?}");
@@ -184,12 +226,30 @@ mod tests {
 
     #[test]
     fn authenticated_users_read_discovery_only() {
-        for p in ["/api", "/api/v1", "/apis", "/apis/apps/v1", "/openapi/v3", "/openapi/v2", "/version", "/readyz"] {
+        for p in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps/v1",
+            "/openapi/v3",
+            "/openapi/v2",
+            "/version",
+            "/readyz",
+        ] {
             assert_eq!(authorize(&path(alice(), "get", p)), Decision::Allow, "{p}");
         }
-        assert!(matches!(authorize(&path(alice(), "get", "/metrics")), Decision::Deny(_)));
-        assert!(matches!(authorize(&path(alice(), "post", "/api")), Decision::Deny(_)));
-        assert!(matches!(authorize(&attrs(alice(), "list", "", "pods", "default", "")), Decision::Deny(_)));
+        assert!(matches!(
+            authorize(&path(alice(), "get", "/metrics")),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            authorize(&path(alice(), "post", "/api")),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            authorize(&attrs(alice(), "list", "", "pods", "default", "")),
+            Decision::Deny(_)
+        ));
     }
 
     #[test]
@@ -197,18 +257,46 @@ mod tests {
         let anon = UserInfo::anonymous();
         assert_eq!(anon.name, ANONYMOUS_USER);
         for p in ["/healthz", "/livez", "/readyz", "/version"] {
-            assert_eq!(authorize(&path(anon.clone(), "get", p)), Decision::Allow, "{p}");
+            assert_eq!(
+                authorize(&path(anon.clone(), "get", p)),
+                Decision::Allow,
+                "{p}"
+            );
         }
-        assert!(matches!(authorize(&path(anon, "get", "/api")), Decision::Deny(_)));
+        assert!(matches!(
+            authorize(&path(anon, "get", "/api")),
+            Decision::Deny(_)
+        ));
     }
 
     #[test]
     fn authenticated_users_may_review_themselves() {
-        let ssar = attrs(alice(), "create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "");
+        let ssar = attrs(
+            alice(),
+            "create",
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "",
+            "",
+        );
         assert_eq!(authorize(&ssar), Decision::Allow);
-        let ssr = attrs(alice(), "create", "authentication.k8s.io", "selfsubjectreviews", "", "");
+        let ssr = attrs(
+            alice(),
+            "create",
+            "authentication.k8s.io",
+            "selfsubjectreviews",
+            "",
+            "",
+        );
         assert_eq!(authorize(&ssr), Decision::Allow);
-        let sar = attrs(alice(), "create", "authorization.k8s.io", "subjectaccessreviews", "", "");
+        let sar = attrs(
+            alice(),
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "",
+            "",
+        );
         assert!(matches!(authorize(&sar), Decision::Deny(_)));
     }
 
@@ -228,13 +316,18 @@ mod tests {
             forbidden_message(&namespaced),
             r#"User "system:node:a" cannot update resource "pods/ephemeralcontainers" in API group "" in the namespace "default""#
         );
-        assert_eq!(forbidden_message(&path(alice(), "get", "/metrics")), r#"User "alice" cannot get path "/metrics""#);
+        assert_eq!(
+            forbidden_message(&path(alice(), "get", "/metrics")),
+            r#"User "alice" cannot get path "/metrics""#
+        );
     }
 
     #[test]
     fn forbidden_status_names_the_object() {
         let a = attrs(alice(), "get", "apps", "deployments", "default", "web");
-        let Decision::Deny(message) = authorize(&a) else { panic!("allowed") };
+        let Decision::Deny(message) = authorize(&a) else {
+            panic!("allowed")
+        };
         let status = forbidden_status(&a, &message);
         assert_eq!(status["code"], 403);
         assert_eq!(status["reason"], "Forbidden");
@@ -242,7 +335,10 @@ mod tests {
             status["message"],
             format!(r#"deployments.apps "web" is forbidden: {message}"#)
         );
-        assert_eq!(status["details"], serde_json::json!({"name": "web", "group": "apps", "kind": "deployments"}));
+        assert_eq!(
+            status["details"],
+            serde_json::json!({"name": "web", "group": "apps", "kind": "deployments"})
+        );
         let p = path(alice(), "get", "/metrics");
         assert_eq!(forbidden_status(&p, "m")["message"], "forbidden: m");
     }

@@ -19,15 +19,27 @@ pub(super) fn authorize(attrs: &Attributes) -> bool {
     let sub = attrs.subresource.as_str();
     let own = attrs.name == node;
     match (attrs.api_group.as_str(), attrs.resource.as_str()) {
-        ("", "nodes") => matches!(sub, "" | "status") && (is_read(verb) || (own && mutates_object(verb))),
+        ("", "nodes") => {
+            matches!(sub, "" | "status") && (is_read(verb) || (own && mutates_object(verb)))
+        }
         ("", "pods") => match sub {
             "" => is_read(verb) || matches!(verb, "create" | "delete"),
             "status" => is_read(verb) || matches!(verb, "update" | "patch"),
             _ => false,
         },
-        ("", "services" | "endpoints" | "configmaps" | "secrets" | "persistentvolumes" | "persistentvolumeclaims")
+        (
+            "",
+            "services"
+            | "endpoints"
+            | "configmaps"
+            | "secrets"
+            | "persistentvolumes"
+            | "persistentvolumeclaims",
+        )
         | ("discovery.k8s.io", "endpointslices") => is_read(verb) && matches!(sub, "" | "status"),
-        ("" | "events.k8s.io", "events") => sub.is_empty() && matches!(verb, "create" | "patch" | "update"),
+        ("" | "events.k8s.io", "events") => {
+            sub.is_empty() && matches!(verb, "create" | "patch" | "update")
+        }
         ("coordination.k8s.io", "leases") => {
             attrs.namespace == LEASE_NAMESPACE
                 && sub.is_empty()
@@ -39,9 +51,8 @@ pub(super) fn authorize(attrs: &Attributes) -> bool {
                 }
         }
         ("", "serviceaccounts") => sub == "token" && verb == "create",
-        ("authentication.k8s.io", "tokenreviews") | ("authorization.k8s.io", "subjectaccessreviews") => {
-            sub.is_empty() && verb == "create"
-        }
+        ("authentication.k8s.io", "tokenreviews")
+        | ("authorization.k8s.io", "subjectaccessreviews") => sub.is_empty() && verb == "create",
         _ => false,
     }
 }
@@ -75,7 +86,15 @@ mod tests {
         allowed_as(node_a(), verb, group, resource, sub, ns, name)
     }
 
-    fn allowed_as(user: UserInfo, verb: &str, group: &str, resource: &str, sub: &str, ns: &str, name: &str) -> bool {
+    fn allowed_as(
+        user: UserInfo,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+    ) -> bool {
         let mut a = attrs(user, verb, group, resource, ns, name);
         a.subresource = sub.into();
         decide(&a) == Decision::Allow
@@ -95,12 +114,25 @@ mod tests {
             ("", "persistentvolumeclaims", "default"),
         ] {
             for verb in ["get", "list", "watch"] {
-                assert!(allowed(verb, group, resource, "", ns, ""), "{verb} {resource}");
+                assert!(
+                    allowed(verb, group, resource, "", ns, ""),
+                    "{verb} {resource}"
+                );
             }
-            assert!(!allowed("delete", group, resource, "", ns, "x") || resource == "pods", "delete {resource}");
+            assert!(
+                !allowed("delete", group, resource, "", ns, "x") || resource == "pods",
+                "delete {resource}"
+            );
         }
         assert!(!allowed("list", "apps", "deployments", "", "default", ""));
-        assert!(!allowed("list", "rbac.authorization.k8s.io", "clusterroles", "", "", ""));
+        assert!(!allowed(
+            "list",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "",
+            "",
+            ""
+        ));
         assert!(!allowed("get", "", "nodes", "proxy", "", "a"));
     }
 
@@ -119,7 +151,9 @@ mod tests {
 
     #[test]
     fn only_its_own_lease_in_kube_node_lease() {
-        let lease = |verb: &str, ns: &str, name: &str| allowed(verb, "coordination.k8s.io", "leases", "", ns, name);
+        let lease = |verb: &str, ns: &str, name: &str| {
+            allowed(verb, "coordination.k8s.io", "leases", "", ns, name)
+        };
         for verb in ["get", "create", "update", "patch", "delete"] {
             assert!(lease(verb, LEASE_NAMESPACE, "a"), "{verb}");
             assert!(!lease(verb, LEASE_NAMESPACE, "b"), "{verb}");
@@ -139,12 +173,47 @@ mod tests {
         assert!(!allowed("create", "", "pods", "exec", "default", "p"));
         assert!(!allowed("create", "", "pods", "eviction", "default", "p"));
         assert!(allowed("create", "", "events", "", "default", ""));
-        assert!(allowed("patch", "events.k8s.io", "events", "", "default", "e"));
+        assert!(allowed(
+            "patch",
+            "events.k8s.io",
+            "events",
+            "",
+            "default",
+            "e"
+        ));
         assert!(!allowed("delete", "", "events", "", "default", "e"));
-        assert!(allowed("create", "", "serviceaccounts", "token", "default", "sa"));
-        assert!(!allowed("create", "", "serviceaccounts", "", "default", "sa"));
-        assert!(allowed("create", "authentication.k8s.io", "tokenreviews", "", "", ""));
-        assert!(allowed("create", "authorization.k8s.io", "subjectaccessreviews", "", "", ""));
+        assert!(allowed(
+            "create",
+            "",
+            "serviceaccounts",
+            "token",
+            "default",
+            "sa"
+        ));
+        assert!(!allowed(
+            "create",
+            "",
+            "serviceaccounts",
+            "",
+            "default",
+            "sa"
+        ));
+        assert!(allowed(
+            "create",
+            "authentication.k8s.io",
+            "tokenreviews",
+            "",
+            "",
+            ""
+        ));
+        assert!(allowed(
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "",
+            "",
+            ""
+        ));
         assert!(!allowed("update", "", "configmaps", "", "default", "c"));
         assert!(!allowed("create", "", "secrets", "", "default", "s"));
     }
