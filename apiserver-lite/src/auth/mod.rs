@@ -1,1 +1,22 @@
 //! TLS, the cluster's certificates, kubeconfigs, authentication and authorization.
+//!
+//! `pki` makes and keeps the CA and certificates, `kubeconfig` writes client configs,
+//! `tls` builds the rustls server config, `authn` turns client certificates and bearer
+//! tokens into a [`UserInfo`], `authz` decides what that user may do, and `serve` is the
+//! HTTPS loop that ties TLS and authentication to an axum router.
+
+mod atomic_file;
+pub mod authn;
+pub mod authz;
+pub mod kubeconfig;
+pub mod pki;
+pub mod serve;
+pub mod tls;
+pub mod token_file;
+
+pub use authn::{Authenticator, AuthnError, UserInfo};
+pub use authz::{Attributes, Decision, authorize};
+pub use kubeconfig::{Credentials, KubeconfigError};
+pub use pki::{Pki, PkiError};
+pub use serve::serve;
+pub use tls::{TlsError, server_config};
