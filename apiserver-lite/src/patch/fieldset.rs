@@ -172,6 +172,14 @@ fn get_mut<'a>(object: &'a mut Value, path: &[String]) -> Option<&'a mut Value> 
     Some(cur)
 }
 
+/// Whether `path` is a key field of a list-map item (`...k:{"name":"x"}/f:name`): the item's
+/// identity, which goes only with the item.
+pub fn is_item_key(path: &[String]) -> bool {
+    let [.., item, field] = path else { return false };
+    let (Some(key), Some(name)) = (item.strip_prefix("k:"), field.strip_prefix("f:")) else { return false };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(name))
+}
+
 /// Whether `path` or anything below it is in `set`.
 pub fn covers(set: &FieldSet, path: &[String]) -> bool {
     set.range(path.to_vec()..).next().is_some_and(|p| p.starts_with(path))
@@ -343,6 +351,13 @@ mod tests {
         assert_eq!(display(&p(&["f:spec", "f:replicas"])), ".spec.replicas");
         assert_eq!(display(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:image"])), r#".spec.containers[name="web"].image"#);
         assert_eq!(display(&p(&["f:metadata", "f:finalizers", r#"v:"x""#])), r#".metadata.finalizers[="x"]"#);
+    }
+
+    #[test]
+    fn item_keys_are_recognised() {
+        assert!(is_item_key(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:name"])));
+        assert!(!is_item_key(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:image"])));
+        assert!(!is_item_key(&p(&["f:spec", "f:name"])));
     }
 
     #[test]
