@@ -238,7 +238,10 @@ pub fn server_side_apply(existing: Option<&Value>, applied: &Value, manager: &st
     // Fields applied before and not now go, unless someone else owns them (or below them).
     let previous = entries.iter().find(|e| mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
     let others: FieldSet = entries.iter().filter(|e| !mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
-    let dropped: Vec<&Path> = previous.iter().filter(|p| !fieldset::covers(&applied_set, p) && !fieldset::covers(&others, p)).collect();
+    let dropped: Vec<&Path> = previous
+        .iter()
+        .filter(|p| !fieldset::covers(&applied_set, p) && !fieldset::covers(&others, p) && !fieldset::is_item_key(p))
+        .collect();
     // Removing an item removes its fields: those go only with it (an item without its key
     // fields could no longer be found).
     let outermost = dropped.iter().filter(|p| !dropped.iter().any(|q| q.len() < p.len() && p.starts_with(q)));

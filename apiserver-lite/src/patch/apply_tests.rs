@@ -116,6 +116,18 @@ fn a_container_no_longer_applied_is_removed() {
 }
 
 #[test]
+fn an_item_someone_else_changed_stays_with_its_key_when_no_longer_applied() {
+    let mut two = config(2, "nginx", json!({"app": "web"}));
+    two["spec"]["template"]["spec"]["containers"] = json!([{"name": "web", "image": "nginx"}, {"name": "log", "image": "busybox"}]);
+    let first = server_side_apply(None, &two, "kubectl", false, T0).unwrap();
+    let mut bumped = first.clone();
+    bumped["spec"]["template"]["spec"]["containers"][1]["image"] = json!("busybox:2");
+    let bumped = record_update(&first, &bumped, "bumper", T0);
+    let out = server_side_apply(Some(&bumped), &config(2, "nginx", json!({"app": "web"})), "kubectl", false, T1).unwrap();
+    assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "web", "image": "nginx"}, {"name": "log", "image": "busybox:2"}]));
+}
+
+#[test]
 fn an_update_takes_fields_from_the_applier_and_a_later_apply_conflicts() {
     let applied = server_side_apply(None, &config(2, "nginx", json!({"app": "web"})), "kubectl", false, T0).unwrap();
     let mut scaled = applied.clone();

@@ -130,8 +130,9 @@ fn step<'a>(value: &'a Value, element: &str) -> Option<&'a Value> {
     items.get(i)
 }
 
-/// Removes the field or list item at `path` from `object`; objects the removal leaves empty
-/// go too, up to (not including) the root.
+/// Removes the field or list item at `path` from `object`; objects and lists the removal
+/// leaves empty go too (as Go's `omitempty` would drop them), up to (not including) the
+/// top-level fields.
 pub fn remove(object: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else { return };
     let Some(parent) = get_mut(object, parents) else { return };
@@ -148,7 +149,11 @@ pub fn remove(object: &mut Value, path: &[String]) {
         }
         _ => {}
     }
-    let emptied = matches!(get(object, parents), Some(Value::Object(m)) if m.is_empty());
+    let emptied = match get(object, parents) {
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(items)) => items.is_empty(),
+        _ => false,
+    };
     if emptied && parents.len() > 1 {
         remove(object, parents);
     }
@@ -165,6 +170,14 @@ fn get_mut<'a>(object: &'a mut Value, path: &[String]) -> Option<&'a mut Value> 
         };
     }
     Some(cur)
+}
+
+/// Whether `path` is a key field of a list-map item (`...k:{"name":"x"}/f:name`): the item's
+/// identity, which goes only with the item.
+pub fn is_item_key(path: &[String]) -> bool {
+    let [.., item, field] = path else { return false };
+    let (Some(key), Some(name)) = (item.strip_prefix("k:"), field.strip_prefix("f:")) else { return false };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(name))
 }
 
 /// Whether `path` or anything below it is in `set`.
@@ -325,7 +338,8 @@ mod tests {
         assert_eq!(get(&d, &p(&["f:metadata", "f:finalizers", r#"v:"x""#])), Some(&json!("x")));
         assert_eq!(get(&d, &p(&["f:spec", "f:template", "f:spec", "f:containers", r#"k:{"name":"nope"}"#])), None);
         remove(&mut d, &p(&["f:spec", "f:template", "f:spec", "f:containers", c]));
-        assert_eq!(d["spec"]["template"]["spec"]["containers"], json!([]));
+        // The emptied list goes, and the emptied objects above it.
+        assert!(d["spec"].get("template").is_none(), "{d}");
         // Removing the last field of an object removes the emptied objects above it.
         remove(&mut d, &p(&["f:spec", "f:selector", "f:matchLabels", "f:app"]));
         assert!(d["spec"].get("selector").is_none(), "{d}");
@@ -337,6 +351,13 @@ mod tests {
         assert_eq!(display(&p(&["f:spec", "f:replicas"])), ".spec.replicas");
         assert_eq!(display(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:image"])), r#".spec.containers[name="web"].image"#);
         assert_eq!(display(&p(&["f:metadata", "f:finalizers", r#"v:"x""#])), r#".metadata.finalizers[="x"]"#);
+    }
+
+    #[test]
+    fn item_keys_are_recognised() {
+        assert!(is_item_key(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:name"])));
+        assert!(!is_item_key(&p(&["f:spec", "f:containers", r#"k:{"name":"web"}"#, "f:image"])));
+        assert!(!is_item_key(&p(&["f:spec", "f:name"])));
     }
 
     #[test]

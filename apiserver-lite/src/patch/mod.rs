@@ -116,6 +116,9 @@ pub fn apply_patch(patch_type: PatchType, group: &str, kind: &str, original: &Va
 }
 
 #[cfg(test)]
+mod kubectl_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
