@@ -7,6 +7,7 @@
 //! `kubectl get` columns), `discovery` and `openapi` (what clients learn the API from), `auth`
 //! (TLS, certificates, kubeconfig, authentication and authorization).
 
+pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
