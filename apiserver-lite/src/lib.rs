@@ -14,5 +14,6 @@ pub mod handlers;
 pub mod openapi;
 pub mod patch;
 pub mod resources;
+pub mod server;
 pub mod storage;
 pub mod table;

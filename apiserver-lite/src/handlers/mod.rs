@@ -1,1 +1,166 @@
-//! The REST verbs over storage: get, list, watch, create, update, patch, delete.
+//! The REST verbs over storage: get, list, watch, create, update, patch, delete and
+//! deletecollection on every resource of the registry, plus the subresources the server
+//! itself implements (status, scale, binding, eviction, finalize).
+
+mod delete;
+mod list;
+pub mod negotiate;
+pub mod objects;
+pub mod request;
+pub mod selectors;
+mod services;
+pub mod status;
+mod subresources;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::auth::authz::{self, Attributes, Decision};
+use crate::auth::authn::UserInfo;
+use crate::resources::Registry;
+use crate::storage::Store;
+use request::{Query, RequestInfo, Verb};
+use status::ApiError;
+
+/// The state every handler shares.
+pub struct Api {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    /// Serializes the allocation of service cluster IPs and node ports.
+    pub(crate) allocations: tokio::sync::Mutex<()>,
+    /// How long a watch runs when the client does not say (kube-apiserver: 30-60 min).
+    pub watch_timeout: Duration,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// The service CIDR's network (the cluster IPs' pool): 10.96.0.0/12 by default.
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+}
+
+impl Api {
+    pub fn new(registry: Arc<Registry>, store: Arc<dyn Store>) -> Api {
+        Api {
+            registry,
+            store,
+            allocations: tokio::sync::Mutex::new(()),
+            watch_timeout: Duration::from_secs(1800),
+            bookmark_interval: Duration::from_secs(60),
+            service_cidr: (std::net::Ipv4Addr::new(10, 96, 0, 0), 12),
+        }
+    }
+}
+
+/// Routes for every resource path under `/api` and `/apis`; discovery is merged in by the
+/// server, so this is the fallback for deeper paths.
+pub fn router(api: Arc<Api>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(api)
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    let mut resp = (code, body.to_string()).into_response();
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The parts of a request the verbs need.
+pub struct Call {
+    pub info: RequestInfo,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub user: UserInfo,
+}
+
+async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers: HeaderMap, user: Option<axum::Extension<UserInfo>>, body: Bytes) -> Response {
+    let path = uri.path();
+    let query = request::parse_query(uri.query());
+    // No serve() in front (in-process tests): the server itself is the caller.
+    let user = user.map(|u| u.0).unwrap_or_else(|| UserInfo::new("system:apiserver", &["system:masters"]));
+    let info = match request::resolve(&api.registry, &method, path, &query) {
+        None => return ApiError::no_route(path).into_response(),
+        Some(Err(e)) => return e.into_response(),
+        Some(Ok(info)) => info,
+    };
+    // A create is authorized for the name it creates (a node may create only its own Node).
+    let name = match (&info.name, info.verb) {
+        (None, Verb::Create) => serde_json::from_slice::<Value>(&body).ok().and_then(|o| o["metadata"]["name"].as_str().map(str::to_string)).unwrap_or_default(),
+        (name, _) => name.clone().unwrap_or_default(),
+    };
+    let attributes = Attributes {
+        user: user.clone(),
+        verb: info.verb.as_str().to_string(),
+        api_group: info.resource.group.clone(),
+        resource: info.resource.plural.clone(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+        namespace: info.namespace.clone().unwrap_or_default(),
+        name,
+        path: path.to_string(),
+    };
+    if let Decision::Deny(why) = authz::authorize(&attributes) {
+        return json_response(StatusCode::FORBIDDEN, &authz::forbidden_status(&attributes, &why));
+    }
+    if matches!(info.verb, Verb::Create | Verb::Update) && !body.is_empty() && !json_body(&headers) {
+        return ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({}) - accepted media types include: application/json, application/yaml",
+            headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none")
+        ))
+        .into_response();
+    }
+    let call = Call { info, query, headers, body, user };
+    let result = match (call.info.verb, call.info.subresource.as_deref()) {
+        (Verb::Watch, _) => return watch::watch(api, call).await,
+        // The `bindings` resource is the scheduler's older way to bind: nothing is stored.
+        (Verb::Create, None) if call.info.resource.group.is_empty() && call.info.resource.plural == "bindings" => subresources::bind(&api, &call, "").await,
+        (_, Some(_)) => subresources::handle(&api, &call).await,
+        (Verb::Get, None) => get(&api, &call).await,
+        (Verb::List, None) => list::list(&api, &call).await,
+        (Verb::Create, None) => write::create(&api, &call).await,
+        (Verb::Update, None) => write::update(&api, &call).await,
+        (Verb::Patch, None) => write::patch(&api, &call).await,
+        (Verb::Delete, None) => delete::delete(&api, &call).await,
+        (Verb::DeleteCollection, None) => delete::delete_collection(&api, &call).await,
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Create an object as the server itself does (bootstrap, in-process controllers): the same
+/// path as a client's POST, without authorization.
+pub async fn create_internal(api: &Api, call: &Call) -> Result<Value, ApiError> {
+    write::create_value(api, call).await
+}
+
+/// Whether a create or update body is JSON (all this server decodes; Kubernetes' protobuf
+/// is answered with 415).
+fn json_body(headers: &HeaderMap) -> bool {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    media.is_empty() || media == "application/json" || media == "*/*"
+}
+
+/// The current object the call names, with its stored revision.
+pub(crate) async fn current(api: &Api, info: &RequestInfo) -> Result<(Value, crate::storage::Revision), ApiError> {
+    let name = info.name.as_deref().unwrap_or("");
+    let key = info.resource.key(info.namespace.as_deref(), name);
+    let group = &info.resource.group;
+    match api.store.get(&key).await.map_err(|e| ApiError::from_storage(e, group, &info.resource.plural, name))? {
+        Some(kv) => Ok((objects::decode(&kv, kv.mod_revision)?, kv.mod_revision)),
+        None => Err(ApiError::not_found(group, &info.resource.plural, name)),
+    }
+}
+
+async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let (object, _) = current(api, &call.info).await?;
+    let output = negotiate::output(&call.headers, &call.query);
+    Ok(json_response(StatusCode::OK, &negotiate::object_body(output, &call.info.resource, object)))
+}

@@ -1,0 +1,11 @@
+//! The server process: storage opened and cached, the cluster bootstrapped, the API served
+//! over TLS with authentication.
+
+mod app;
+mod bootstrap;
+
+pub use app::{GIT_VERSION, KUBERNETES_MINOR, app};
+pub use bootstrap::{SYSTEM_NAMESPACES, bootstrap, kubernetes_service_ip};
+mod run;
+
+pub use run::{Config, ServerError, StorageBackend, parse_cidr, run};

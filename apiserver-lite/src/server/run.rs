@@ -1,0 +1,113 @@
+//! Starting the server: certificates and the admin kubeconfig, storage behind the watch
+//! cache, the cluster's bootstrap objects, then HTTPS until shutdown.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth;
+use crate::handlers::Api;
+use crate::storage::Store;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// `<data-dir>/state.db`.
+    Sqlite,
+    Etcd { endpoints: Vec<String>, prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise_address: Option<IpAddr>,
+    pub tls_sans: Vec<String>,
+    pub storage: StorageBackend,
+    pub token_auth_file: Option<PathBuf>,
+    pub service_cidr: (Ipv4Addr, u8),
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum ServerError {
+    #[error("data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("certificates: {0}")]
+    Pki(String),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("creating the cluster's system objects: {0}")]
+    Bootstrap(crate::handlers::status::ApiError),
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// `10.96.0.0/12` as (network, prefix length); only IPv4 for now.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, bits) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR (like 10.96.0.0/12)"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+    let bits: u8 = bits.parse().ok().filter(|b| (8..=30).contains(b)).ok_or_else(|| format!("{s:?}: the prefix length must be between 8 and 30"))?;
+    let mask = u32::MAX << (32 - bits);
+    Ok((Ipv4Addr::from(u32::from(ip) & mask), bits))
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let inner: Arc<dyn Store> = match &config.storage {
+        StorageBackend::Sqlite => Arc::new(crate::storage::sqlite::SqliteStore::open(&config.data_dir.join("state.db"))?),
+        StorageBackend::Etcd { endpoints, prefix } => Arc::new(crate::storage::etcd::EtcdStore::connect(endpoints, prefix).await?),
+    };
+    let cached: Arc<dyn Store> = crate::storage::cache::CachedStore::new(inner, 10_000).await?;
+    Ok(cached)
+}
+
+/// Serve until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+    let advertise = config.advertise_address.unwrap_or(match config.listen.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    });
+    let mut hosts = vec![advertise.to_string()];
+    hosts.extend(config.tls_sans.iter().cloned());
+    let pki = auth::Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let server_url = match advertise {
+        IpAddr::V6(ip) => format!("https://[{ip}]:{}", config.listen.port()),
+        IpAddr::V4(ip) => format!("https://{ip}:{}", config.listen.port()),
+    };
+    auth::kubeconfig::write(
+        &config.data_dir.join("admin.kubeconfig"),
+        "apiserver-lite",
+        &server_url,
+        pki.ca_cert_pem(),
+        "kubernetes-admin",
+        auth::kubeconfig::Credentials::ClientCert { cert_pem: pki.admin_cert_pem().to_string(), key_pem: pki.admin_key_pem().to_string() },
+    )
+    .map_err(|e| ServerError::Pki(e.to_string()))?;
+
+    let store = open_store(&config).await?;
+    let mut api = Api::new(Arc::new(crate::resources::builtin()), store);
+    api.service_cidr = config.service_cidr;
+    let api = Arc::new(api);
+    super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
+
+    let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let authn = Arc::new(auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
+    auth::serve::serve(listener, tls, authn, super::app(api), shutdown).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr("10.96.0.0/12").unwrap(), (Ipv4Addr::new(10, 96, 0, 0), 12));
+        assert_eq!(parse_cidr("10.96.3.7/16").unwrap(), (Ipv4Addr::new(10, 96, 0, 0), 16));
+        assert!(parse_cidr("10.96.0.0").is_err());
+        assert!(parse_cidr("10.96.0.0/31").is_err());
+        assert!(parse_cidr("fd00::/108").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! The measure of done: the installed kubectl (1.33, picked from the server's /version) works
+//! against `apiserver-lite` with nothing but the admin kubeconfig the server writes.
+
+mod common;
+
+use common::{Kubectl, ServerProcess};
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: web
+    image: nginx:1.27
+    ports:
+    - containerPort: 80
+";
+
+#[test]
+fn kubectl_works_as_against_any_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let k = Kubectl::new(&server.kubeconfig());
+
+    let v = k.ok(&["version", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "33", "{v}");
+
+    let out = k.ok(&["get", "namespaces"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(out.contains(ns), "{out}");
+    }
+    assert!(out.starts_with("NAME"), "a table: {out}");
+
+    assert!(k.apply(POD).contains("pod/web created"));
+    let out = k.ok(&["get", "pods"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("web"), "{out}");
+    let wide = k.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    let yaml = k.ok(&["get", "pod", "web", "-o", "yaml"]);
+    assert!(yaml.contains("restartPolicy: Always") && yaml.contains("imagePullPolicy: IfNotPresent"), "defaults: {yaml}");
+
+    // apply again with another image: a strategic merge patch.
+    assert!(k.apply(&POD.replace("nginx:1.27", "nginx:1.28")).contains("pod/web configured"));
+    assert_eq!(k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}"]), "nginx:1.28");
+
+    assert!(k.ok(&["label", "pod", "web", "tier=front"]).contains("pod/web labeled"));
+    assert!(k.ok(&["get", "pods", "-l", "tier=front", "-o", "name"]).contains("pod/web"));
+
+    k.ok(&["create", "configmap", "cfg", "--from-literal=a=1", "--from-literal=b=2"]);
+    let cm = k.ok(&["get", "configmap", "cfg"]);
+    assert!(cm.lines().nth(1).unwrap().split_whitespace().nth(1) == Some("2"), "DATA column: {cm}");
+    k.ok(&["create", "secret", "generic", "s", "--from-literal=p=x"]);
+    assert!(k.ok(&["get", "secret", "s", "-o", "jsonpath={.type}"]) == "Opaque");
+
+    k.ok(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]);
+    assert!(k.ok(&["scale", "deployment", "web", "--replicas=3"]).contains("deployment.apps/web scaled"));
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    k.ok(&["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":1}}"#]);
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
+    let deploy = k.ok(&["get", "deployments"]);
+    assert!(deploy.lines().next().unwrap().contains("UP-TO-DATE"), "{deploy}");
+
+    let explain = k.ok(&["explain", "pods.spec.containers"]);
+    assert!(explain.contains("FIELD") || explain.contains("DESCRIPTION"), "{explain}");
+    let all = k.ok(&["get", "all"]);
+    assert!(all.contains("pod/web") && all.contains("deployment.apps/web") && all.contains("service/kubernetes"), "{all}");
+
+    let describe = k.ok(&["describe", "pod", "web"]);
+    assert!(describe.contains("Name:") && describe.contains("web"), "{describe}");
+
+    // A crash loses nothing acknowledged.
+    let mut server = server;
+    server.kill();
+    server.spawn();
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
+    assert!(k.ok(&["get", "configmaps"]).contains("cfg"));
+
+    assert!(k.ok(&["delete", "pod", "web"]).contains("pod \"web\" deleted"));
+    let gone = k.run(&["get", "pod", "web"]);
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{}", gone.stderr);
+    let bad = k.run_with_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    imagee: x\n");
+    assert!(!bad.ok && bad.stderr.contains("imagee"), "strict field validation names the field: {}", bad.stderr);
+}
+
+#[test]
+fn kubectl_get_watch_streams_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let k = Kubectl::new(&server.kubeconfig());
+    let mut watch = std::process::Command::new("timeout")
+        .args(["20", "kubectl", "--kubeconfig"])
+        .arg(server.kubeconfig())
+        .arg("--cache-dir")
+        .arg(k.cache.path())
+        .args(["get", "configmaps", "-w", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    k.ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
+    let out = watch.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.contains("ADDED") && l.contains("watched")), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn requests_without_credentials_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let url = format!("https://127.0.0.1:{}/api/v1/namespaces", server.port);
+    let out = std::process::Command::new("curl").args(["-sk", &url]).output().expect("curl");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Status");
+    assert_eq!((body["code"].as_i64(), body["reason"].as_str()), (Some(401), Some("Unauthorized")), "{body}");
+}
