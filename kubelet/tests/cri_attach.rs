@@ -135,6 +135,19 @@ async fn tty_stdin_and_attach_with_runc() {
     tty_stdin_and_attach(Runtime::Runc).await;
 }
 
+/// crun the same way; where root lacks CAP_SYS_RESOURCE (crun's create raises
+/// RLIMIT_MEMLOCK) it skips, saying so, and runs in the cgroup v2 guest.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and crun"]
+async fn tty_stdin_and_attach_with_crun() {
+    test_support::require_root();
+    if let Some(why) = unavailable(Runtime::Crun) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    tty_stdin_and_attach(Runtime::Crun).await;
+}
+
 async fn tty_stdin_and_attach(runtime: Runtime) {
     let svc = Service::start(runtime);
     let node = svc.node.path().to_path_buf();

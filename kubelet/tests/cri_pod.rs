@@ -1,13 +1,15 @@
 //! The CRI service end to end, as root: `kubelet-rs cri` serving on a socket, driven through
 //! the CRI client as the kubelet drives it. A pod sandbox with its network from our CNI
-//! plugins, containers of the busybox test image run by runtime-rs and by runc, logs in
+//! plugins, containers of the busybox test image run by runtime-rs, by runc and by crun, logs in
 //! CRI format, ExecSync, two containers sharing the pod's localhost, exit codes and reasons,
 //! idempotent removes, and a restart of the service with containers still running.
 //!
 //! The service runs inside a "node" network namespace (`nsenter --net`, so it keeps the
 //! host's mounts and cgroups), so the bridge and its rules never touch the host's network;
-//! pods' cgroups go under a `krs-test-*` cgroup (for runc, through a wrapper that shows it
-//! that cgroup as /sys/fs/cgroup: see [`RUNC_WRAPPER`]).
+//! pods' cgroups go under a `krs-test-*` cgroup (for runc and crun on a hybrid host, through
+//! a wrapper that shows them that cgroup as /sys/fs/cgroup: see [`RUNC_WRAPPER`]). crun
+//! cannot create a container where root lacks CAP_SYS_RESOURCE (this kind of sandbox): its
+//! case then skips, saying so, and runs in the cgroup v2 guest (`scripts/test`).
 
 mod common;
 
@@ -144,4 +146,15 @@ async fn pod_lifecycle_with_runtime_rs() {
 #[ignore = "needs root and runc"]
 async fn pod_lifecycle_with_runc() {
     pod_lifecycle(Runtime::Runc).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and crun"]
+async fn pod_lifecycle_with_crun() {
+    test_support::require_root();
+    if let Some(why) = unavailable(Runtime::Crun) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    pod_lifecycle(Runtime::Crun).await;
 }

@@ -90,6 +90,19 @@ async fn exec_and_port_forward_over_websocket_with_runc() {
     exec_and_port_forward_over_websocket(Runtime::Runc).await;
 }
 
+/// crun the same way; where root lacks CAP_SYS_RESOURCE (crun's create raises
+/// RLIMIT_MEMLOCK) it skips, saying so, and runs in the cgroup v2 guest.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root and crun"]
+async fn exec_and_port_forward_over_websocket_with_crun() {
+    test_support::require_root();
+    if let Some(why) = unavailable(Runtime::Crun) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    exec_and_port_forward_over_websocket(Runtime::Crun).await;
+}
+
 async fn exec_and_port_forward_over_websocket(runtime: Runtime) {
     let svc = Service::start(runtime);
     let node = svc.node.path().to_path_buf();

@@ -50,6 +50,9 @@ base() {
     mkdir -p "$stage/bin" "$stage/dev" "$stage/etc" "$stage/proc" "$stage/sys" "$stage/tmp" \
         "$stage/run" "$stage/root" "$stage/krs-guest"
     chmod 1777 "$stage/tmp"
+    # As on Debian: iproute2's `ip netns` keeps its namespaces under /var/run/netns.
+    mkdir -p "$stage/var"
+    ln -s /run "$stage/var/run"
     cp /bin/busybox "$stage/bin/busybox"
     for applet in $(/bin/busybox --list-full); do
         [ "$applet" = bin/busybox ] && continue
@@ -64,6 +67,8 @@ base() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$stage/etc/passwd"
     printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > "$stage/etc/group"
     echo "127.0.0.1 localhost krs-guest" > "$stage/etc/hosts"
+    # A node has one; CRI pods without a DNS config get a copy of it. No DNS here (no network).
+    echo "# the test guest has no network beyond lo, so no name server" > "$stage/etc/resolv.conf"
 }
 
 # The modules.dep path of a module NAME, or nothing when it is built in or unknown.

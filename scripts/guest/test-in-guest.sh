@@ -6,6 +6,8 @@
 #   TEST            an integration test of the package: runtime/tests/TEST.rs
 #   -p PKG          the cargo package (default runtime-rs)
 #   -F FEATURES     cargo features to build the tests with (e.g. guest-tests)
+#   --test-images N1,N2  build these layouts of scripts/build-test-images.sh on the host (the
+#                   guest has no python) and point the tests at them (KRS_TEST_IMAGES)
 #   TEST-ARGS       passed to each test binary after --include-ignored --test-threads=1, e.g.
 #                   a name filter or --exact NAME
 #   options         run-in-guest.sh's: --timeout S (default 900), --mem MB, --cpus N, --log FILE,
@@ -22,6 +24,7 @@ set -eu
 
 pkg=runtime-rs
 build_features=
+test_images=
 opts=
 tests=
 opt() { for a in "$@"; do opts="$opts $(shell_quote "$a")"; done; }
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         -p) pkg=$2; shift 2 ;;
         -F) build_features=$2; shift 2 ;;
+        --test-images) test_images=$2; shift 2 ;;
         --timeout|--mem|--cpus|--log|--add|--module|--env) opt "$1" "$2"; shift 2 ;;
         --add-as) opt "$1" "$2" "$3"; shift 3 ;;
         --keep|--kernel-log|--no-strip) opt "$1"; shift ;;
@@ -55,6 +59,12 @@ for t in $tests; do
 done
 for bin in $(echo "$artifacts" | awk '$1 == "bin" { print $3 }'); do opt --add "$bin"; done
 opt --busybox-rootfs "$rootfs" --add "$repo_dir/scripts/build-busybox-rootfs.sh"
+if [ -n "$test_images" ]; then
+    images_dir=$cache_dir/test-images
+    sh "$repo_dir/scripts/build-test-images.sh" "$images_dir" --only "$test_images" >/dev/null ||
+        die "scripts/build-test-images.sh $images_dir --only $test_images failed"
+    opt --add "$images_dir" --env "KRS_TEST_IMAGES=$images_dir"
+fi
 manifest_dir=$repo_dir/$(echo "$pkg" | sed 's/-rs$//')
 [ -d "$manifest_dir" ] || manifest_dir=$repo_dir
 opt --cwd "$manifest_dir" --env RUST_BACKTRACE=1 --env "KRS_TESTS=${exes# }"

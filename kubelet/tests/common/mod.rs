@@ -32,22 +32,71 @@ pub fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'sta
 }
 
 /// The OCI runtime the service is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runtime {
     RuntimeRs,
-    /// runc through a wrapper (written into the service's directory) that gives it a pure
-    /// cgroup v2 view: see [`RUNC_WRAPPER`].
+    /// runc: on a hybrid host through a wrapper (written into the service's directory) that
+    /// gives it a pure cgroup v2 view (see [`RUNC_WRAPPER`]); where /sys/fs/cgroup is
+    /// cgroup v2 (the test guest), as it is.
     Runc,
+    /// crun, the same way as runc.
+    Crun,
 }
 
-/// runc in a private mount and cgroup namespace where our test cgroup (`$KRS_CG`, a
-/// `krs-test-*` directory of the cgroup v2 hierarchy) is bind-mounted over /sys/fs/cgroup:
-/// on this hybrid host runc would otherwise create cgroups in the v1 hierarchies. Every verb
-/// goes through unchanged; the mount namespace is a copy of the service's, so bundles, the
-/// runtime root and the pod's bind-mounted namespace files are all reachable. unshare and sh
-/// exec, so the service's pid for the runtime is runc's and the monitor's stdio reaches it.
+impl Runtime {
+    /// The program's name, for runc and crun.
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Runtime::RuntimeRs => None,
+            Runtime::Runc => Some("runc"),
+            Runtime::Crun => Some("crun"),
+        }
+    }
+}
+
+/// runc (or crun: `runc` is replaced) in a private mount and cgroup namespace where our test
+/// cgroup (`$KRS_CG`, a `krs-test-*` directory of the cgroup v2 hierarchy) is bind-mounted
+/// over /sys/fs/cgroup: on a hybrid host runc would otherwise create cgroups in the v1
+/// hierarchies. Every verb goes through unchanged; the mount namespace is a copy of the
+/// service's, so bundles, the runtime root and the pod's bind-mounted namespace files are all
+/// reachable. unshare and sh exec, so the service's pid for the runtime is runc's and the
+/// monitor's stdio reaches it.
 pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
 exec unshare --mount --propagation private --cgroup sh -c 'mount --bind "$0" /sys/fs/cgroup && exec runc "$@"' "$KRS_CG" "$@"
 "#;
+
+/// Whether /sys/fs/cgroup itself is the cgroup v2 hierarchy (the test guest), rather than the
+/// v1 hierarchies of a hybrid host that runc and crun must not touch.
+pub fn cgroup2_only() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.subtree_control").exists()
+}
+
+/// `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (crun's create raises RLIMIT_MEMLOCK, which
+/// needs it; root in some sandboxes lacks it).
+pub fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(0)).unwrap_or(0);
+    eff & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+/// Why `runtime` cannot run here, if it cannot: a test given this skips, printing it.
+pub fn unavailable(runtime: Runtime) -> Option<String> {
+    let name = runtime.program()?;
+    if which(name).is_none() {
+        return Some(format!("{name} is not installed (apt-get install {name})"));
+    }
+    if runtime == Runtime::Crun && !has_cap_sys_resource() {
+        return Some("crun's create raises RLIMIT_MEMLOCK, which needs CAP_SYS_RESOURCE, and root lacks it here; the cgroup v2 guest (scripts/test) runs it".into());
+    }
+    None
+}
 
 /// A `kubelet-rs cri` of the test's own: its directories, its node namespace, its process.
 pub struct Service {
@@ -100,15 +149,23 @@ impl Service {
         .unwrap();
         let _ = plugins;
         let cgroup = CgroupParent::new();
-        let (oci_runtime, cgroup_parent, pods_cgroup) = match runtime {
-            Runtime::RuntimeRs => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name), cgroup.path.clone()),
-            Runtime::Runc => {
-                assert!(Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()), "runc is not installed (apt-get install runc)");
-                let wrapper = dir.path().join("runc-wrapper");
-                std::fs::write(&wrapper, RUNC_WRAPPER.replace("\"$KRS_CG\"", &format!("'{}'", cgroup.path.display()))).unwrap();
-                std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-                // Our cgroup is runc's /sys/fs/cgroup: the pods go below it.
-                (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
+        // The containers below get every controller the hierarchy offers us (none on a
+        // hybrid host; all of them in the guest).
+        cgroup.enable_controllers();
+        let (oci_runtime, cgroup_parent, pods_cgroup) = match runtime.program() {
+            None => (test_support::bins::workspace_bin("runtime-rs", "runtime-rs"), format!("/{}", cgroup.name), cgroup.path.clone()),
+            Some(name) => {
+                let bin = which(name).unwrap_or_else(|| panic!("{name} is not installed (apt-get install {name})"));
+                if cgroup2_only() {
+                    (bin, format!("/{}", cgroup.name), cgroup.path.clone())
+                } else {
+                    let wrapper = dir.path().join(format!("{name}-wrapper"));
+                    let script = RUNC_WRAPPER.replace("\"$KRS_CG\"", &format!("'{}'", cgroup.path.display())).replace("exec runc", &format!("exec {}", bin.display()));
+                    std::fs::write(&wrapper, script).unwrap();
+                    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                    // Our cgroup is the runtime's /sys/fs/cgroup: the pods go below it.
+                    (wrapper, "/pods".to_string(), cgroup.path.join("pods"))
+                }
             }
         };
         let mut s = Service { node: TestNetns::new(), dir, cgroup, oci_runtime, cgroup_parent, pods_cgroup, child: None };
@@ -247,7 +304,8 @@ impl Drop for Service {
             }
         }
         for m in test_support::mounts_under(self.dir.path()).iter().rev() {
-            let _ = Command::new("umount").args(["--lazy", m]).status();
+            // umount2 rather than umount(8): the guest's busybox umount has no --lazy.
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The OCI image layouts of scripts/build-test-images.sh, built once per build directory.
 //!
 //! The cache directory's name carries a hash of the build script, so editing the script
-//! rebuilds the images instead of serving stale ones.
+//! rebuilds the images instead of serving stale ones. Where the script cannot run (the test
+//! guest has no python), `KRS_TEST_IMAGES` names a directory of layouts it built beforehand
+//! (`scripts/guest/test-in-guest.sh --test-images`).
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -31,6 +33,9 @@ use serde_json::Value;
 ///   each: /bigN/large.bin (16 MiB) and 600 small files in /bigN/small/; for the benchmark.
 pub const IMAGES: &[&str] = &["busybox", "busybox-zstd", "layered", "multiarch", "big"];
 
+/// A directory of layouts built beforehand, used instead of the per-build cache.
+pub const PREBUILT_ENV: &str = "KRS_TEST_IMAGES";
+
 fn script_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
 }
@@ -45,6 +50,11 @@ fn cache_dir() -> PathBuf {
 /// The OCI image layout directory of test image `name` (one of [`IMAGES`]), tagged `latest`.
 pub fn test_image(name: &str) -> PathBuf {
     assert!(IMAGES.contains(&name), "unknown test image {name:?}; the script builds {IMAGES:?}");
+    if let Some(given) = std::env::var_os(PREBUILT_ENV) {
+        let image = PathBuf::from(given).join(name);
+        assert!(image.join("index.json").exists(), "{PREBUILT_ENV} is set but holds no layout {}", image.display());
+        return image;
+    }
     let dir = cache_dir();
     let image = dir.join(name);
     if image.join("index.json").exists() {

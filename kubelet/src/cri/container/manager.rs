@@ -62,6 +62,21 @@ fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
+/// A container's cgroup v2 directory as this node sees it, from its spec's
+/// `linux.cgroupsPath` resolved as the OCI runtime resolves it (see
+/// [`runtime_rs::cgroups::container_cgroup`]); none without a cgroup v2 hierarchy.
+pub fn node_cgroup_dir(spec: &oci_spec::runtime::Spec, id: &str) -> Option<PathBuf> {
+    let hierarchy = runtime_rs::cgroups::find_hierarchy().ok()?;
+    let own = runtime_rs::cgroups::own_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    Some(spec_cgroup_dir(&hierarchy, &own, spec, id))
+}
+
+/// [`node_cgroup_dir`] with the hierarchy and our own cgroup given.
+pub fn spec_cgroup_dir(hierarchy: &Path, own: &Path, spec: &oci_spec::runtime::Spec, id: &str) -> PathBuf {
+    let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    runtime_rs::cgroups::container_cgroup(hierarchy, own, path.as_deref(), id)
+}
+
 pub struct ContainerManager {
     dir: PathBuf,
     oci: OciCli,
@@ -277,7 +292,9 @@ impl ContainerManager {
                 log_path: record.log_path.clone(),
                 exit_file: record.exit_file(),
                 pid_file: record.pid_file(),
-                cgroup_path: None,
+                // Where the monitor reads memory.events to tell an OOM kill from another
+                // SIGKILL; without it no exit could ever be reported as OOMKilled.
+                cgroup_path: node_cgroup_dir(&spec, &record.id),
                 monitor_log: Some(record.dir.join("monitor.log")),
                 tty: record.stdio.tty,
                 stdin: record.stdio.stdin,
@@ -517,3 +534,27 @@ fn sandbox_parts(sandbox: &Sandbox) -> SandboxParts {
 }
 
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(cgroups_path: Option<&str>) -> oci_spec::runtime::Spec {
+        let mut spec = oci_spec::runtime::Spec::default();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(cgroups_path.map(PathBuf::from));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn the_monitor_is_given_the_cgroup_the_runtime_makes() {
+        let h = Path::new("/sys/fs/cgroup");
+        let own = Path::new("/system.slice/krs.service");
+        // Absolute: from the hierarchy's root, as the CRI's cgroup parents are.
+        assert_eq!(spec_cgroup_dir(h, own, &spec_with(Some("/kubepods/pod1/c1")), "c1"), h.join("kubepods/pod1/c1"));
+        // Relative, or none: below our own cgroup, as runc does.
+        assert_eq!(spec_cgroup_dir(h, own, &spec_with(Some("pods/c1")), "c1"), h.join("system.slice/krs.service/pods/c1"));
+        assert_eq!(spec_cgroup_dir(h, own, &spec_with(None), "c1"), h.join("system.slice/krs.service/c1"));
+    }
+}

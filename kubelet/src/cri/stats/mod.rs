@@ -61,8 +61,7 @@ impl StatsCollector {
     pub fn cgroup_dir(&self, record: &ContainerRecord) -> Option<PathBuf> {
         let hierarchy = self.hierarchy.as_ref()?;
         let spec = oci_spec::runtime::Spec::load(record.dir.join("config.json")).ok()?;
-        let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-        Some(runtime_rs::cgroups::container_cgroup(hierarchy, &self.own, path.as_deref(), &record.id))
+        Some(crate::cri::container::manager::spec_cgroup_dir(hierarchy, &self.own, &spec, &record.id))
     }
 
     /// The rate since the last cpu sample under `key`, which this one replaces.
