@@ -219,6 +219,11 @@ pub fn validate(group: &str, kind: &str, object: &Value, old: Option<&Value>) ->
         ("apps", "ControllerRevision") => with(object, old, &mut errs, |o: &apps::ControllerRevision, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
         _ => {}
     }
+    // The types read an absent selector as an empty one; upstream tells the two apart.
+    if group == "apps" && ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"].contains(&kind) && object.pointer("/spec/selector").is_none_or(Value::is_null) {
+        errs.retain(|e| !(e.field == "spec.selector" && e.message.starts_with("empty selector")));
+        errs.insert(0, FieldError::required(Path::new("spec").child("selector"), ""));
+    }
     errs
 }
 

@@ -101,7 +101,7 @@ fn replicated(selector: &LabelSelector, template: Option<&PodTemplateSpec>, kind
     let spec = Path::new("spec");
     label_selector(selector, &spec.child("selector"), errs);
     if is_empty(selector) {
-        errs.push(FieldError::invalid(spec.child("selector"), Raw(go_selector(selector)), format!("empty selector is invalid for {kind}")));
+        errs.push(FieldError::invalid(spec.child("selector"), Raw(go_selector(selector)), format!("empty selector is invalid for {}", kind.to_lowercase())));
     }
     let Some(template) = template else {
         errs.push(FieldError::required(spec.child("template"), ""));
@@ -119,7 +119,8 @@ fn replicated(selector: &LabelSelector, template: Option<&PodTemplateSpec>, kind
             errs.push(FieldError::not_supported(path.child("spec").child("restartPolicy"), restart, &["Always"]));
         }
         if let Some(deadline) = pod.active_deadline_seconds {
-            errs.push(FieldError::invalid(path.child("spec").child("activeDeadlineSeconds"), deadline, format!("activeDeadlineSeconds in {kind} is not Supported")));
+            // Upstream words it so for every kind.
+            errs.push(FieldError::invalid(path.child("spec").child("activeDeadlineSeconds"), deadline, "activeDeadlineSeconds in ReplicaSet is not Supported"));
         }
     }
 }
