@@ -301,11 +301,10 @@ fn job_spec(spec: &JobSpec, path: &Path, generated_selector: bool, errs: &mut Ve
     if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d < 0) {
         errs.push(FieldError::invalid(path.child("activeDeadlineSeconds"), deadline, NONNEGATIVE));
     }
-    if let Some(mode) = spec.completion_mode.as_deref() {
-        if mode != "NonIndexed" && mode != "Indexed" {
+    if let Some(mode) = spec.completion_mode.as_deref()
+        && mode != "NonIndexed" && mode != "Indexed" {
             errs.push(FieldError::not_supported(path.child("completionMode"), mode, &["NonIndexed", "Indexed"]));
         }
-    }
     let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     match &spec.selector {
         Some(selector) => {
