@@ -207,7 +207,15 @@ fn jobs_and_cronjobs() {
     );
     let mut manual = job.clone();
     manual["spec"]["manualSelector"] = json!(true);
-    assert_eq!(errors("batch", "Job", manual), ["spec.selector: Required value"]);
+    assert_eq!(errors("batch", "Job", manual.clone()), ["spec.selector: Required value"]);
+    manual["spec"]["selector"] = json!({"matchLabels": {"app": "pi"}});
+    manual["spec"]["template"]["metadata"] = json!({"labels": {"app": "pi"}});
+    assert_eq!(errors("batch", "Job", manual.clone()), Vec::<String>::new());
+    manual["spec"].as_object_mut().unwrap().remove("manualSelector");
+    assert_eq!(
+        errors("batch", "Job", manual),
+        ["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"pi\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: `selector` not auto-generated"]
+    );
 
     let cj = json!({"metadata": {"name": "hello"}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "h", "image": "busybox"}]}}}}}});
     assert_eq!(errors("batch", "CronJob", cj.clone()), Vec::<String>::new());

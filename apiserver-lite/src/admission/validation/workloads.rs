@@ -336,6 +336,14 @@ pub(super) fn job(j: &Job, old: Option<&Job>, errs: &mut Vec<FieldError>) {
     };
     let manual = spec.manual_selector == Some(true);
     job_spec(spec, &Path::new("spec"), !manual, errs);
+    // Once the uid is known the server generates the selector; one the user wrote instead is
+    // refused unless they asked to manage it.
+    if let (false, Some(uid), Some(selector)) = (manual, j.metadata.uid.as_deref(), spec.selector.as_ref()) {
+        let generated = LabelSelector { match_labels: Some([("batch.kubernetes.io/controller-uid".to_string(), uid.to_string())].into()), match_expressions: None };
+        if selector != &generated {
+            errs.push(FieldError::invalid(Path::new("spec").child("selector"), Raw(go_selector(selector)), "`selector` not auto-generated"));
+        }
+    }
     if let Some(old_spec) = old.and_then(|o| o.spec.as_ref()) {
         if spec.selector != old_spec.selector {
             let shown = spec.selector.as_ref().map(go_selector).unwrap_or_else(|| "null".into());
