@@ -326,6 +326,15 @@ fn wrong_types_and_missing_required_fields_name_the_path() {
 }
 
 #[test]
+fn every_served_kind_checks_its_name() {
+    for r in crate::resources::builtin().iter().filter(|r| r.kind != "Binding") {
+        let bad = json!({"metadata": {"name": "Not_Valid"}});
+        let e = validate(&r.group, &r.kind, &bad, None);
+        assert!(e.iter().any(|e| e.field == "metadata.name"), "{}/{}: {e:?}", r.group, r.kind);
+    }
+}
+
+#[test]
 fn unknown_kinds_have_no_rules() {
     assert!(validate("example.com", "Widget", &json!({"metadata": {"name": "Not_Valid"}, "spec": 7}), None).is_empty());
 }
