@@ -427,6 +427,12 @@ async fn etcd_clusters_under_different_prefixes_do_not_see_each_other() {
     ab.create("/registry/y", vec![]).await.unwrap();
     let mine = a.create("/registry/y", b"mine".to_vec()).await.unwrap();
     assert_eq!(next_event(&mut watch).await, Event::Put { kv: mine, prev: None });
+    // With no prefix, a store sees every cluster's keys under their full names.
+    let whole = etcd.connect("").await;
+    let all = whole.list("", None, 0, 0).await.unwrap();
+    assert_eq!(keys(&all.items), ["/cluster-a/registry/x", "/cluster-a/registry/y", "/cluster-ab/registry/x", "/cluster-ab/registry/y"]);
+    let mut everything = whole.watch("", 0).await.unwrap();
+    assert_eq!(next_event(&mut everything).await.key(), "/cluster-a/registry/x");
 }
 
 // ---- SQLite: durability ----
