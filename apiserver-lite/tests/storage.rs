@@ -160,6 +160,7 @@ suite!(
     watch_replays_from_a_past_revision_then_goes_live_with_prev_values,
     watch_and_list_before_a_compaction_are_compacted,
     revisions_strictly_increase_across_keys,
+    a_future_revision_is_refused,
     twenty_concurrent_creates_of_one_key_one_wins,
 );
 
@@ -399,6 +400,20 @@ async fn revisions_strictly_increase_across_keys(s: Arc<dyn Store>) {
     }
     assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
     assert_eq!(s.current_revision().await.unwrap(), *revisions.last().unwrap());
+}
+
+async fn a_future_revision_is_refused(s: Arc<dyn Store>) {
+    s.create("/f", vec![]).await.unwrap();
+    let future = s.current_revision().await.unwrap() + 100;
+    match s.list("/", None, 0, future).await {
+        Err(StorageError::FutureRevision { requested, .. }) => assert_eq!(requested, future),
+        other => panic!("a list at a future revision: expected FutureRevision, got {other:?}"),
+    }
+    match s.watch("/", future).await {
+        Err(StorageError::FutureRevision { requested, .. }) => assert_eq!(requested, future),
+        Err(other) => panic!("a watch from a future revision: expected FutureRevision, got {other}"),
+        Ok(_) => panic!("a watch from a future revision: expected FutureRevision, got a stream"),
+    }
 }
 
 async fn twenty_concurrent_creates_of_one_key_one_wins(s: Arc<dyn Store>) {

@@ -250,6 +250,11 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        // etcd would wait for a future revision; the contract refuses it, as a list does.
+        let current = self.current_revision().await?;
+        if after > current {
+            return Err(StorageError::FutureRevision { requested: after, current });
+        }
         let from = self.full_prefix(prefix)?;
         let end = prefix_end(&from).unwrap_or_else(|| vec![0]);
         let mut options = WatchOptions::new().with_prev_key().with_range(end);
