@@ -15,10 +15,10 @@ pub async fn compact_periodically(store: Arc<dyn Store>, every: Duration) {
     let mut seen: Option<Revision> = None;
     loop {
         ticker.tick().await;
-        if let Some(revision) = seen.filter(|r| *r > 0) {
-            if let Err(err) = store.compact(revision).await {
-                tracing::warn!(error = %err, revision, "periodic compaction failed; retrying next round");
-            }
+        if let Some(revision) = seen.filter(|r| *r > 0)
+            && let Err(err) = store.compact(revision).await
+        {
+            tracing::warn!(error = %err, revision, "periodic compaction failed; retrying next round");
         }
         match store.current_revision().await {
             Ok(revision) => seen = Some(revision),
