@@ -85,6 +85,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     .map_err(|e| ServerError::Pki(e.to_string()))?;
 
     let store = open_store(&config).await?;
+    // History older than five minutes goes (as kube-apiserver compacts etcd): watches that
+    // fall that far behind get 410 Expired and relist.
+    tokio::spawn(crate::storage::compactor::compact_periodically(store.clone(), std::time::Duration::from_secs(300)));
     let mut api = Api::new(Arc::new(crate::resources::builtin()), store);
     api.service_cidr = config.service_cidr;
     let api = Arc::new(api);
