@@ -28,7 +28,7 @@ async fn two_api_servers_on_one_etcd_serve_the_same_cluster() {
     let b = ServerProcess::start(&dir.path().join("b"), &args);
     let (ka, kb) = (Kubectl::new(&a.kubeconfig()), Kubectl::new(&b.kubeconfig()));
 
-    let mut watch = std::process::Command::new("timeout")
+    let watch = std::process::Command::new("timeout")
         .args(["30", "kubectl", "--kubeconfig"])
         .arg(b.kubeconfig())
         .arg("--cache-dir")

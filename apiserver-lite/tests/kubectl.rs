@@ -93,7 +93,7 @@ fn kubectl_get_watch_streams_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let k = Kubectl::new(&server.kubeconfig());
-    let mut watch = std::process::Command::new("timeout")
+    let watch = std::process::Command::new("timeout")
         .args(["20", "kubectl", "--kubeconfig"])
         .arg(server.kubeconfig())
         .arg("--cache-dir")

@@ -23,8 +23,7 @@ pub struct TestServer {
 
 pub async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
     let sqlite = apiserver_lite::storage::sqlite::SqliteStore::open(&dir.join("state.db")).expect("open sqlite");
-    let cached = apiserver_lite::storage::cache::CachedStore::new(Arc::new(sqlite), 1000).await.expect("watch cache");
-    cached
+    apiserver_lite::storage::cache::CachedStore::new(Arc::new(sqlite), 1000).await.expect("watch cache")
 }
 
 impl TestServer {
