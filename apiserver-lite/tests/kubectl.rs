@@ -121,3 +121,20 @@ fn requests_without_credentials_are_refused() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Status");
     assert_eq!((body["code"].as_i64(), body["reason"].as_str()), (Some(401), Some("Unauthorized")), "{body}");
 }
+
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let k = Kubectl::new(&server.kubeconfig());
+    k.apply(POD);
+    // kubectl migrates the client-side apply's ownership and re-applies: no warning, no refusal.
+    for _ in 0..2 {
+        let o = k.run_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], POD);
+        assert!(o.ok && o.stdout.contains("serverside-applied") && !o.stderr.contains("Warning"), "{}\n{}", o.stdout, o.stderr);
+    }
+    // Another manager takes a field; a plain server-side apply then conflicts, naming it.
+    k.ok(&["label", "pod", "web", "app=other", "--overwrite"]);
+    let o = k.run_with_stdin(&["apply", "--server-side", "-f", "-"], POD);
+    assert!(!o.ok && o.stderr.contains("conflict") && o.stderr.contains(".metadata.labels.app"), "{}", o.stderr);
+}

@@ -149,6 +149,19 @@ fn prepare_create(info: &RequestInfo, object: &mut Value) -> Result<(), ApiError
     Ok(())
 }
 
+/// What admission set at create and an update may leave out: a pod's service account (kube's
+/// admission plugin sets it, so no field manager owns it and an apply that drops it keeps it).
+fn keep_admission_fields(r: &Resource, old: &Value, new: &mut Value) {
+    if r.kind != "Pod" || !r.group.is_empty() || !new["spec"].is_object() {
+        return;
+    }
+    for field in ["serviceAccountName", "serviceAccount"] {
+        if new["spec"].get(field).is_none_or(|v| v.as_str().unwrap_or("").is_empty()) && old["spec"][field].is_string() {
+            new["spec"][field] = old["spec"][field].clone();
+        }
+    }
+}
+
 /// Every namespace carries its name as a label (kube-apiserver enforces it on create and
 /// update), so selectors can pick namespaces.
 fn namespace_name_label(r: &Resource, object: &mut Value) {
@@ -271,6 +284,7 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         if r.subresource("status").is_some() {
             m["status"] = old["status"].clone();
         }
+        keep_admission_fields(r, &old, &mut m);
         m
     };
     {
