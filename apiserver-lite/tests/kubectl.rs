@@ -138,3 +138,25 @@ fn server_side_apply_takes_over_from_client_side_apply() {
     let o = k.run_with_stdin(&["apply", "--server-side", "-f", "-"], POD);
     assert!(!o.ok && o.stderr.contains("conflict") && o.stderr.contains(".metadata.labels.app"), "{}", o.stderr);
 }
+
+#[test]
+fn a_node_kubeconfig_reads_pods_and_writes_only_its_own_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let node_config = dir.path().join("node-1.kubeconfig");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apiserver-lite"))
+        .args(["node-kubeconfig", "--data-dir"])
+        .arg(dir.path())
+        .args(["--node", "node-1", "--server", &format!("https://127.0.0.1:{}", server.port), "--out"])
+        .arg(&node_config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let node = Kubectl::new(&node_config);
+    node.ok(&["get", "pods", "-A"]);
+    node.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n");
+    let other = node.run_with_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-2\n");
+    assert!(!other.ok && other.stderr.contains("Forbidden"), "{}", other.stderr);
+    let cm = node.run_with_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    assert!(!cm.ok && cm.stderr.contains("cannot"), "{}", cm.stderr);
+}

@@ -2,6 +2,7 @@
 //! deletecollection on every resource of the registry, plus the subresources the server
 //! itself implements (status, scale, binding, eviction, finalize).
 
+mod conversion;
 mod delete;
 mod list;
 pub mod negotiate;
@@ -154,7 +155,7 @@ pub(crate) async fn current(api: &Api, info: &RequestInfo) -> Result<(Value, cra
     let key = info.resource.key(info.namespace.as_deref(), name);
     let group = &info.resource.group;
     match api.store.get(&key).await.map_err(|e| ApiError::from_storage(e, group, &info.resource.plural, name))? {
-        Some(kv) => Ok((objects::decode(&kv, kv.mod_revision)?, kv.mod_revision)),
+        Some(kv) => Ok((objects::decode(&info.resource, &kv, kv.mod_revision)?, kv.mod_revision)),
         None => Err(ApiError::not_found(group, &info.resource.plural, name)),
     }
 }

@@ -237,7 +237,7 @@ async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(),
     if dry_run(call) {
         return Ok(());
     }
-    let kv = api.store.create(&key, encode(object)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
+    let kv = api.store.create(&key, encode(r, object)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
     metadata_mut(object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(())
 }
@@ -327,7 +327,7 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         metadata_mut(&mut merged).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         return Ok(merged);
     }
-    let kv = api.store.update(&key, encode(&merged), revision).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
+    let kv = api.store.update(&key, encode(r, &merged), revision).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
     metadata_mut(&mut merged).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(merged)
 }
@@ -382,10 +382,36 @@ fn applying(call: &Call) -> bool {
     call.info.verb == super::request::Verb::Patch && patch_type(call).ok() == Some(PatchType::Apply)
 }
 
+/// `protocol: TCP` on every port that names none, before an apply merges: the protocol is part
+/// of the ports lists' keys (containerPort+protocol, port+protocol), so an applied port
+/// without it must match the stored, defaulted one rather than become a second entry (as
+/// kube-apiserver defaults the applied configuration).
+fn default_port_protocols(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "ports"
+                    && let Some(items) = child.as_array_mut()
+                {
+                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                        if (item.contains_key("containerPort") || item.contains_key("port")) && !item.contains_key("protocol") {
+                            item.insert("protocol".into(), json!("TCP"));
+                        }
+                    }
+                }
+                default_port_protocols(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(default_port_protocols),
+        _ => {}
+    }
+}
+
 /// Server-side apply of the call's body over `existing`.
 fn server_side_apply(call: &Call, existing: Option<&Value>) -> Result<Value, ApiError> {
     let r = &call.info.resource;
-    let applied = patch::parse_apply_body(&call.body).map_err(apply_error)?;
+    let mut applied = patch::parse_apply_body(&call.body).map_err(apply_error)?;
+    default_port_protocols(&mut applied);
     let name = call.info.name.as_deref().unwrap_or("");
     if objects::name(&applied) != name {
         return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", objects::name(&applied))));

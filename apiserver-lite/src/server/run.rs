@@ -60,6 +60,22 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     Ok(cached)
 }
 
+/// A kubeconfig for node `node`'s kubelet, its client certificate issued by the cluster CA
+/// under `data_dir` (which must exist: the server creates it on first start).
+pub fn write_node_kubeconfig(data_dir: &std::path::Path, node: &str, server: &str, out: &std::path::Path) -> Result<(), ServerError> {
+    if !data_dir.join("pki").join("ca.crt").exists() {
+        return Err(ServerError::Pki(format!("{} has no cluster CA yet (pki/ca.crt): start apiserver-lite with this --data-dir once first", data_dir.display())));
+    }
+    if node.is_empty() || !node.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+        return Err(ServerError::Pki(format!("node name {node:?} must be a lowercase RFC 1123 subdomain")));
+    }
+    let pki = auth::Pki::load_or_create(data_dir, &[]).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let user = format!("system:node:{node}");
+    let (cert_pem, key_pem) = pki.issue_client_cert(&user, &["system:nodes"]).map_err(|e| ServerError::Pki(e.to_string()))?;
+    auth::kubeconfig::write(out, "apiserver-lite", server, pki.ca_cert_pem(), &user, auth::kubeconfig::Credentials::ClientCert { cert_pem, key_pem })
+        .map_err(|e| ServerError::Pki(e.to_string()))
+}
+
 /// Serve until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
