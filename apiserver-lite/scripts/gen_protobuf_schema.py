@@ -176,9 +176,11 @@ def keepzero(message, json, f):
     """Whether a zero value of this scalar field stays in the JSON (see KEEPZERO_NAMES)."""
     if json in required.get(message.lower(), ()):
         return True  # required fields have no `omitempty` in Go
+    if f"{message}.{json}" in DROPZERO_FIELDS:
+        return False
     if json in KEEPZERO_NAMES:
         return True
-    if f["kind"] == "string" or f"{message}.{json}" in DROPZERO_FIELDS:
+    if f["kind"] == "string":
         return False  # string value fields with a documented default are the common case
     return bool(POINTER_DOC.search(f["doc"]) or DEFAULTS_NONZERO.search(f["doc"]))
 
