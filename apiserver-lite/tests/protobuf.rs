@@ -273,3 +273,77 @@ fn run_pod_posts_json_not_protobuf() {
     assert_eq!(body, expected);
     assert!(matches!(protobuf::decode(&post.body), Err(protobuf::ProtobufError::BadMagic { .. })));
 }
+
+#[test]
+fn create_role() {
+    if !have_kubectl() {
+        return;
+    }
+    let role = decodes_like_dry_run(
+        &["create", "role", "r", "--verb=get,list", "--resource=pods"],
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+    );
+    assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
+}
+
+#[test]
+fn create_ingress() {
+    if !have_kubectl() {
+        return;
+    }
+    let ingress = decodes_like_dry_run(
+        &["create", "ingress", "ing", "--rule=foo.com/bar=svc1:8080,tls=my-cert"],
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+    );
+    // IngressRule embeds IngressRuleValue inline: `http` sits beside `host`.
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "foo.com");
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 8080);
+}
+
+#[test]
+fn create_poddisruptionbudget() {
+    if !have_kubectl() {
+        return;
+    }
+    let pdb = decodes_like_dry_run(
+        &["create", "poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=50%"],
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+    );
+    assert_eq!(pdb["spec"]["minAvailable"], "50%", "IntOrString as a string");
+}
+
+#[test]
+fn create_quota() {
+    if !have_kubectl() {
+        return;
+    }
+    let quota = decodes_like_dry_run(
+        &["create", "quota", "q", "--hard=cpu=1,memory=1G,pods=2"],
+        "/api/v1/namespaces/default/resourcequotas",
+    );
+    assert_eq!(quota["spec"]["hard"], serde_json::json!({"cpu": "1", "memory": "1G", "pods": "2"}), "quantities as strings");
+}
+
+#[test]
+fn create_priorityclass() {
+    if !have_kubectl() {
+        return;
+    }
+    let class = decodes_like_dry_run(
+        &["create", "priorityclass", "high", "--value=1000", "--description=hi"],
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
+    );
+    assert_eq!(class["value"], 1000);
+}
+
+#[test]
+fn create_secret_docker_registry() {
+    if !have_kubectl() {
+        return;
+    }
+    let secret = decodes_like_dry_run(
+        &["create", "secret", "docker-registry", "d", "--docker-server=r.io", "--docker-username=u", "--docker-password=p"],
+        "/api/v1/namespaces/default/secrets",
+    );
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+}
