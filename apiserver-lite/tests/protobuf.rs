@@ -34,14 +34,33 @@ type Posts = Arc<Mutex<Vec<Posted>>>;
 
 /// Records a create and answers it as a server would: 201 with the object (here the decoded
 /// body, or the error when it does not decode, which fails the test's own decode too).
-async fn record_post(posts: Posts, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn record_post(
+    posts: Posts,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
         return (StatusCode::NOT_FOUND, format!("no {method} {uri} here")).into_response();
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    posts.lock().unwrap().push(Posted { uri: uri.to_string(), content_type: content_type.clone(), body: body.to_vec() });
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    posts.lock().unwrap().push(Posted {
+        uri: uri.to_string(),
+        content_type: content_type.clone(),
+        body: body.to_vec(),
+    });
     if content_type.starts_with("application/json") {
-        return (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        return (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
     }
     match protobuf::decode(&body) {
         Ok(object) => (StatusCode::CREATED, axum::Json(object)).into_response(),
@@ -67,10 +86,17 @@ impl TestServer {
             .route("/version", get(move || async move { axum::Json(version) }))
             .fallback({
                 let posts = posts.clone();
-                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| record_post(posts.clone(), method, uri, headers, body)
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    record_post(posts.clone(), method, uri, headers, body)
+                }
             });
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -83,7 +109,12 @@ impl TestServer {
                     .unwrap();
             })
         });
-        TestServer { url, posts, shutdown: Some(tx), thread: Some(thread) }
+        TestServer {
+            url,
+            posts,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Runs kubectl against this server with a fresh cache dir and an empty kubeconfig.
@@ -95,7 +126,12 @@ impl TestServer {
         Command::new("timeout")
             .arg("120")
             .arg("kubectl")
-            .args(["--server", &self.url, "--cache-dir", cache.to_str().unwrap()])
+            .args([
+                "--server",
+                &self.url,
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ])
             .args(args)
             .env("KUBECONFIG", &kubeconfig)
             .current_dir(dir.path())
@@ -128,8 +164,9 @@ impl Drop for TestServer {
 }
 
 fn have_kubectl() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| Path::new(&p).join("kubectl").is_file()));
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|p| Path::new(&p).join("kubectl").is_file())
+    });
     if !found {
         eprintln!("SKIPPED: kubectl is not on PATH");
     }
@@ -145,14 +182,24 @@ fn decodes_like_dry_run(args: &[&str], path: &str) -> Value {
     let flags_at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
     let mut dry_run = args.to_vec();
     dry_run.splice(flags_at..flags_at, ["--dry-run=client", "-o", "json"]);
-    let expected: Value = serde_json::from_str(&server.kubectl_ok(&dry_run)).expect("dry-run prints JSON");
-    assert!(server.posts.lock().unwrap().is_empty(), "a client-side dry run posts nothing");
+    let expected: Value =
+        serde_json::from_str(&server.kubectl_ok(&dry_run)).expect("dry-run prints JSON");
+    assert!(
+        server.posts.lock().unwrap().is_empty(),
+        "a client-side dry run posts nothing"
+    );
 
     server.kubectl_ok(args);
     let posts = server.posts.lock().unwrap().clone();
-    let [post] = posts.as_slice() else { panic!("expected one POST, got {posts:?}") };
+    let [post] = posts.as_slice() else {
+        panic!("expected one POST, got {posts:?}")
+    };
     assert_eq!(post.uri.split('?').next(), Some(path));
-    assert_eq!(post.content_type, protobuf::CONTENT_TYPE, "kubectl sends this kind as protobuf");
+    assert_eq!(
+        post.content_type,
+        protobuf::CONTENT_TYPE,
+        "kubectl sends this kind as protobuf"
+    );
     assert!(post.body.starts_with(protobuf::MAGIC));
 
     let decoded = protobuf::decode(&post.body).unwrap_or_else(|e| panic!("decode {args:?}: {e}"));
@@ -172,7 +219,13 @@ fn create_configmap() {
         return;
     }
     let cm = decodes_like_dry_run(
-        &["create", "configmap", "x", "--from-literal=a=1", "--from-literal=b=2"],
+        &[
+            "create",
+            "configmap",
+            "x",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
         "/api/v1/namespaces/default/configmaps",
     );
     assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "2"}));
@@ -183,8 +236,10 @@ fn create_secret_generic() {
     if !have_kubectl() {
         return;
     }
-    let secret =
-        decodes_like_dry_run(&["create", "secret", "generic", "s", "--from-literal=p=x"], "/api/v1/namespaces/default/secrets");
+    let secret = decodes_like_dry_run(
+        &["create", "secret", "generic", "s", "--from-literal=p=x"],
+        "/api/v1/namespaces/default/secrets",
+    );
     assert_eq!(secret["data"]["p"], "eA==", "bytes come out as base64");
 }
 
@@ -194,11 +249,21 @@ fn create_deployment() {
         return;
     }
     let deployment = decodes_like_dry_run(
-        &["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2", "--port=80"],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
         "/apis/apps/v1/namespaces/default/deployments",
     );
     assert_eq!(deployment["spec"]["replicas"], 2);
-    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
 }
 
 #[test]
@@ -210,7 +275,10 @@ fn create_service_clusterip() {
         &["create", "service", "clusterip", "web", "--tcp=80:8080"],
         "/api/v1/namespaces/default/services",
     );
-    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080, "IntOrString as a number");
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"], 8080,
+        "IntOrString as a number"
+    );
 }
 
 #[test]
@@ -227,10 +295,22 @@ fn create_job() {
         return;
     }
     let job = decodes_like_dry_run(
-        &["create", "job", "j", "--image=busybox", "--", "sh", "-c", "echo hi"],
+        &[
+            "create",
+            "job",
+            "j",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ],
         "/apis/batch/v1/namespaces/default/jobs",
     );
-    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["command"], serde_json::json!(["sh", "-c", "echo hi"]));
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["sh", "-c", "echo hi"])
+    );
 }
 
 #[test]
@@ -239,7 +319,13 @@ fn create_cronjob() {
         return;
     }
     let cronjob = decodes_like_dry_run(
-        &["create", "cronjob", "c", "--image=busybox", "--schedule=*/1 * * * *"],
+        &[
+            "create",
+            "cronjob",
+            "c",
+            "--image=busybox",
+            "--schedule=*/1 * * * *",
+        ],
         "/apis/batch/v1/namespaces/default/cronjobs",
     );
     assert_eq!(cronjob["spec"]["schedule"], "*/1 * * * *");
@@ -250,7 +336,10 @@ fn create_serviceaccount() {
     if !have_kubectl() {
         return;
     }
-    decodes_like_dry_run(&["create", "serviceaccount", "sa"], "/api/v1/namespaces/default/serviceaccounts");
+    decodes_like_dry_run(
+        &["create", "serviceaccount", "sa"],
+        "/api/v1/namespaces/default/serviceaccounts",
+    );
 }
 
 /// `kubectl run` builds its pod with the unstructured client: the body is JSON, so the server
@@ -261,17 +350,29 @@ fn run_pod_posts_json_not_protobuf() {
         return;
     }
     let server = TestServer::start();
-    let args = ["run", "p", "--image=nginx", "--port=80", "--labels=app=p", "--env=A=1"];
+    let args = [
+        "run",
+        "p",
+        "--image=nginx",
+        "--port=80",
+        "--labels=app=p",
+        "--env=A=1",
+    ];
     let mut dry_run = args.to_vec();
     dry_run.extend(["--dry-run=client", "-o", "json"]);
     let expected: Value = serde_json::from_str(&server.kubectl_ok(&dry_run)).unwrap();
     server.kubectl_ok(&args);
     let posts = server.posts.lock().unwrap().clone();
-    let [post] = posts.as_slice() else { panic!("expected one POST, got {posts:?}") };
+    let [post] = posts.as_slice() else {
+        panic!("expected one POST, got {posts:?}")
+    };
     assert_eq!(post.content_type, "application/json");
     let body: Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body, expected);
-    assert!(matches!(protobuf::decode(&post.body), Err(protobuf::ProtobufError::BadMagic { .. })));
+    assert!(matches!(
+        protobuf::decode(&post.body),
+        Err(protobuf::ProtobufError::BadMagic { .. })
+    ));
 }
 
 #[test]
@@ -283,7 +384,10 @@ fn create_role() {
         &["create", "role", "r", "--verb=get,list", "--resource=pods"],
         "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
     );
-    assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
 }
 
 #[test]
@@ -292,12 +396,20 @@ fn create_ingress() {
         return;
     }
     let ingress = decodes_like_dry_run(
-        &["create", "ingress", "ing", "--rule=foo.com/bar=svc1:8080,tls=my-cert"],
+        &[
+            "create",
+            "ingress",
+            "ing",
+            "--rule=foo.com/bar=svc1:8080,tls=my-cert",
+        ],
         "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
     );
     // IngressRule embeds IngressRuleValue inline: `http` sits beside `host`.
     assert_eq!(ingress["spec"]["rules"][0]["host"], "foo.com");
-    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 8080);
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        8080
+    );
 }
 
 #[test]
@@ -306,10 +418,19 @@ fn create_poddisruptionbudget() {
         return;
     }
     let pdb = decodes_like_dry_run(
-        &["create", "poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=50%"],
+        &[
+            "create",
+            "poddisruptionbudget",
+            "pdb",
+            "--selector=app=web",
+            "--min-available=50%",
+        ],
         "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
     );
-    assert_eq!(pdb["spec"]["minAvailable"], "50%", "IntOrString as a string");
+    assert_eq!(
+        pdb["spec"]["minAvailable"], "50%",
+        "IntOrString as a string"
+    );
 }
 
 #[test]
@@ -321,7 +442,11 @@ fn create_quota() {
         &["create", "quota", "q", "--hard=cpu=1,memory=1G,pods=2"],
         "/api/v1/namespaces/default/resourcequotas",
     );
-    assert_eq!(quota["spec"]["hard"], serde_json::json!({"cpu": "1", "memory": "1G", "pods": "2"}), "quantities as strings");
+    assert_eq!(
+        quota["spec"]["hard"],
+        serde_json::json!({"cpu": "1", "memory": "1G", "pods": "2"}),
+        "quantities as strings"
+    );
 }
 
 #[test]
@@ -330,7 +455,13 @@ fn create_priorityclass() {
         return;
     }
     let class = decodes_like_dry_run(
-        &["create", "priorityclass", "high", "--value=1000", "--description=hi"],
+        &[
+            "create",
+            "priorityclass",
+            "high",
+            "--value=1000",
+            "--description=hi",
+        ],
         "/apis/scheduling.k8s.io/v1/priorityclasses",
     );
     assert_eq!(class["value"], 1000);
@@ -342,8 +473,60 @@ fn create_secret_docker_registry() {
         return;
     }
     let secret = decodes_like_dry_run(
-        &["create", "secret", "docker-registry", "d", "--docker-server=r.io", "--docker-username=u", "--docker-password=p"],
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "d",
+            "--docker-server=r.io",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
         "/api/v1/namespaces/default/secrets",
     );
     assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+}
+
+/// The committed schema table is what its generator makes from the crates in the cargo
+/// registry (so a hand edit or a stale table shows up). Skips, saying so, where python3 or the
+/// crates' sources are not there.
+#[test]
+fn schema_table_matches_its_generator() {
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let registry = home.join(".cargo/registry/src");
+    let has_crate = |name: &str| {
+        std::fs::read_dir(&registry)
+            .map(|dirs| dirs.flatten().any(|d| d.path().join(name).is_dir()))
+            .unwrap_or(false)
+    };
+    if !has_crate("k8s-pb-0.9.0") || !has_crate("k8s-openapi-0.29.0") {
+        eprintln!(
+            "SKIPPED: k8s-pb 0.9.0 or k8s-openapi 0.29.0 sources are not under {}",
+            registry.display()
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match Command::new("python3")
+        .arg(root.join("scripts/gen_protobuf_schema.py"))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run python3: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root.join("src/protobuf/schema.txt")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "src/protobuf/schema.txt is not what scripts/gen_protobuf_schema.py generates: regenerate it"
+    );
 }

@@ -22,22 +22,33 @@ pub(crate) struct Walker<'s> {
 
 impl Walker<'_> {
     /// The JSON of one message.
-    pub(crate) fn message(&self, message: &Message, bytes: &[u8], depth: usize) -> Result<Value, ProtobufError> {
+    pub(crate) fn message(
+        &self,
+        message: &Message,
+        bytes: &[u8],
+        depth: usize,
+    ) -> Result<Value, ProtobufError> {
         if depth > MAX_DEPTH {
-            return Err(ProtobufError::TooDeep { message: message.proto_name(), limit: MAX_DEPTH });
+            return Err(ProtobufError::TooDeep {
+                message: message.proto_name(),
+                limit: MAX_DEPTH,
+            });
         }
         let name = message.name.as_str();
         match name {
             "apimachinery.pkg.runtime.RawExtension"
             | "apimachinery.pkg.apis.meta.v1.FieldsV1"
             | "apiextensions_apiserver.pkg.apis.apiextensions.v1.Json"
-            | "apiextensions_apiserver.pkg.apis.apiextensions.v1beta1.Json" => return self.raw_json(message, bytes),
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1beta1.Json" => {
+                return self.raw_json(message, bytes);
+            }
             _ => {}
         }
         let object = self.fields(message, bytes, depth)?;
         let int = |key: &str| object.get(key).and_then(Value::as_i64).unwrap_or(0);
         let value = match name {
-            "apimachinery.pkg.api.resource.Quantity" | "apimachinery.pkg.api.resource.QuantityValue" => {
+            "apimachinery.pkg.api.resource.Quantity"
+            | "apimachinery.pkg.api.resource.QuantityValue" => {
                 // A zero Quantity prints as "0"; the wire form is the canonical string.
                 match object.get("string").and_then(Value::as_str) {
                     Some(text) if !text.is_empty() => Value::String(text.to_string()),
@@ -45,26 +56,48 @@ impl Walker<'_> {
                 }
             }
             "apimachinery.pkg.util.intstr.IntOrString" => match int("type") {
-                1 => Value::String(object.get("strVal").and_then(Value::as_str).unwrap_or("").to_string()),
+                1 => Value::String(
+                    object
+                        .get("strVal")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                ),
                 _ => Value::from(int("intVal")),
             },
             _ if name == format!("{META}.Time") || name == format!("{META}.MicroTime") => {
                 let micro = name.ends_with("MicroTime");
-                rfc3339(int("seconds"), int("nanos"), micro).ok_or_else(|| ProtobufError::TimeOutOfRange {
-                    message: message.proto_name(),
-                    seconds: int("seconds"),
+                rfc3339(int("seconds"), int("nanos"), micro).ok_or_else(|| {
+                    ProtobufError::TimeOutOfRange {
+                        message: message.proto_name(),
+                        seconds: int("seconds"),
+                    }
                 })?
             }
             _ if name == format!("{META}.Duration") => Value::String(go_duration(int("duration"))),
             _ if name.ends_with(".JsonSchemaPropsOrArray") => one_of_schema(object, "jSONSchemas"),
-            _ if name.ends_with(".JsonSchemaPropsOrStringArray") => one_of_schema(object, "property"),
+            _ if name.ends_with(".JsonSchemaPropsOrStringArray") => {
+                one_of_schema(object, "property")
+            }
             _ if name.ends_with(".JsonSchemaPropsOrBool") => match object.get("schema") {
                 Some(schema) => schema.clone(),
-                None => Value::Bool(object.get("allows").and_then(Value::as_bool).unwrap_or(false)),
+                None => Value::Bool(
+                    object
+                        .get("allows")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                ),
             },
             _ if message.array => {
-                let field = message.fields.first().map(|f| f.json.as_str()).unwrap_or("items");
-                object.get(field).cloned().unwrap_or(Value::Array(Vec::new()))
+                let field = message
+                    .fields
+                    .first()
+                    .map(|f| f.json.as_str())
+                    .unwrap_or("items");
+                object
+                    .get(field)
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()))
             }
             _ => Value::Object(object),
         };
@@ -72,31 +105,52 @@ impl Walker<'_> {
     }
 
     /// The fields of a message under their JSON names, in wire order.
-    fn fields(&self, message: &Message, bytes: &[u8], depth: usize) -> Result<Map<String, Value>, ProtobufError> {
+    fn fields(
+        &self,
+        message: &Message,
+        bytes: &[u8],
+        depth: usize,
+    ) -> Result<Map<String, Value>, ProtobufError> {
         let mut object = Map::new();
         let mut reader = Reader::new(bytes);
         while let Some((tag, value)) = reader.next_field().map_err(|e| wire_error(e, message))? {
             // Unknown field numbers are skipped: a newer client may send fields we do not know.
-            let Some(field) = message.field(tag) else { continue };
+            let Some(field) = message.field(tag) else {
+                continue;
+            };
             match field.label {
                 Label::Optional => {
                     let decoded = self.single(message, field, value, depth)?;
-                    if is_zero(&decoded) && !field.keep_zero && !matches!(field.ty, Type::Message(_)) {
-                        object.remove(&field.json);
-                    } else {
-                        object.insert(field.json.clone(), decoded);
+                    let drop = is_zero(&decoded)
+                        && !field.keep_zero
+                        && !matches!(field.ty, Type::Message(_));
+                    match (object.get_mut(&field.json), decoded) {
+                        // A message field seen twice is merged (one level deep; protobuf merges recursively).
+                        (Some(Value::Object(earlier)), Value::Object(later)) => {
+                            earlier.extend(later)
+                        }
+                        _ if drop => {
+                            object.remove(&field.json);
+                        }
+                        (_, decoded) => {
+                            object.insert(field.json.clone(), decoded);
+                        }
                     }
                 }
                 Label::Repeated => {
                     let decoded = self.repeated(message, field, value, depth)?;
-                    let entry = object.entry(field.json.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                    let entry = object
+                        .entry(field.json.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(items) = entry {
                         items.extend(decoded);
                     }
                 }
                 Label::Map => {
                     let (key, decoded) = self.map_entry(message, field, value, depth)?;
-                    let entry = object.entry(field.json.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    let entry = object
+                        .entry(field.json.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
                     if let Value::Object(entries) = entry {
                         entries.insert(key, decoded);
                     }
@@ -112,7 +166,13 @@ impl Walker<'_> {
     }
 
     /// One value of a field, by the field's type.
-    fn single(&self, message: &Message, field: &Field, value: WireValue<'_>, depth: usize) -> Result<Value, ProtobufError> {
+    fn single(
+        &self,
+        message: &Message,
+        field: &Field,
+        value: WireValue<'_>,
+        depth: usize,
+    ) -> Result<Value, ProtobufError> {
         let wrong = || ProtobufError::WrongWireType {
             message: message.proto_name(),
             field: field.tag,
@@ -122,7 +182,10 @@ impl Walker<'_> {
         Ok(match (&field.ty, value) {
             (Type::String, WireValue::Bytes(bytes)) => Value::String(
                 std::str::from_utf8(bytes)
-                    .map_err(|_| ProtobufError::InvalidUtf8 { message: message.proto_name(), field: field.tag })?
+                    .map_err(|_| ProtobufError::InvalidUtf8 {
+                        message: message.proto_name(),
+                        field: field.tag,
+                    })?
                     .to_string(),
             ),
             (Type::Bytes, WireValue::Bytes(bytes)) => {
@@ -134,16 +197,21 @@ impl Walker<'_> {
             (Type::Bool, WireValue::Varint(v)) => Value::Bool(v != 0),
             (Type::Double, WireValue::Fixed64(bits)) => {
                 let number = f64::from_bits(bits);
-                Value::Number(Number::from_f64(number).ok_or_else(|| ProtobufError::NotFinite {
-                    message: message.proto_name(),
-                    field: field.tag,
-                })?)
+                Value::Number(
+                    Number::from_f64(number).ok_or_else(|| ProtobufError::NotFinite {
+                        message: message.proto_name(),
+                        field: field.tag,
+                    })?,
+                )
             }
             (Type::Message(target), WireValue::Bytes(bytes)) => {
-                let target = self.schema.message(target).ok_or_else(|| ProtobufError::Schema {
-                    line: 0,
-                    reason: format!("message {target} is not in the table"),
-                })?;
+                let target = self
+                    .schema
+                    .message(target)
+                    .ok_or_else(|| ProtobufError::Schema {
+                        line: 0,
+                        reason: format!("message {target} is not in the table"),
+                    })?;
                 self.message(target, bytes, depth + 1)?
             }
             _ => return Err(wrong()),
@@ -152,11 +220,21 @@ impl Walker<'_> {
 
     /// The values one occurrence of a repeated field carries: one, or many when numbers are
     /// packed into a length-delimited run.
-    fn repeated(&self, message: &Message, field: &Field, value: WireValue<'_>, depth: usize) -> Result<Vec<Value>, ProtobufError> {
+    fn repeated(
+        &self,
+        message: &Message,
+        field: &Field,
+        value: WireValue<'_>,
+        depth: usize,
+    ) -> Result<Vec<Value>, ProtobufError> {
         match (&field.ty, value) {
             (Type::Int32 | Type::Int64 | Type::Bool, WireValue::Bytes(bytes)) => {
-                let numbers = packed_varints(bytes, field.tag).map_err(|e| wire_error(e, message))?;
-                numbers.into_iter().map(|n| self.single(message, field, WireValue::Varint(n), depth)).collect()
+                let numbers =
+                    packed_varints(bytes, field.tag).map_err(|e| wire_error(e, message))?;
+                numbers
+                    .into_iter()
+                    .map(|n| self.single(message, field, WireValue::Varint(n), depth))
+                    .collect()
             }
             _ => Ok(vec![self.single(message, field, value, depth)?]),
         }
@@ -164,7 +242,13 @@ impl Walker<'_> {
 
     /// One `map<string, V>` entry: a nested message with the key as field 1, the value as 2.
     /// A missing value is V's zero, as Go's map decoding leaves it.
-    fn map_entry(&self, message: &Message, field: &Field, value: WireValue<'_>, depth: usize) -> Result<(String, Value), ProtobufError> {
+    fn map_entry(
+        &self,
+        message: &Message,
+        field: &Field,
+        value: WireValue<'_>,
+        depth: usize,
+    ) -> Result<(String, Value), ProtobufError> {
         let WireValue::Bytes(entry) = value else {
             return Err(ProtobufError::WrongWireType {
                 message: message.proto_name(),
@@ -179,8 +263,12 @@ impl Walker<'_> {
         while let Some((tag, value)) = reader.next_field().map_err(|e| wire_error(e, message))? {
             match (tag, value) {
                 (1, WireValue::Bytes(bytes)) => {
-                    key = String::from_utf8(bytes.to_vec())
-                        .map_err(|_| ProtobufError::InvalidUtf8 { message: message.proto_name(), field: field.tag })?;
+                    key = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                        ProtobufError::InvalidUtf8 {
+                            message: message.proto_name(),
+                            field: field.tag,
+                        }
+                    })?;
                 }
                 (2, value) => decoded = Some(self.single(message, field, value, depth)?),
                 _ => {}
@@ -246,8 +334,10 @@ pub(crate) fn wire_error(error: WireError, message: &Message) -> ProtobufError {
         WireError::BadKey { offset } => ProtobufError::BadFieldKey { message, offset },
         WireError::Truncated { field } => ProtobufError::Truncated { message, field },
         WireError::VarintTooLong { field } => ProtobufError::VarintTooLong { message, field },
-        WireError::UnsupportedWireType { field, wire_type } => {
-            ProtobufError::UnsupportedWireType { message, field, wire_type }
-        }
+        WireError::UnsupportedWireType { field, wire_type } => ProtobufError::UnsupportedWireType {
+            message,
+            field,
+            wire_type,
+        },
     }
 }

@@ -33,15 +33,21 @@ pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProtobufError {
-    #[error("not a Kubernetes protobuf body: it must start with the 4 bytes \"k8s\\0\", found {found:?}")]
+    #[error(
+        "not a Kubernetes protobuf body: it must start with the 4 bytes \"k8s\\0\", found {found:?}"
+    )]
     BadMagic { found: Vec<u8> },
     #[error("the protobuf envelope names no kind (typeMeta.kind is empty)")]
     MissingKind,
     #[error("kind {kind:?} of apiVersion {api_version:?} has no protobuf schema here")]
     UnknownKind { api_version: String, kind: String },
-    #[error("unsupported contentEncoding {encoding:?} in the protobuf envelope (only the identity encoding is)")]
+    #[error(
+        "unsupported contentEncoding {encoding:?} in the protobuf envelope (only the identity encoding is)"
+    )]
     UnsupportedContentEncoding { encoding: String },
-    #[error("unsupported contentType {content_type:?} in the protobuf envelope (expected {CONTENT_TYPE})")]
+    #[error(
+        "unsupported contentType {content_type:?} in the protobuf envelope (expected {CONTENT_TYPE})"
+    )]
     UnsupportedContentType { content_type: String },
     #[error("truncated field {field} of message {message}")]
     Truncated { message: String, field: u32 },
@@ -50,14 +56,27 @@ pub enum ProtobufError {
     #[error("varint longer than 10 bytes in field {field} of message {message}")]
     VarintTooLong { message: String, field: u32 },
     #[error("unsupported wire type {wire_type} in field {field} of message {message}")]
-    UnsupportedWireType { message: String, field: u32, wire_type: u8 },
-    #[error("field {field} ({json}) of message {message} has wire type {wire_type}, which does not fit its schema type")]
-    WrongWireType { message: String, field: u32, json: String, wire_type: u8 },
+    UnsupportedWireType {
+        message: String,
+        field: u32,
+        wire_type: u8,
+    },
+    #[error(
+        "field {field} ({json}) of message {message} has wire type {wire_type}, which does not fit its schema type"
+    )]
+    WrongWireType {
+        message: String,
+        field: u32,
+        json: String,
+        wire_type: u8,
+    },
     #[error("field {field} of message {message} is not valid UTF-8")]
     InvalidUtf8 { message: String, field: u32 },
     #[error("field {field} of message {message} is not a finite number")]
     NotFinite { message: String, field: u32 },
-    #[error("{message} holds a time of {seconds} seconds since the epoch, outside RFC 3339's years 0 to 9999")]
+    #[error(
+        "{message} holds a time of {seconds} seconds since the epoch, outside RFC 3339's years 0 to 9999"
+    )]
     TimeOutOfRange { message: String, seconds: i64 },
     #[error("{message} does not hold valid JSON: {source}")]
     InvalidJson {
@@ -76,26 +95,38 @@ pub enum ProtobufError {
 pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     let rest = body
         .strip_prefix(MAGIC)
-        .ok_or_else(|| ProtobufError::BadMagic { found: body.iter().take(MAGIC.len()).copied().collect() })?;
+        .ok_or_else(|| ProtobufError::BadMagic {
+            found: body.iter().take(MAGIC.len()).copied().collect(),
+        })?;
     let schema = Schema::builtin()?;
     let envelope = Envelope::parse(schema, rest)?;
     if !envelope.content_encoding.is_empty() {
-        return Err(ProtobufError::UnsupportedContentEncoding { encoding: envelope.content_encoding });
+        return Err(ProtobufError::UnsupportedContentEncoding {
+            encoding: envelope.content_encoding,
+        });
     }
     if !envelope.content_type.is_empty() && envelope.content_type != CONTENT_TYPE {
-        return Err(ProtobufError::UnsupportedContentType { content_type: envelope.content_type });
+        return Err(ProtobufError::UnsupportedContentType {
+            content_type: envelope.content_type,
+        });
     }
     if envelope.kind.is_empty() {
         return Err(ProtobufError::MissingKind);
     }
-    let message = schema.message_for_kind(&envelope.api_version, &envelope.kind).ok_or_else(|| {
-        ProtobufError::UnknownKind { api_version: envelope.api_version.clone(), kind: envelope.kind.clone() }
-    })?;
+    let message = schema
+        .message_for_kind(&envelope.api_version, &envelope.kind)
+        .ok_or_else(|| ProtobufError::UnknownKind {
+            api_version: envelope.api_version.clone(),
+            kind: envelope.kind.clone(),
+        })?;
     let fields = Walker { schema }.message(message, envelope.raw, 0)?;
     // kind and apiVersion first, as kube-apiserver writes them.
     let mut object = Map::new();
     object.insert("kind".to_string(), Value::String(envelope.kind));
-    object.insert("apiVersion".to_string(), Value::String(envelope.api_version));
+    object.insert(
+        "apiVersion".to_string(),
+        Value::String(envelope.api_version),
+    );
     if let Value::Object(fields) = fields {
         object.extend(fields);
     }
@@ -116,8 +147,13 @@ impl<'a> Envelope<'a> {
     fn parse(schema: &Schema, bytes: &'a [u8]) -> Result<Self, ProtobufError> {
         let unknown = schema_message(schema, "apimachinery.pkg.runtime.Unknown")?;
         let type_meta = schema_message(schema, "apimachinery.pkg.runtime.TypeMeta")?;
-        let mut envelope =
-            Envelope { api_version: String::new(), kind: String::new(), raw: &[], content_encoding: String::new(), content_type: String::new() };
+        let mut envelope = Envelope {
+            api_version: String::new(),
+            kind: String::new(),
+            raw: &[],
+            content_encoding: String::new(),
+            content_type: String::new(),
+        };
         for (field, value) in fields(unknown, bytes)? {
             match field {
                 1 => {
@@ -140,12 +176,16 @@ impl<'a> Envelope<'a> {
 }
 
 fn schema_message<'s>(schema: &'s Schema, name: &str) -> Result<&'s Message, ProtobufError> {
-    schema
-        .message(name)
-        .ok_or_else(|| ProtobufError::Schema { line: 0, reason: format!("message {name} is not in the table") })
+    schema.message(name).ok_or_else(|| ProtobufError::Schema {
+        line: 0,
+        reason: format!("message {name} is not in the table"),
+    })
 }
 
-fn fields<'a>(message: &Message, bytes: &'a [u8]) -> Result<Vec<(u32, WireValue<'a>)>, ProtobufError> {
+fn fields<'a>(
+    message: &Message,
+    bytes: &'a [u8],
+) -> Result<Vec<(u32, WireValue<'a>)>, ProtobufError> {
     let mut reader = Reader::new(bytes);
     let mut out = Vec::new();
     while let Some(field) = reader.next_field().map_err(|e| wire_error(e, message))? {
@@ -154,13 +194,20 @@ fn fields<'a>(message: &Message, bytes: &'a [u8]) -> Result<Vec<(u32, WireValue<
     Ok(out)
 }
 
-fn bytes_of<'a>(message: &Message, field: u32, value: WireValue<'a>) -> Result<&'a [u8], ProtobufError> {
+fn bytes_of<'a>(
+    message: &Message,
+    field: u32,
+    value: WireValue<'a>,
+) -> Result<&'a [u8], ProtobufError> {
     match value {
         WireValue::Bytes(bytes) => Ok(bytes),
         other => Err(ProtobufError::WrongWireType {
             message: message.proto_name(),
             field,
-            json: message.field(field).map(|f| f.json.clone()).unwrap_or_default(),
+            json: message
+                .field(field)
+                .map(|f| f.json.clone())
+                .unwrap_or_default(),
             wire_type: other.wire_type(),
         }),
     }
@@ -168,7 +215,10 @@ fn bytes_of<'a>(message: &Message, field: u32, value: WireValue<'a>) -> Result<&
 
 fn string_of(message: &Message, field: u32, value: WireValue<'_>) -> Result<String, ProtobufError> {
     let bytes = bytes_of(message, field, value)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 { message: message.proto_name(), field })
+    String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 {
+        message: message.proto_name(),
+        field,
+    })
 }
 
 #[cfg(test)]

@@ -58,7 +58,10 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn field(&self, tag: u32) -> Option<&Field> {
-        self.fields.binary_search_by_key(&tag, |f| f.tag).ok().map(|i| &self.fields[i])
+        self.fields
+            .binary_search_by_key(&tag, |f| f.tag)
+            .ok()
+            .map(|i| &self.fields[i])
     }
 
     /// The proto name as Kubernetes spells it (`k8s.io.api.core.v1.Pod`), for errors.
@@ -81,7 +84,10 @@ impl Schema {
     /// The table compiled into the crate.
     pub(crate) fn builtin() -> Result<&'static Schema, ProtobufError> {
         static SCHEMA: OnceLock<Result<Schema, ProtobufError>> = OnceLock::new();
-        SCHEMA.get_or_init(|| Schema::parse(TABLE)).as_ref().map_err(Clone::clone)
+        SCHEMA
+            .get_or_init(|| Schema::parse(TABLE))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub(crate) fn message(&self, name: &str) -> Option<&Message> {
@@ -96,24 +102,33 @@ impl Schema {
             return self.messages.get(name);
         }
         let module = self.modules.get(api_version)?;
-        self.messages
-            .get(&format!("{module}.{kind}"))
-            .or_else(|| self.messages.get(&format!("apimachinery.pkg.apis.meta.v1.{kind}")))
+        self.messages.get(&format!("{module}.{kind}")).or_else(|| {
+            self.messages
+                .get(&format!("apimachinery.pkg.apis.meta.v1.{kind}"))
+        })
     }
 
     pub(crate) fn parse(text: &str) -> Result<Schema, ProtobufError> {
         let mut schema = Schema::default();
         let mut current: Option<Message> = None;
         for (index, line) in text.lines().enumerate() {
-            let bad = |reason: &str| ProtobufError::Schema { line: index + 1, reason: reason.to_string() };
+            let bad = |reason: &str| ProtobufError::Schema {
+                line: index + 1,
+                reason: reason.to_string(),
+            };
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 [] => {}
                 [first, ..] if first.starts_with('#') => {}
                 ["kind", api_version, kind, message] => {
                     let module = message.rsplit_once('.').map_or("", |(module, _)| module);
-                    schema.modules.insert(api_version.to_string(), module.to_string());
-                    schema.kinds.insert((api_version.to_string(), kind.to_string()), message.to_string());
+                    schema
+                        .modules
+                        .insert(api_version.to_string(), module.to_string());
+                    schema.kinds.insert(
+                        (api_version.to_string(), kind.to_string()),
+                        message.to_string(),
+                    );
                 }
                 ["message", name, rest @ ..] => {
                     if let Some(done) = current.take() {
@@ -126,8 +141,12 @@ impl Schema {
                     });
                 }
                 [tag, json, label, ty, rest @ ..] if line.starts_with(' ') => {
-                    let message = current.as_mut().ok_or_else(|| bad("field line before any message"))?;
-                    message.fields.push(parse_field(tag, json, label, ty, rest).map_err(|e| bad(&e))?);
+                    let message = current
+                        .as_mut()
+                        .ok_or_else(|| bad("field line before any message"))?;
+                    message
+                        .fields
+                        .push(parse_field(tag, json, label, ty, rest).map_err(|e| bad(&e))?);
                 }
                 _ => return Err(bad("unrecognised line")),
             }
@@ -145,27 +164,43 @@ impl Schema {
     /// Every message a field or kind names must be in the table: a dangling name would only
     /// surface when a client sends that field.
     fn check_references(&self) -> Result<(), ProtobufError> {
-        let dangling = |what: String| ProtobufError::Schema { line: 0, reason: what };
+        let dangling = |what: String| ProtobufError::Schema {
+            line: 0,
+            reason: what,
+        };
         for message in self.messages.values() {
             for field in &message.fields {
-                if let Type::Message(target) = &field.ty {
-                    if !self.messages.contains_key(target) {
-                        return Err(dangling(format!("{}.{} names unknown message {target}", message.name, field.json)));
-                    }
+                if let Type::Message(target) = &field.ty
+                    && !self.messages.contains_key(target)
+                {
+                    return Err(dangling(format!(
+                        "{}.{} names unknown message {target}",
+                        message.name, field.json
+                    )));
                 }
             }
         }
         for ((api_version, kind), target) in &self.kinds {
             if !self.messages.contains_key(target) {
-                return Err(dangling(format!("kind {api_version} {kind} names unknown message {target}")));
+                return Err(dangling(format!(
+                    "kind {api_version} {kind} names unknown message {target}"
+                )));
             }
         }
         Ok(())
     }
 }
 
-fn parse_field(tag: &str, json: &str, label: &str, ty: &str, rest: &[&str]) -> Result<Field, String> {
-    let tag: u32 = tag.parse().map_err(|_| format!("field number {tag:?} is not a number"))?;
+fn parse_field(
+    tag: &str,
+    json: &str,
+    label: &str,
+    ty: &str,
+    rest: &[&str],
+) -> Result<Field, String> {
+    let tag: u32 = tag
+        .parse()
+        .map_err(|_| format!("field number {tag:?} is not a number"))?;
     let label = match label {
         "opt" => Label::Optional,
         "rep" => Label::Repeated,
@@ -181,7 +216,11 @@ fn parse_field(tag: &str, json: &str, label: &str, ty: &str, rest: &[&str]) -> R
         "bool" => Type::Bool,
         "bytes" => Type::Bytes,
         "double" => Type::Double,
-        "message" => Type::Message(rest.next().ok_or("message field without its message name")?.to_string()),
+        "message" => Type::Message(
+            rest.next()
+                .ok_or("message field without its message name")?
+                .to_string(),
+        ),
         other => return Err(format!("unknown type {other:?}")),
     };
     let keep_zero = match rest.next() {
@@ -189,7 +228,13 @@ fn parse_field(tag: &str, json: &str, label: &str, ty: &str, rest: &[&str]) -> R
         Some("keepzero") => true,
         Some(other) => return Err(format!("unknown flag {other:?}")),
     };
-    Ok(Field { tag, json: json.to_string(), label, ty, keep_zero })
+    Ok(Field {
+        tag,
+        json: json.to_string(),
+        label,
+        ty,
+        keep_zero,
+    })
 }
 
 #[cfg(test)]
@@ -202,9 +247,13 @@ mod tests {
         let pod = schema.message_for_kind("v1", "Pod").expect("v1 Pod");
         assert_eq!(pod.name, "api.core.v1.Pod");
         assert_eq!(pod.field(1).unwrap().json, "metadata");
-        let deployment_list = schema.message_for_kind("apps/v1", "DeploymentList").expect("a list kind");
+        let deployment_list = schema
+            .message_for_kind("apps/v1", "DeploymentList")
+            .expect("a list kind");
         assert_eq!(deployment_list.name, "api.apps.v1.DeploymentList");
-        let delete = schema.message_for_kind("apps/v1", "DeleteOptions").expect("meta/v1 fallback");
+        let delete = schema
+            .message_for_kind("apps/v1", "DeleteOptions")
+            .expect("meta/v1 fallback");
         assert_eq!(delete.name, "apimachinery.pkg.apis.meta.v1.DeleteOptions");
         assert!(schema.message_for_kind("v1", "NoSuchKind").is_none());
     }
@@ -213,9 +262,17 @@ mod tests {
     fn json_names_are_the_api_spelling() {
         let schema = Schema::builtin().unwrap();
         let names = |message: &str| -> Vec<String> {
-            schema.message(message).unwrap().fields.iter().map(|f| f.json.clone()).collect()
+            schema
+                .message(message)
+                .unwrap()
+                .fields
+                .iter()
+                .map(|f| f.json.clone())
+                .collect()
         };
-        assert!(names("api.core.v1.AwsElasticBlockStoreVolumeSource").contains(&"volumeID".to_string()));
+        assert!(
+            names("api.core.v1.AwsElasticBlockStoreVolumeSource").contains(&"volumeID".to_string())
+        );
         assert!(names("api.core.v1.PodStatus").contains(&"podIPs".to_string()));
         assert!(names("api.core.v1.PodSpec").contains(&"hostIPC".to_string()));
         let props = names("apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps");
@@ -227,9 +284,23 @@ mod tests {
     fn embedded_structs_and_named_slices_are_marked() {
         let schema = Schema::builtin().unwrap();
         let volume = schema.message("api.core.v1.Volume").unwrap();
-        assert_eq!(volume.field(2).unwrap().label, Label::Inline, "Volume embeds VolumeSource");
-        assert!(schema.message("apimachinery.pkg.apis.meta.v1.Verbs").unwrap().array);
-        assert!(!schema.message("api.core.v1.DownwardAPIProjection").unwrap().array);
+        assert_eq!(
+            volume.field(2).unwrap().label,
+            Label::Inline,
+            "Volume embeds VolumeSource"
+        );
+        assert!(
+            schema
+                .message("apimachinery.pkg.apis.meta.v1.Verbs")
+                .unwrap()
+                .array
+        );
+        assert!(
+            !schema
+                .message("api.core.v1.DownwardAPIProjection")
+                .unwrap()
+                .array
+        );
     }
 
     #[test]

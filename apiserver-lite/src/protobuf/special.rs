@@ -22,7 +22,9 @@ pub(crate) fn rfc3339(seconds: i64, nanos: i64, micro: bool) -> Option<serde_jso
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
         ))
     } else {
-        instant.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        instant.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
     };
     text.ok().map(serde_json::Value::String)
 }
@@ -41,7 +43,11 @@ pub(crate) fn go_duration(nanos: i64) -> String {
             _ => ("ms", 6),
         };
         let scale = 10u64.pow(precision);
-        return format!("{sign}{}{}{unit}", u / scale, fraction(u % scale, precision));
+        return format!(
+            "{sign}{}{}{unit}",
+            u / scale,
+            fraction(u % scale, precision)
+        );
     }
     let seconds = u / 1_000_000_000;
     let frac = fraction(u % 1_000_000_000, 9);
@@ -72,16 +78,32 @@ mod tests {
     #[test]
     fn time_is_whole_seconds_and_microtime_has_six_digits() {
         // 2026-12-02T10:00:00Z
-        assert_eq!(rfc3339(1_796_205_600, 0, false), Some(json!("2026-12-02T10:00:00Z")));
-        assert_eq!(rfc3339(1_796_205_600, 123_456_789, false), Some(json!("2026-12-02T10:00:00Z")));
-        assert_eq!(rfc3339(1_796_205_600, 123_456_789, true), Some(json!("2026-12-02T10:00:00.123456Z")));
-        assert_eq!(rfc3339(1_796_205_600, 0, true), Some(json!("2026-12-02T10:00:00.000000Z")));
+        assert_eq!(
+            rfc3339(1_796_205_600, 0, false),
+            Some(json!("2026-12-02T10:00:00Z"))
+        );
+        assert_eq!(
+            rfc3339(1_796_205_600, 123_456_789, false),
+            Some(json!("2026-12-02T10:00:00Z"))
+        );
+        assert_eq!(
+            rfc3339(1_796_205_600, 123_456_789, true),
+            Some(json!("2026-12-02T10:00:00.123456Z"))
+        );
+        assert_eq!(
+            rfc3339(1_796_205_600, 0, true),
+            Some(json!("2026-12-02T10:00:00.000000Z"))
+        );
     }
 
     #[test]
     fn zero_time_is_null_and_out_of_range_is_refused() {
         assert_eq!(rfc3339(0, 0, false), Some(serde_json::Value::Null));
-        assert_eq!(rfc3339(-62_135_596_800 - 400 * 86_400, 0, false), None, "year -1");
+        assert_eq!(
+            rfc3339(-62_135_596_800 - 400 * 86_400, 0, false),
+            None,
+            "year -1"
+        );
         assert_eq!(rfc3339(i64::MAX, 0, false), None);
     }
 

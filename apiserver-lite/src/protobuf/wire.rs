@@ -50,27 +50,37 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key_offset = self.pos;
-        let key = self.varint().map_err(|_| WireError::BadKey { offset: key_offset })?;
-        let field = u32::try_from(key >> 3).map_err(|_| WireError::BadKey { offset: key_offset })?;
+        let key = self
+            .varint()
+            .map_err(|_| WireError::BadKey { offset: key_offset })?;
+        let field =
+            u32::try_from(key >> 3).map_err(|_| WireError::BadKey { offset: key_offset })?;
         if field == 0 {
             return Err(WireError::BadKey { offset: key_offset });
         }
         let value = match (key & 7) as u8 {
             0 => WireValue::Varint(self.varint().map_err(|e| e.for_field(field))?),
-            1 => WireValue::Fixed64(u64::from_le_bytes(self.take(8, field)?.try_into().expect("8 bytes"))),
+            1 => WireValue::Fixed64(u64::from_le_bytes(
+                self.take(8, field)?.try_into().expect("8 bytes"),
+            )),
             2 => {
                 let len = self.varint().map_err(|e| e.for_field(field))?;
                 let len = usize::try_from(len).map_err(|_| WireError::Truncated { field })?;
                 WireValue::Bytes(self.take(len, field)?)
             }
-            5 => WireValue::Fixed32(u32::from_le_bytes(self.take(4, field)?.try_into().expect("4 bytes"))),
+            5 => WireValue::Fixed32(u32::from_le_bytes(
+                self.take(4, field)?.try_into().expect("4 bytes"),
+            )),
             wire_type => return Err(WireError::UnsupportedWireType { field, wire_type }),
         };
         Ok(Some((field, value)))
     }
 
     fn take(&mut self, len: usize, field: u32) -> Result<&'a [u8], WireError> {
-        let end = self.pos.checked_add(len).filter(|end| *end <= self.buf.len());
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|end| *end <= self.buf.len());
         let end = end.ok_or(WireError::Truncated { field })?;
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
@@ -150,29 +160,63 @@ mod tests {
 
     #[test]
     fn negative_int32_is_a_ten_byte_varint() {
-        let bytes = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(fields(&bytes).unwrap(), vec![(1, WireValue::Varint(u64::MAX))]);
+        let bytes = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(
+            fields(&bytes).unwrap(),
+            vec![(1, WireValue::Varint(u64::MAX))]
+        );
     }
 
     #[test]
     fn truncation_names_the_field() {
-        assert_eq!(fields(&[0x12, 0x05, b'a']), Err(WireError::Truncated { field: 2 }));
-        assert_eq!(fields(&[0x08, 0x80]), Err(WireError::Truncated { field: 1 }));
-        assert_eq!(fields(&[0x19, 1, 2]), Err(WireError::Truncated { field: 3 }));
-        assert_eq!(fields(&[0x0a, 0x01, b'x', 0x80]), Err(WireError::BadKey { offset: 3 }));
+        assert_eq!(
+            fields(&[0x12, 0x05, b'a']),
+            Err(WireError::Truncated { field: 2 })
+        );
+        assert_eq!(
+            fields(&[0x08, 0x80]),
+            Err(WireError::Truncated { field: 1 })
+        );
+        assert_eq!(
+            fields(&[0x19, 1, 2]),
+            Err(WireError::Truncated { field: 3 })
+        );
+        assert_eq!(
+            fields(&[0x0a, 0x01, b'x', 0x80]),
+            Err(WireError::BadKey { offset: 3 })
+        );
     }
 
     #[test]
     fn rejects_groups_zero_field_and_overlong_varints() {
-        assert_eq!(fields(&[0x0b]), Err(WireError::UnsupportedWireType { field: 1, wire_type: 3 }));
+        assert_eq!(
+            fields(&[0x0b]),
+            Err(WireError::UnsupportedWireType {
+                field: 1,
+                wire_type: 3
+            })
+        );
         assert_eq!(fields(&[0x00, 0x01]), Err(WireError::BadKey { offset: 0 }));
-        let overlong = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(fields(&overlong), Err(WireError::VarintTooLong { field: 1 }));
+        let overlong = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(
+            fields(&overlong),
+            Err(WireError::VarintTooLong { field: 1 })
+        );
     }
 
     #[test]
     fn packed_varints_decode_and_detect_truncation() {
-        assert_eq!(packed_varints(&[1, 0x96, 0x01, 3], 7).unwrap(), vec![1, 150, 3]);
-        assert_eq!(packed_varints(&[1, 0x96], 7), Err(WireError::Truncated { field: 7 }));
+        assert_eq!(
+            packed_varints(&[1, 0x96, 0x01, 3], 7).unwrap(),
+            vec![1, 150, 3]
+        );
+        assert_eq!(
+            packed_varints(&[1, 0x96], 7),
+            Err(WireError::Truncated { field: 7 })
+        );
     }
 }
