@@ -90,6 +90,13 @@ pub enum ProtobufError {
     Schema { line: usize, reason: String },
 }
 
+/// Whether a request's Content-Type header names a Kubernetes protobuf body (parameters such
+/// as `;charset=` or `;stream=watch` aside, case-insensitively).
+pub fn is_protobuf(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case(CONTENT_TYPE)
+}
+
 /// The JSON object a Kubernetes protobuf body holds, with `kind` and `apiVersion` from its
 /// envelope.
 pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {

@@ -497,3 +497,14 @@ fn deep_nesting_is_bounded() {
     .unwrap_err();
     assert!(matches!(err, ProtobufError::TooDeep { .. }), "{err}");
 }
+
+#[test]
+fn content_type_recognition_ignores_parameters_and_case() {
+    assert!(is_protobuf("application/vnd.kubernetes.protobuf"));
+    assert!(is_protobuf(
+        "Application/VND.Kubernetes.Protobuf; charset=utf-8"
+    ));
+    assert!(!is_protobuf("application/json"));
+    assert!(!is_protobuf("application/vnd.kubernetes.protobuf.extra"));
+    assert!(!is_protobuf(""));
+}
