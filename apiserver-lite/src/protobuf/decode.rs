@@ -14,7 +14,9 @@ use super::wire::{Reader, WireError, WireValue, packed_varints};
 /// deepest), and it bounds the recursion a hostile body can cause.
 const MAX_DEPTH: usize = 100;
 
-const META: &str = "apimachinery.pkg.apis.meta.v1";
+const TIME: &str = "apimachinery.pkg.apis.meta.v1.Time";
+const MICRO_TIME: &str = "apimachinery.pkg.apis.meta.v1.MicroTime";
+const DURATION: &str = "apimachinery.pkg.apis.meta.v1.Duration";
 
 pub(crate) struct Walker<'s> {
     pub(crate) schema: &'s Schema,
@@ -65,16 +67,12 @@ impl Walker<'_> {
                 ),
                 _ => Value::from(int("intVal")),
             },
-            _ if name == format!("{META}.Time") || name == format!("{META}.MicroTime") => {
-                let micro = name.ends_with("MicroTime");
-                rfc3339(int("seconds"), int("nanos"), micro).ok_or_else(|| {
-                    ProtobufError::TimeOutOfRange {
-                        message: message.proto_name(),
-                        seconds: int("seconds"),
-                    }
-                })?
-            }
-            _ if name == format!("{META}.Duration") => Value::String(go_duration(int("duration"))),
+            TIME | MICRO_TIME => rfc3339(int("seconds"), int("nanos"), name == MICRO_TIME)
+                .ok_or_else(|| ProtobufError::TimeOutOfRange {
+                    message: message.proto_name(),
+                    seconds: int("seconds"),
+                })?,
+            DURATION => Value::String(go_duration(int("duration"))),
             _ if name.ends_with(".JsonSchemaPropsOrArray") => one_of_schema(object, "jSONSchemas"),
             _ if name.ends_with(".JsonSchemaPropsOrStringArray") => {
                 one_of_schema(object, "property")

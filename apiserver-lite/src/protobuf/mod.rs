@@ -13,6 +13,12 @@
 //! a zero scalar is dropped (`omitempty` on a value field) unless the table marks the field
 //! `keepzero` (a pointer or a required field); empty nested messages stay as `{}` (Go prints
 //! non-pointer structs); a zero `metav1.Time` is null.
+//!
+//! For handlers: when `is_protobuf(content_type)`, `decode` the body and go on with the JSON
+//! (a `ProtobufError` is the client's fault: 400 BadRequest with its message). kubectl sends
+//! these with `fieldValidation=Strict`; unknown protobuf fields are skipped (proto has no field
+//! names to report), so the decoded JSON passes unknown-field checks and duplicate-field checks
+//! (which read raw JSON) do not apply. Answers stay JSON: kubectl accepts them.
 
 mod decode;
 mod schema;
