@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod server;
 pub mod storage;
