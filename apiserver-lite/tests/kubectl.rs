@@ -66,6 +66,19 @@ fn kubectl_works_as_against_any_cluster() {
     let deploy = k.ok(&["get", "deployments"]);
     assert!(deploy.lines().next().unwrap().contains("UP-TO-DATE"), "{deploy}");
 
+    // The walkthrough's other creators: typed (protobuf bodies) and generated (JSON) ones.
+    assert!(k.ok(&["create", "namespace", "team"]).contains("namespace/team created"));
+    assert!(k.ok(&["run", "nginx", "--image=nginx", "-n", "team"]).contains("pod/nginx created"));
+    assert!(k.ok(&["expose", "deployment", "web", "--port=8080", "--target-port=80"]).contains("service/web exposed"));
+    let svc = k.ok(&["get", "svc", "web"]);
+    assert!(svc.contains("ClusterIP") && svc.contains("8080/TCP"), "{svc}");
+    k.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let np = k.ok(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert!((30000..=32767).contains(&np.parse::<u32>().unwrap()), "{np}");
+    k.ok(&["create", "job", "hello", "--image=busybox", "--", "echo", "hi"]);
+    assert!(k.ok(&["get", "jobs"]).contains("hello"));
+    assert!(k.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"]).contains("image updated"));
+
     let explain = k.ok(&["explain", "pods.spec.containers"]);
     assert!(explain.contains("FIELD") || explain.contains("DESCRIPTION"), "{explain}");
     let all = k.ok(&["get", "all"]);
