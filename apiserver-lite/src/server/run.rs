@@ -109,11 +109,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let api = Arc::new(api);
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
+    let app = super::app(api);
+    tokio::spawn(crate::controllers::run(crate::controllers::in_process_client(app.clone(), crate::controllers::CONTROLLER_MANAGER_USER)));
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = Arc::new(auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?);
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
-    auth::serve::serve(listener, tls, authn, super::app(api), shutdown).await;
+    auth::serve::serve(listener, tls, authn, app, shutdown).await;
     Ok(())
 }
 
