@@ -78,7 +78,9 @@ struct ServiceAccounts {
 
 impl std::fmt::Debug for ServiceAccounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccounts").field("key_id", &self.tokens.key().key_id()).finish()
+        f.debug_struct("ServiceAccounts")
+            .field("key_id", &self.tokens.key().key_id())
+            .finish()
     }
 }
 
@@ -164,7 +166,11 @@ impl Authenticator {
         }
         let (token, sa) = (bearer_token(headers)?, self.service_accounts.as_ref()?);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match sa.tokens.authenticate(token, sa.objects.as_ref(), now).await {
+        match sa
+            .tokens
+            .authenticate(token, sa.objects.as_ref(), now)
+            .await
+        {
             Ok(user) => Some(user),
             Err(e) => {
                 // kube-apiserver logs why a token failed; the client only hears 401.

@@ -44,8 +44,14 @@ pub enum SaTokenError {
     ServiceAccountDeleted { namespace: String, name: String },
     #[error("service account UID ({live}) does not match claim ({claimed})")]
     ServiceAccountUid { live: String, claimed: String },
-    #[error("service account token has been invalidated: its {kind} {namespace}/{name} is gone or was replaced")]
-    Invalidated { kind: &'static str, namespace: String, name: String },
+    #[error(
+        "service account token has been invalidated: its {kind} {namespace}/{name} is gone or was replaced"
+    )]
+    Invalidated {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
     #[error("looking up the token's objects failed: {0}")]
     Lookup(String),
 }
@@ -130,7 +136,12 @@ pub struct LiveObject {
 pub trait BoundObjects: Send + Sync {
     /// The object, or `None` when it does not exist; `Err` when storage could not answer
     /// (the token is then refused: better a retry than a revoked token let through).
-    async fn lookup(&self, kind: BoundKind, namespace: &str, name: &str) -> Result<Option<LiveObject>, String>;
+    async fn lookup(
+        &self,
+        kind: BoundKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<LiveObject>, String>;
 }
 
 /// Issues and checks service account tokens with one signing key.
@@ -155,7 +166,11 @@ impl ServiceAccountTokens {
 
     /// A signed token for `spec`, issued at `now` (Unix seconds); with its claims.
     pub fn issue(&self, spec: &TokenSpec, now: i64) -> Result<(String, Claims), SaTokenError> {
-        let audiences = if spec.audiences.is_empty() { vec![ISSUER.to_string()] } else { spec.audiences.clone() };
+        let audiences = if spec.audiences.is_empty() {
+            vec![ISSUER.to_string()]
+        } else {
+            spec.audiences.clone()
+        };
         let claims = Claims {
             aud: audiences,
             exp: now + spec.expiration_seconds,
@@ -169,9 +184,13 @@ impl ServiceAccountTokens {
                 node: spec.node.clone(),
             },
             nbf: now,
-            sub: format!("{USER_PREFIX}{}:{}", spec.namespace, spec.service_account.name),
+            sub: format!(
+                "{USER_PREFIX}{}:{}",
+                spec.namespace, spec.service_account.name
+            ),
         };
-        let value = serde_json::to_value(&claims).map_err(|e| SaTokenError::Claims(e.to_string()))?;
+        let value =
+            serde_json::to_value(&claims).map_err(|e| SaTokenError::Claims(e.to_string()))?;
         Ok((self.key.sign(&value)?, claims))
     }
 
@@ -179,7 +198,8 @@ impl ServiceAccountTokens {
     /// issuer, audience and time. Bound objects are [`Self::authenticate`]'s to check.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, SaTokenError> {
         let value = self.key.verify(token)?;
-        let claims: Claims = serde_json::from_value(value).map_err(|e| SaTokenError::Claims(e.to_string()))?;
+        let claims: Claims =
+            serde_json::from_value(value).map_err(|e| SaTokenError::Claims(e.to_string()))?;
         if claims.iss != ISSUER {
             return Err(SaTokenError::Issuer(claims.iss));
         }
@@ -193,30 +213,73 @@ impl ServiceAccountTokens {
             return Err(SaTokenError::NotYetValid);
         }
         let k = &claims.kubernetes;
-        if k.namespace.is_empty() || k.serviceaccount.name.is_empty() || claims.sub != format!("{USER_PREFIX}{}:{}", k.namespace, k.serviceaccount.name) {
-            return Err(SaTokenError::Claims(format!("subject {:?} does not match the kubernetes.io claim", claims.sub)));
+        if k.namespace.is_empty()
+            || k.serviceaccount.name.is_empty()
+            || claims.sub != format!("{USER_PREFIX}{}:{}", k.namespace, k.serviceaccount.name)
+        {
+            return Err(SaTokenError::Claims(format!(
+                "subject {:?} does not match the kubernetes.io claim",
+                claims.sub
+            )));
         }
         Ok(claims)
     }
 
     /// The user `token` stands for at `now`, if it is valid and its service account (and
     /// bound pod) still exist with the uids it names.
-    pub async fn authenticate(&self, token: &str, objects: &dyn BoundObjects, now: i64) -> Result<UserInfo, SaTokenError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        objects: &dyn BoundObjects,
+        now: i64,
+    ) -> Result<UserInfo, SaTokenError> {
         let claims = self.verify(token, now)?;
         let k = &claims.kubernetes;
         // A deletion that began within the leeway still counts as alive, as kube-apiserver.
-        let deleted = |o: &LiveObject| o.deletion_timestamp.is_some_and(|t| t < now - LEEWAY_SECONDS);
-        let sa = objects.lookup(BoundKind::ServiceAccount, &k.namespace, &k.serviceaccount.name).await.map_err(SaTokenError::Lookup)?;
+        let deleted = |o: &LiveObject| {
+            o.deletion_timestamp
+                .is_some_and(|t| t < now - LEEWAY_SECONDS)
+        };
+        let sa = objects
+            .lookup(
+                BoundKind::ServiceAccount,
+                &k.namespace,
+                &k.serviceaccount.name,
+            )
+            .await
+            .map_err(SaTokenError::Lookup)?;
         match sa {
-            Some(sa) if deleted(&sa) => return Err(SaTokenError::ServiceAccountDeleted { namespace: k.namespace.clone(), name: k.serviceaccount.name.clone() }),
-            None => return Err(SaTokenError::ServiceAccountDeleted { namespace: k.namespace.clone(), name: k.serviceaccount.name.clone() }),
-            Some(sa) if sa.uid != k.serviceaccount.uid => return Err(SaTokenError::ServiceAccountUid { live: sa.uid, claimed: k.serviceaccount.uid.clone() }),
+            Some(sa) if deleted(&sa) => {
+                return Err(SaTokenError::ServiceAccountDeleted {
+                    namespace: k.namespace.clone(),
+                    name: k.serviceaccount.name.clone(),
+                });
+            }
+            None => {
+                return Err(SaTokenError::ServiceAccountDeleted {
+                    namespace: k.namespace.clone(),
+                    name: k.serviceaccount.name.clone(),
+                });
+            }
+            Some(sa) if sa.uid != k.serviceaccount.uid => {
+                return Err(SaTokenError::ServiceAccountUid {
+                    live: sa.uid,
+                    claimed: k.serviceaccount.uid.clone(),
+                });
+            }
             Some(_) => {}
         }
         if let Some(pod_ref) = &k.pod {
-            let pod = objects.lookup(BoundKind::Pod, &k.namespace, &pod_ref.name).await.map_err(SaTokenError::Lookup)?;
+            let pod = objects
+                .lookup(BoundKind::Pod, &k.namespace, &pod_ref.name)
+                .await
+                .map_err(SaTokenError::Lookup)?;
             if !pod.is_some_and(|p| !deleted(&p) && p.uid == pod_ref.uid) {
-                return Err(SaTokenError::Invalidated { kind: "pod", namespace: k.namespace.clone(), name: pod_ref.name.clone() });
+                return Err(SaTokenError::Invalidated {
+                    kind: "pod",
+                    namespace: k.namespace.clone(),
+                    name: pod_ref.name.clone(),
+                });
             }
         }
         Ok(user_info(&k.namespace, &k.serviceaccount.name))
@@ -225,7 +288,14 @@ impl ServiceAccountTokens {
 
 /// The user and groups of a service account, as kube-apiserver names them.
 pub fn user_info(namespace: &str, name: &str) -> UserInfo {
-    UserInfo::new(format!("{USER_PREFIX}{namespace}:{name}"), &[SERVICE_ACCOUNTS_GROUP, &format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}"), AUTHENTICATED_GROUP])
+    UserInfo::new(
+        format!("{USER_PREFIX}{namespace}:{name}"),
+        &[
+            SERVICE_ACCOUNTS_GROUP,
+            &format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}"),
+            AUTHENTICATED_GROUP,
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -242,7 +312,13 @@ mod tests {
 
     impl Objects {
         fn put(&self, kind: &'static str, name: &str, uid: &str, deleted: Option<i64>) {
-            self.0.lock().unwrap().insert((kind, name.into()), LiveObject { uid: uid.into(), deletion_timestamp: deleted });
+            self.0.lock().unwrap().insert(
+                (kind, name.into()),
+                LiveObject {
+                    uid: uid.into(),
+                    deletion_timestamp: deleted,
+                },
+            );
         }
         fn remove(&self, kind: &'static str, name: &str) {
             self.0.lock().unwrap().remove(&(kind, name.to_string()));
@@ -251,21 +327,37 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BoundObjects for Objects {
-        async fn lookup(&self, kind: BoundKind, namespace: &str, name: &str) -> Result<Option<LiveObject>, String> {
+        async fn lookup(
+            &self,
+            kind: BoundKind,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<LiveObject>, String> {
             assert_eq!(namespace, "ns");
             let kind = match kind {
                 BoundKind::ServiceAccount => "sa",
                 BoundKind::Pod => "pod",
             };
-            Ok(self.0.lock().unwrap().get(&(kind, name.to_string())).cloned())
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(&(kind, name.to_string()))
+                .cloned())
         }
     }
 
     fn spec(audiences: &[&str], pod: Option<(&str, &str)>) -> TokenSpec {
         TokenSpec {
             namespace: "ns".into(),
-            service_account: ObjectRef { name: "robot".into(), uid: "sa-uid".into() },
-            pod: pod.map(|(name, uid)| ObjectRef { name: name.into(), uid: uid.into() }),
+            service_account: ObjectRef {
+                name: "robot".into(),
+                uid: "sa-uid".into(),
+            },
+            pod: pod.map(|(name, uid)| ObjectRef {
+                name: name.into(),
+                uid: uid.into(),
+            }),
             node: None,
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             expiration_seconds: DEFAULT_EXPIRATION_SECONDS,
@@ -284,9 +376,24 @@ mod tests {
         assert_eq!(raw["iss"], ISSUER);
         assert_eq!(raw["sub"], "system:serviceaccount:ns:robot");
         assert_eq!(raw["aud"], serde_json::json!([ISSUER]));
-        assert_eq!((raw["iat"].as_i64(), raw["nbf"].as_i64(), raw["exp"].as_i64()), (Some(NOW), Some(NOW), Some(NOW + 3600)));
-        assert_eq!(raw["kubernetes.io"], serde_json::json!({"namespace": "ns", "serviceaccount": {"name": "robot", "uid": "sa-uid"}, "pod": {"name": "web", "uid": "pod-uid"}}));
-        assert_eq!(uuid::Uuid::parse_str(raw["jti"].as_str().unwrap()).unwrap().to_string(), claims.jti);
+        assert_eq!(
+            (
+                raw["iat"].as_i64(),
+                raw["nbf"].as_i64(),
+                raw["exp"].as_i64()
+            ),
+            (Some(NOW), Some(NOW), Some(NOW + 3600))
+        );
+        assert_eq!(
+            raw["kubernetes.io"],
+            serde_json::json!({"namespace": "ns", "serviceaccount": {"name": "robot", "uid": "sa-uid"}, "pod": {"name": "web", "uid": "pod-uid"}})
+        );
+        assert_eq!(
+            uuid::Uuid::parse_str(raw["jti"].as_str().unwrap())
+                .unwrap()
+                .to_string(),
+            claims.jti
+        );
         // Two tokens for the same request differ by jti.
         assert_ne!(t.issue(&spec(&[], None), NOW).unwrap().1.jti, claims.jti);
     }
@@ -296,27 +403,41 @@ mod tests {
         let t = tokens();
         let (token, _) = t.issue(&spec(&[], None), NOW).unwrap();
         assert!(t.verify(&token, NOW + 3600 + LEEWAY_SECONDS).is_ok());
-        assert!(matches!(t.verify(&token, NOW + 3600 + LEEWAY_SECONDS + 1), Err(SaTokenError::Expired)));
+        assert!(matches!(
+            t.verify(&token, NOW + 3600 + LEEWAY_SECONDS + 1),
+            Err(SaTokenError::Expired)
+        ));
         assert!(t.verify(&token, NOW - LEEWAY_SECONDS).is_ok());
-        assert!(matches!(t.verify(&token, NOW - LEEWAY_SECONDS - 1), Err(SaTokenError::NotYetValid)));
+        assert!(matches!(
+            t.verify(&token, NOW - LEEWAY_SECONDS - 1),
+            Err(SaTokenError::NotYetValid)
+        ));
     }
 
     #[test]
     fn only_tokens_for_this_server_are_accepted() {
         let t = tokens();
         let (vault, _) = t.issue(&spec(&["vault"], None), NOW).unwrap();
-        assert!(matches!(t.verify(&vault, NOW), Err(SaTokenError::Audience(a)) if a == vec!["vault".to_string()]));
+        assert!(
+            matches!(t.verify(&vault, NOW), Err(SaTokenError::Audience(a)) if a == vec!["vault".to_string()])
+        );
         let (both, _) = t.issue(&spec(&["vault", ISSUER], None), NOW).unwrap();
         assert!(t.verify(&both, NOW).is_ok());
         // Signed by us, but claiming another issuer.
         let mut claims = serde_json::to_value(t.issue(&spec(&[], None), NOW).unwrap().1).unwrap();
         claims["iss"] = "https://elsewhere".into();
         let foreign = t.key().sign(&claims).unwrap();
-        assert!(matches!(t.verify(&foreign, NOW), Err(SaTokenError::Issuer(_))));
+        assert!(matches!(
+            t.verify(&foreign, NOW),
+            Err(SaTokenError::Issuer(_))
+        ));
         // A subject that disagrees with the private claim.
         claims["iss"] = ISSUER.into();
         claims["sub"] = "system:serviceaccount:kube-system:admin".into();
-        assert!(matches!(t.verify(&t.key().sign(&claims).unwrap(), NOW), Err(SaTokenError::Claims(_))));
+        assert!(matches!(
+            t.verify(&t.key().sign(&claims).unwrap(), NOW),
+            Err(SaTokenError::Claims(_))
+        ));
     }
 
     #[test]
@@ -327,9 +448,15 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
-        assert!(matches!(t.verify(&tampered, NOW), Err(SaTokenError::Jwt(_))));
+        assert!(matches!(
+            t.verify(&tampered, NOW),
+            Err(SaTokenError::Jwt(_))
+        ));
         let (other, _) = tokens().issue(&spec(&[], None), NOW).unwrap();
-        assert!(matches!(t.verify(&other, NOW), Err(SaTokenError::Jwt(JwtError::Signature))));
+        assert!(matches!(
+            t.verify(&other, NOW),
+            Err(SaTokenError::Jwt(JwtError::Signature))
+        ));
     }
 
     #[tokio::test]
@@ -339,17 +466,36 @@ mod tests {
         objects.put("sa", "robot", "sa-uid", None);
         let (token, _) = t.issue(&spec(&[], None), NOW).unwrap();
         let user = t.authenticate(&token, &objects, NOW).await.unwrap();
-        assert_eq!(user, UserInfo::new("system:serviceaccount:ns:robot", &["system:serviceaccounts", "system:serviceaccounts:ns", AUTHENTICATED_GROUP]));
+        assert_eq!(
+            user,
+            UserInfo::new(
+                "system:serviceaccount:ns:robot",
+                &[
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:ns",
+                    AUTHENTICATED_GROUP
+                ]
+            )
+        );
         // Being deleted: still valid within the leeway, not after.
         objects.put("sa", "robot", "sa-uid", Some(NOW - 10));
         assert!(t.authenticate(&token, &objects, NOW).await.is_ok());
         objects.put("sa", "robot", "sa-uid", Some(NOW - LEEWAY_SECONDS - 1));
-        assert!(matches!(t.authenticate(&token, &objects, NOW).await, Err(SaTokenError::ServiceAccountDeleted { .. })));
+        assert!(matches!(
+            t.authenticate(&token, &objects, NOW).await,
+            Err(SaTokenError::ServiceAccountDeleted { .. })
+        ));
         objects.remove("sa", "robot");
-        assert!(matches!(t.authenticate(&token, &objects, NOW).await, Err(SaTokenError::ServiceAccountDeleted { .. })));
+        assert!(matches!(
+            t.authenticate(&token, &objects, NOW).await,
+            Err(SaTokenError::ServiceAccountDeleted { .. })
+        ));
         // Recreated under the same name: another uid.
         objects.put("sa", "robot", "new-uid", None);
-        assert!(matches!(t.authenticate(&token, &objects, NOW).await, Err(SaTokenError::ServiceAccountUid { .. })));
+        assert!(matches!(
+            t.authenticate(&token, &objects, NOW).await,
+            Err(SaTokenError::ServiceAccountUid { .. })
+        ));
     }
 
     #[tokio::test]
@@ -361,9 +507,15 @@ mod tests {
         let (token, _) = t.issue(&spec(&[], Some(("web", "pod-uid"))), NOW).unwrap();
         assert!(t.authenticate(&token, &objects, NOW).await.is_ok());
         objects.put("pod", "web", "other-uid", None);
-        assert!(matches!(t.authenticate(&token, &objects, NOW).await, Err(SaTokenError::Invalidated { kind: "pod", .. })));
+        assert!(matches!(
+            t.authenticate(&token, &objects, NOW).await,
+            Err(SaTokenError::Invalidated { kind: "pod", .. })
+        ));
         objects.remove("pod", "web");
-        assert!(matches!(t.authenticate(&token, &objects, NOW).await, Err(SaTokenError::Invalidated { .. })));
+        assert!(matches!(
+            t.authenticate(&token, &objects, NOW).await,
+            Err(SaTokenError::Invalidated { .. })
+        ));
     }
 
     #[tokio::test]
@@ -371,12 +523,19 @@ mod tests {
         struct Down;
         #[async_trait::async_trait]
         impl BoundObjects for Down {
-            async fn lookup(&self, _: BoundKind, _: &str, _: &str) -> Result<Option<LiveObject>, String> {
+            async fn lookup(
+                &self,
+                _: BoundKind,
+                _: &str,
+                _: &str,
+            ) -> Result<Option<LiveObject>, String> {
                 Err("etcd unreachable".into())
             }
         }
         let t = tokens();
         let (token, _) = t.issue(&spec(&[], None), NOW).unwrap();
-        assert!(matches!(t.authenticate(&token, &Down, NOW).await, Err(SaTokenError::Lookup(m)) if m.contains("etcd")));
+        assert!(
+            matches!(t.authenticate(&token, &Down, NOW).await, Err(SaTokenError::Lookup(m)) if m.contains("etcd"))
+        );
     }
 }
