@@ -148,8 +148,8 @@ async fn a_token_bound_to_a_pod_dies_with_the_pod() {
 }
 
 /// A kubeconfig for `server` that presents `token` (and no client certificate).
-fn token_kubeconfig(server: &ServerProcess, dir: &std::path::Path, token: &str) -> std::path::PathBuf {
-    let path = dir.join("sa.kubeconfig");
+fn token_kubeconfig(server: &ServerProcess, dir: &std::path::Path, name: &str, token: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.kubeconfig"));
     let ca = std::fs::read_to_string(server.data.join("pki/ca.crt")).unwrap();
     let url = format!("https://127.0.0.1:{}", server.port);
     apiserver_lite::auth::kubeconfig::write(&path, "apiserver-lite", &url, &ca, "default-sa", apiserver_lite::auth::Credentials::Token(token.to_string())).unwrap();
@@ -166,7 +166,7 @@ fn kubectl_create_token_and_use_it() {
 
     let token = admin.ok(&["create", "token", "default"]).trim().to_string();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let sa = Kubectl::new(&token_kubeconfig(&server, dir.path(), &token));
+    let sa = Kubectl::new(&token_kubeconfig(&server, dir.path(), "sa", &token));
 
     let whoami = sa.ok(&["auth", "whoami"]);
     assert!(whoami.contains("system:serviceaccount:default:default"), "{whoami}");
@@ -191,7 +191,15 @@ fn kubectl_create_token_and_use_it() {
 
     // A token for another audience, or a mangled one, gets 401.
     let vault = admin.ok(&["create", "token", "default", "--audience", "vault"]).trim().to_string();
-    let refused = Kubectl::new(&token_kubeconfig(&server, dir.path(), &vault)).run(&["get", "--raw", "/api"]);
+    let refused = Kubectl::new(&token_kubeconfig(&server, dir.path(), "vault", &vault)).run(&["get", "--raw", "/api"]);
+    assert!(!refused.ok && refused.stderr.contains("Unauthorized"), "{}", refused.stderr);
+    // Bound to a pod (kubectl sends the boundObjectRef in protobuf): valid until the pod goes.
+    admin.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n");
+    let bound = admin.ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "web"]).trim().to_string();
+    let pod_sa = Kubectl::new(&token_kubeconfig(&server, dir.path(), "bound", &bound));
+    assert!(pod_sa.ok(&["auth", "whoami"]).contains("system:serviceaccount:default:default"));
+    admin.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
+    let refused = pod_sa.run(&["auth", "whoami"]);
     assert!(!refused.ok && refused.stderr.contains("Unauthorized"), "{}", refused.stderr);
     let short = admin.run(&["create", "token", "default", "--duration", "5m"]);
     assert!(!short.ok && short.stderr.contains("may not specify a duration less than 10 minutes"), "{}", short.stderr);
