@@ -74,12 +74,18 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// A new key held in memory only (tests, servers without a PKI dir).
     pub fn generate() -> Result<SigningKey, JwtError> {
+        Ok(SigningKey::generate_pkcs8()?.0)
+    }
+
+    /// A new key with its PKCS#8 DER encoding (what `sa.key` holds).
+    fn generate_pkcs8() -> Result<(SigningKey, Vec<u8>), JwtError> {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(
             &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             &SystemRandom::new(),
         )
         .map_err(|_| JwtError::Generate)?;
-        SigningKey::from_pkcs8(pkcs8.as_ref()).ok_or(JwtError::Generate)
+        let key = SigningKey::from_pkcs8(pkcs8.as_ref()).ok_or(JwtError::Generate)?;
+        Ok((key, pkcs8.as_ref().to_vec()))
     }
 
     fn from_pkcs8(der: &[u8]) -> Option<SigningKey> {
@@ -113,21 +119,12 @@ impl SigningKey {
                 Ok(key)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &SystemRandom::new(),
-                )
-                .map_err(|_| JwtError::Generate)?;
-                let key = SigningKey::from_pkcs8(pkcs8.as_ref()).ok_or(JwtError::Generate)?;
+                let (key, pkcs8) = SigningKey::generate_pkcs8()?;
                 // The public half first: a crash between the two leaves no key that a
                 // restart would use without its sa.pub.
                 key.write_public(&dir.join(PUBLIC_KEY_FILE))?;
-                atomic_file::write(
-                    &path,
-                    pem_encode(pkcs8.as_ref(), "PRIVATE KEY").as_bytes(),
-                    0o600,
-                )
-                .map_err(|source| JwtError::Write { path, source })?;
+                atomic_file::write(&path, pem_encode(&pkcs8, "PRIVATE KEY").as_bytes(), 0o600)
+                    .map_err(|source| JwtError::Write { path, source })?;
                 Ok(key)
             }
             Err(source) => Err(JwtError::Read { path, source }),
