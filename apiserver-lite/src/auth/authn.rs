@@ -1,14 +1,16 @@
 //! Authentication: who a request comes from. Like kube-apiserver, a verified client
 //! certificate names the user (CN) and groups (O); otherwise an `Authorization: Bearer`
-//! token is looked up among the static token file's and the server's own tokens. Every
-//! authenticated user is also in `system:authenticated`.
+//! token is looked up among the static token file's and the server's own tokens, then
+//! checked as a service account token (see [`super::sa_token`]). Every authenticated user
+//! is also in `system:authenticated`.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, header};
 
+use super::sa_token::{BoundObjects, ServiceAccountTokens};
 use super::token_file::{self, TokenFileError};
 
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -65,6 +67,21 @@ impl UserInfo {
 #[derive(Debug, Default)]
 pub struct Authenticator {
     tokens: RwLock<HashMap<String, UserInfo>>,
+    service_accounts: Option<ServiceAccounts>,
+}
+
+/// Service account token checking: the key that signs them and the objects they name.
+struct ServiceAccounts {
+    tokens: Arc<ServiceAccountTokens>,
+    objects: Arc<dyn BoundObjects>,
+}
+
+impl std::fmt::Debug for ServiceAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccounts")
+            .field("key_id", &self.tokens.key().key_id())
+            .finish()
+    }
 }
 
 impl Authenticator {
@@ -79,7 +96,19 @@ impl Authenticator {
         }
         Ok(Authenticator {
             tokens: RwLock::new(tokens),
+            service_accounts: None,
         })
+    }
+
+    /// Also accept service account tokens signed by `tokens` whose objects `objects` still
+    /// has (kube-apiserver's `--service-account-key-file` authenticator).
+    pub fn with_service_accounts(
+        mut self,
+        tokens: Arc<ServiceAccountTokens>,
+        objects: Arc<dyn BoundObjects>,
+    ) -> Authenticator {
+        self.service_accounts = Some(ServiceAccounts { tokens, objects });
+        self
     }
 
     /// Accept `token` as `user` from now on (replacing an earlier meaning of it).
@@ -124,6 +153,31 @@ impl Authenticator {
             return Some(user);
         }
         bearer_token(headers).and_then(|token| self.authenticate_token(token))
+    }
+
+    /// [`Self::authenticate`], then service account tokens, which need storage lookups.
+    pub async fn authenticate_request(
+        &self,
+        client_cert: Option<&[u8]>,
+        headers: &HeaderMap,
+    ) -> Option<UserInfo> {
+        if let Some(user) = self.authenticate(client_cert, headers) {
+            return Some(user);
+        }
+        let (token, sa) = (bearer_token(headers)?, self.service_accounts.as_ref()?);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match sa
+            .tokens
+            .authenticate(token, sa.objects.as_ref(), now)
+            .await
+        {
+            Ok(user) => Some(user),
+            Err(e) => {
+                // kube-apiserver logs why a token failed; the client only hears 401.
+                tracing::debug!(error = %e, "bearer token refused");
+                None
+            }
+        }
     }
 }
 

@@ -2,14 +2,17 @@
 //!
 //! `pki` makes and keeps the CA and certificates, `kubeconfig` writes client configs,
 //! `tls` builds the rustls server config, `authn` turns client certificates and bearer
-//! tokens into a [`UserInfo`], `authz` decides what that user may do, and `serve` is the
-//! HTTPS loop that ties TLS and authentication to an axum router.
+//! tokens into a [`UserInfo`] (`jwt` and `sa_token` sign and check service account
+//! tokens), `authz` decides what that user may do, and `serve` is the HTTPS loop that ties
+//! TLS and authentication to an axum router.
 
 mod atomic_file;
 pub mod authn;
 pub mod authz;
+pub mod jwt;
 pub mod kubeconfig;
 pub mod pki;
+pub mod sa_token;
 pub mod serve;
 pub mod tls;
 pub mod token_file;

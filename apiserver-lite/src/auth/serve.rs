@@ -161,7 +161,10 @@ async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let presented = client_cert.is_some() || req.headers().contains_key(header::AUTHORIZATION);
-    let user = match authn.authenticate(client_cert.as_deref(), req.headers()) {
+    let user = match authn
+        .authenticate_request(client_cert.as_deref(), req.headers())
+        .await
+    {
         Some(user) => user,
         // Bad credentials are refused even on public paths, as kube-apiserver does.
         None if !presented && is_public(&req) => UserInfo::anonymous(),

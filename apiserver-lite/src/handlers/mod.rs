@@ -1,6 +1,7 @@
 //! The REST verbs over storage: get, list, watch, create, update, patch, delete and
 //! deletecollection on every resource of the registry, plus the subresources the server
-//! itself implements (status, scale, binding, eviction, finalize).
+//! itself implements (status, scale, binding, eviction, finalize, service account token),
+//! and SelfSubjectReview.
 
 mod conversion;
 mod delete;
@@ -9,9 +10,11 @@ pub mod negotiate;
 pub mod objects;
 pub mod request;
 pub mod selectors;
+pub mod self_review;
 mod services;
 pub mod status;
 mod subresources;
+pub mod token;
 mod watch;
 mod write;
 
@@ -43,6 +46,9 @@ pub struct Api {
     pub bookmark_interval: Duration,
     /// The service CIDR's network (the cluster IPs' pool): 10.96.0.0/12 by default.
     pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// Signs service account tokens (TokenRequest). In memory until the server replaces it
+    /// with the key kept in its PKI dir.
+    pub sa_tokens: Arc<crate::auth::sa_token::ServiceAccountTokens>,
 }
 
 impl Api {
@@ -54,6 +60,7 @@ impl Api {
             watch_timeout: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             service_cidr: (std::net::Ipv4Addr::new(10, 96, 0, 0), 12),
+            sa_tokens: Arc::new(crate::auth::sa_token::ServiceAccountTokens::ephemeral().expect("the system's random source works")),
         }
     }
 }

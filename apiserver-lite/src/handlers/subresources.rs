@@ -1,6 +1,6 @@
 //! Subresources the server implements itself: status (only status changes), scale (an
 //! autoscaling/v1 Scale over spec.replicas), pod binding (the scheduler's write), eviction,
-//! namespace finalize. The node-side ones (log, exec, attach, portforward, proxy) are proxied
+//! namespace finalize, service account token (see `token`). The node-side ones (log, exec, attach, portforward, proxy) are proxied
 //! to the kubelet's server.
 
 use axum::http::StatusCode;
@@ -48,6 +48,7 @@ pub(crate) async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError>
         ("binding", Verb::Create) => bind(api, call, call.info.name.as_deref().unwrap_or("")).await,
         ("eviction", Verb::Create) => evict(api, call).await,
         ("finalize", Verb::Update) => finalize(api, call).await,
+        ("token", Verb::Create) => super::token::token_request(api, call).await,
         (other, _) => Err(ApiError::new(
             503,
             "ServiceUnavailable",

@@ -239,6 +239,13 @@ async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(),
     }
     let kv = api.store.create(&key, encode(r, object)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
     metadata_mut(object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    if r.kind == "Namespace" && r.group.is_empty()
+        && let Err(e) = super::token::ensure_default_service_account(api, &name).await
+    {
+        // The namespace is created; the service account can be added later (a restart's
+        // bootstrap does it for the system namespaces).
+        tracing::warn!(namespace = %name, error = %e.message, "creating the default service account failed");
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::handlers::Api;
@@ -41,6 +41,7 @@ pub fn app(api: Arc<Api>) -> axum::Router {
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
+        .route(crate::handlers::self_review::PATH, post(crate::handlers::self_review::create))
         .merge(crate::discovery::router(registry.clone()))
         .merge(crate::openapi::router(registry))
         .merge(crate::handlers::router(api))

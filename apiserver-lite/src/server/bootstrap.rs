@@ -1,5 +1,6 @@
-//! What every cluster has from its first start: the system namespaces and the `kubernetes`
-//! service (with its endpoints) pointing at this server. Created through the same create
+//! What every cluster has from its first start: the system namespaces (each with its
+//! `default` service account) and the `kubernetes` service (with its endpoints) pointing at
+//! this server. Created through the same create
 //! path as any client's object, and only when missing, so a restart changes nothing.
 
 use std::net::IpAddr;
@@ -43,6 +44,8 @@ pub fn kubernetes_service_ip(api: &Api) -> std::net::Ipv4Addr {
 pub async fn bootstrap(api: &Api, advertise: (IpAddr, u16)) -> Result<(), ApiError> {
     for ns in SYSTEM_NAMESPACES {
         ensure(api, "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        // Creating a namespace adds it; a data dir from before that did not.
+        crate::handlers::token::ensure_default_service_account(api, ns).await?;
     }
     let service = json!({
         "apiVersion": "v1", "kind": "Service",

@@ -106,13 +106,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tokio::spawn(crate::storage::compactor::compact_periodically(store.clone(), std::time::Duration::from_secs(300)));
     let mut api = Api::new(Arc::new(crate::resources::builtin()), store);
     api.service_cidr = config.service_cidr;
+    let sa_key = auth::jwt::SigningKey::load_or_create(pki.dir()).map_err(|e| ServerError::Pki(e.to_string()))?;
+    api.sa_tokens = Arc::new(auth::sa_token::ServiceAccountTokens::new(sa_key));
     let api = Arc::new(api);
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
     let app = super::app(api);
     tokio::spawn(crate::controllers::run(crate::controllers::in_process_client(app.clone(), crate::controllers::CONTROLLER_MANAGER_USER)));
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
-    let authn = Arc::new(auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?);
+    let authn = auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let authn = Arc::new(authn.with_service_accounts(api.sa_tokens.clone(), Arc::new(crate::handlers::token::StoreObjects::new(&api))));
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
     auth::serve::serve(listener, tls, authn, app, shutdown).await;
