@@ -87,6 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store = open_store(&config).await?;
     let mut api = Api::new(Arc::new(crate::resources::builtin()), store);
     api.service_cidr = config.service_cidr;
+    api.kubelet = Some(crate::handlers::node_proxy::KubeletClient::from_pki(&pki).map_err(|e| ServerError::Pki(e.to_string()))?);
     let api = Arc::new(api);
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
