@@ -135,6 +135,8 @@ async fn logs_come_from_the_kubelet_of_the_pods_node() {
     assert!(text.starts_with("app: tick 0\napp: tick 1\n"), "{text}");
     assert!(arrivals.len() >= 3 && *arrivals.last().unwrap() >= Duration::from_millis(250), "streamed, not buffered: {arrivals:?}");
     drop(body);
+    // The client gone, the proxied stream and its connection to the kubelet go too.
+    assert!(tokio::task::block_in_place(|| kubelet.follows_closed()), "the kubelet's log stream outlived its client");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,12 +217,13 @@ impl Cluster {
     }
 }
 
-/// A kubectl left running (logs -f, port-forward), killed by PID when dropped.
+/// A kubectl left running (logs -f, port-forward) under `timeout`, stopped by PID when
+/// dropped: SIGTERM, which `timeout` passes on to kubectl (a SIGKILL would orphan it).
 struct Background(std::process::Child);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
 }
@@ -240,6 +243,7 @@ fn kubectl_logs_and_exec_reach_the_kubelet() {
         assert_eq!(line, format!("app: tick {n}"));
     }
     drop(follow);
+    assert!(c.kubelet.follows_closed(), "the kubelet's log stream outlived kubectl logs -f");
 
     let (code, stdout, stderr) = c.run(&["exec", "p", "--", "echo", "hi", "there"]);
     assert_eq!((code, stdout.as_str()), (0, "hi there\n"), "stderr: {stderr}\nserver log: {}", c.server.log());

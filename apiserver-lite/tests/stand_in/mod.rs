@@ -21,6 +21,7 @@ pub mod spdy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct StandInKubelet {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Every upgrade asked for: the path and the `Upgrade` header (`websocket`, `SPDY/3.1`).
     pub upgrades: Arc<Mutex<Vec<(String, String)>>>,
+    /// Followed log streams still open: one that outlives its client leaks a connection.
+    pub follows: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -59,6 +62,7 @@ pub struct StandInKubelet {
 struct Shared {
     requests: Arc<Mutex<Vec<String>>>,
     upgrades: Arc<Mutex<Vec<(String, String)>>>,
+    follows: Arc<AtomicUsize>,
     echo_port: u16,
 }
 
@@ -71,17 +75,18 @@ impl StandInKubelet {
         let clients = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let upgrades = Arc::new(Mutex::new(Vec::new()));
+        let follows = Arc::new(AtomicUsize::new(0));
         let (port, echo_port) = runtime.block_on(async {
             let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let echo_port = echo.local_addr().unwrap().port();
             tokio::spawn(echo_server(echo));
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
-            let app = router(Shared { requests: requests.clone(), upgrades: upgrades.clone(), echo_port });
+            let app = router(Shared { requests: requests.clone(), upgrades: upgrades.clone(), follows: follows.clone(), echo_port });
             tokio::spawn(serve(listener, tls, app, clients.clone()));
             (port, echo_port)
         });
-        StandInKubelet { port, echo_port, clients, requests, upgrades, runtime: Some(runtime) }
+        StandInKubelet { port, echo_port, clients, requests, upgrades, follows, runtime: Some(runtime) }
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -90,6 +95,18 @@ impl StandInKubelet {
 
     pub fn upgrades(&self) -> Vec<(String, String)> {
         self.upgrades.lock().unwrap().clone()
+    }
+
+    /// Wait up to 5 s for every followed log stream to be closed; whether they all were.
+    pub fn follows_closed(&self) -> bool {
+        let start = std::time::Instant::now();
+        while self.follows.load(Ordering::SeqCst) != 0 {
+            if start.elapsed() > Duration::from_secs(5) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 }
 
@@ -204,20 +221,36 @@ fn decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-async fn logs(Path((ns, pod, container)): Path<(String, String, String)>, RawQuery(raw): RawQuery) -> Response {
+/// Counts a followed stream while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::SeqCst);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn logs(State(shared): State<Shared>, Path((ns, pod, container)): Path<(String, String, String)>, RawQuery(raw): RawQuery) -> Response {
     let q: HashMap<String, String> = pairs(&raw).into_iter().collect();
     if pod == "missing" {
         return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} is not known to this kubelet")).into_response();
     }
     if q.get("follow").map(String::as_str) == Some("true") {
         let prefix = format!("{container}:");
-        let stream = futures_util::stream::unfold(0u64, move |n| {
+        let stream = futures_util::stream::unfold((0u64, Open::new(&shared.follows)), move |(n, open)| {
             let line = format!("{prefix} tick {n}\n");
             async move {
                 if n > 0 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Some((Ok::<_, std::io::Error>(line), n + 1))
+                Some((Ok::<_, std::io::Error>(line), (n + 1, open)))
             }
         });
         return Response::builder().header(header::CONTENT_TYPE, "text/plain").body(Body::from_stream(stream)).unwrap();
