@@ -290,3 +290,52 @@ fn kubectl_port_forward_relays_through_the_kubelet() {
     assert!(upgrades.iter().any(|(p, up)| p == "/portForward/default/p" && up == "SPDY/3.1"), "{upgrades:?}");
     drop(pf);
 }
+
+/// A plain HTTP server on loopback standing in for a pod's; it answers with what it got.
+async fn pod_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move { format!("pod got {uri}") });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_and_service_proxies_reach_the_pod_network() {
+    let server = InProcess::new().await;
+    let port = pod_server().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let mut web = pod("web", Some("n1"), &["app"]);
+    web["spec"]["containers"][0]["ports"] = json!([{"containerPort": port}]);
+    server.create(pods, web).await;
+    let (_, current) = server.call("GET", &format!("{pods}/web"), None).await;
+    let mut current: Value = serde_json::from_str(&current).unwrap();
+    current["status"]["podIP"] = json!("127.0.0.1");
+    let (status, body) = server.call("PUT", &format!("{pods}/web/status"), Some(current)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The first container port, or the one named; the query and the path go as they are.
+    let (status, body) = server.call("GET", &format!("{pods}/web/proxy/metrics?container=x&a=1"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "pod got /metrics?container=x&a=1"));
+    let (status, body) = server.call("GET", &format!("{pods}/web:{port}/proxy/"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "pod got /"));
+    let (status, body) = server.call("GET", &format!("{pods}/http:web:{port}/proxy/x"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "pod got /x"));
+    let (status, body) = server.call("GET", &format!("{pods}/https:web:{port}/proxy/x"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let services = "/api/v1/namespaces/default/services";
+    server.create(services, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": port}]}})).await;
+    // No endpoints yet: nothing to send to.
+    let (status, body) = server.call("GET", &format!("{services}/web:http/proxy/"), None).await;
+    assert_eq!(status_of(&body)["message"], "no endpoints available for service \"web\"", "{status} {body}");
+    server.create("/api/v1/namespaces/default/endpoints", json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web"},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]})).await;
+    let (status, body) = server.call("GET", &format!("{services}/web:http/proxy/hello?b=2"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "pod got /hello?b=2"));
+    let (status, body) = server.call("GET", &format!("{services}/web:80/proxy/by-number"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "pod got /by-number"));
+    let (status, body) = server.call("GET", &format!("{services}/web:nosuch/proxy/"), None).await;
+    assert_eq!((status.as_u16(), status_of(&body)["message"].as_str()), (503, Some("no service port \"nosuch\" found for service \"web\"")));
+}

@@ -1,7 +1,8 @@
 //! The API server's client for kubelets: HTTPS with a client certificate from the cluster
 //! CA, trusting only that CA for the kubelets' serving certificates (they get theirs from
-//! [`Pki::issue_serving_cert`]). One HTTP/1.1 connection per request: log streams and
-//! upgraded exec/attach/port-forward connections each hold theirs for as long as they run.
+//! [`Pki::issue_serving_cert`]). Plain HTTP to pods and service endpoints
+//! ([`send_plain`]). One HTTP/1.1 connection per request: log streams and upgraded
+//! exec/attach/port-forward connections each hold theirs for as long as they run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,19 +100,41 @@ impl KubeletClient {
         let addr = authority(host, port);
         let name = server_name(host)?;
         let dial = async {
-            let tcp = TcpStream::connect(&addr).await.map_err(|source| DialError::Connect { addr: addr.clone(), source })?;
-            let _ = tcp.set_nodelay(true);
+            let tcp = connect(&addr).await?;
             TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|source| DialError::Tls { addr: addr.clone(), source })
         };
         let tls = tokio::time::timeout(DIAL_TIMEOUT, dial).await.map_err(|_| DialError::Timeout { addr: addr.clone() })??;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|source| DialError::Http { addr: addr.clone(), source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "kubelet connection ended with an error");
-            }
-        });
-        sender.send_request(req).await.map_err(|source| DialError::Http { addr, source })
+        exchange(tls, addr, req).await
     }
+}
+
+/// Send `req` over plain HTTP to `host:port` (a pod or a service endpoint), as
+/// [`KubeletClient::send`] does.
+pub async fn send_plain(host: &str, port: u16, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, DialError> {
+    let addr = authority(host, port);
+    let tcp = tokio::time::timeout(DIAL_TIMEOUT, connect(&addr)).await.map_err(|_| DialError::Timeout { addr: addr.clone() })??;
+    exchange(tcp, addr, req).await
+}
+
+async fn connect(addr: &str) -> Result<TcpStream, DialError> {
+    let tcp = TcpStream::connect(addr).await.map_err(|source| DialError::Connect { addr: addr.to_string(), source })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// One request on a fresh connection, which lives on (in a task of its own) while the
+/// response body or the upgraded connection is in use.
+async fn exchange<T>(io: T, addr: String, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, DialError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|source| DialError::Http { addr: addr.clone(), source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "a proxied connection ended with an error");
+        }
+    });
+    sender.send_request(req).await.map_err(|source| DialError::Http { addr, source })
 }
 
 /// `host:port`, with brackets around an IPv6 address.

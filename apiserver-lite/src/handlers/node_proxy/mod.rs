@@ -2,10 +2,12 @@
 //! `pods/log` (streamed as the kubelet writes it), `pods/exec`, `pods/attach` and
 //! `pods/portforward` (HTTP upgrades to WebSocket or SPDY: the client's upgrade request goes
 //! to the kubelet, and after its 101 the bytes are copied both ways until either side
-//! closes), and `nodes/proxy` (any path of the kubelet's API).
+//! closes), and `nodes/proxy` (any path of the kubelet's API). `pods/proxy` and
+//! `services/proxy` go over plain HTTP to the pod's IP or an endpoint of the service.
 //!
-//! - `target` — the container and the kubelet's address, from the Pod and Node objects.
-//! - `client` — HTTPS to kubelets with the API server's client certificate.
+//! - `target` — the container, the kubelet's address, the pod's or the endpoint's, from
+//!   the stored objects.
+//! - `client` — HTTPS to kubelets with the API server's client certificate, HTTP to pods.
 
 mod client;
 mod target;
@@ -48,8 +50,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientUpgrade {
 pub(crate) fn proxied(info: &RequestInfo) -> bool {
     let sub = info.subresource.as_deref().unwrap_or("");
     match (info.resource.group.as_str(), info.resource.plural.as_str()) {
-        ("", "pods") => matches!(sub, "log" | "exec" | "attach" | "portforward"),
-        ("", "nodes") => sub == "proxy",
+        ("", "pods") => matches!(sub, "log" | "exec" | "attach" | "portforward" | "proxy"),
+        ("", "nodes" | "services") => sub == "proxy",
         _ => false,
     }
 }
@@ -63,32 +65,51 @@ pub(crate) struct Forward<'a> {
     pub upgrade: Option<OnUpgrade>,
 }
 
+/// Where a proxied request goes.
+struct Destination {
+    host: String,
+    port: u16,
+    /// The path there, without the query.
+    path: String,
+    /// A kubelet (HTTPS with the API server's client certificate), or else a pod or a
+    /// service endpoint (plain HTTP).
+    kubelet: bool,
+    /// Who is there, for error messages.
+    what: String,
+}
+
 /// Proxy a call for which [`proxied`] is true.
 pub(crate) async fn handle(api: &Api, call: &Call, forward: Forward<'_>) -> Result<axum::response::Response, ApiError> {
-    let client = api.kubelet.as_ref().ok_or_else(|| {
-        ApiError::new(503, "ServiceUnavailable", "this API server has no client for kubelets (it runs without the cluster PKI), so node subresources are not served")
-    })?;
-    let (node, path) = kubelet_path(api, call, forward.path).await?;
-    let (host, mut port) = target::kubelet_endpoint(&node)?;
-    if let Some(p) = node_port_override(call) {
-        port = p;
-    }
-    let query = without_container(forward.query.unwrap_or(""));
-    let uri = if query.is_empty() { path } else { format!("{path}?{query}") };
-    let url = format!("https://{}{uri}", client::authority(&host, port));
-    let req = kubelet_request(forward.method, &uri, &call.headers, &client::authority(&host, port), call.body.clone())
-        .map_err(|e| ApiError::bad_request(format!("the request cannot be forwarded to the kubelet: {e}")))?;
-    let node_name = node["metadata"]["name"].as_str().unwrap_or("");
-    let resp = client.send(&host, port, req).await.map_err(|e| {
+    let dest = destination(api, call, forward.path).await?;
+    let raw_query = forward.query.unwrap_or("");
+    // The kubelet's path names the container; a pod's own query is its business.
+    let query = if call.info.subresource.as_deref() == Some("proxy") { raw_query.to_string() } else { without_container(raw_query) };
+    let uri = if query.is_empty() { dest.path.clone() } else { format!("{}?{query}", dest.path) };
+    let authority = client::authority(&dest.host, dest.port);
+    let url = format!("{}://{authority}{uri}", if dest.kubelet { "https" } else { "http" });
+    let req = kubelet_request(forward.method, &uri, &call.headers, &authority, call.body.clone())
+        .map_err(|e| ApiError::bad_request(format!("the request cannot be forwarded to {}: {e}", dest.what)))?;
+    let sent = if dest.kubelet {
+        let client = api.kubelet.as_ref().ok_or_else(|| {
+            ApiError::new(503, "ServiceUnavailable", "this API server has no client for kubelets (it runs without the cluster PKI), so node subresources are not served")
+        })?;
+        client.send(&dest.host, dest.port, req).await
+    } else {
+        client::send_plain(&dest.host, dest.port, req).await
+    };
+    let resp = sent.map_err(|e| {
+        // As Go's net/http words it: `Get "https://...": dial tcp ...`.
         let method = forward.method.as_str();
         let method = format!("{}{}", &method[..1], method[1..].to_ascii_lowercase());
-        ApiError::new(503, "ServiceUnavailable", format!("{method} \"{url}\": {e} (the kubelet of node {node_name:?})"))
+        ApiError::new(503, "ServiceUnavailable", format!("{method} \"{url}\": {e} ({})", dest.what))
     })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let upgrade = forward.upgrade.ok_or_else(|| ApiError::bad_request("the kubelet upgraded the connection, but this request cannot be upgraded (upgrades need HTTP/1.1)"))?;
+        let upgrade = forward
+            .upgrade
+            .ok_or_else(|| ApiError::bad_request(format!("{} upgraded the connection, but this request cannot be upgraded (upgrades need HTTP/1.1)", dest.what)))?;
         return Ok(tunnel(upgrade, resp));
     }
-    passthrough(resp).await
+    passthrough(resp, &dest.what).await
 }
 
 /// The object a call names, read from storage.
@@ -98,47 +119,80 @@ async fn object(api: &Api, call: &Call, plural: &str, namespace: Option<&str>, n
     Ok(current(api, &info).await?.0)
 }
 
-/// The node to ask and the path on its kubelet.
-async fn kubelet_path(api: &Api, call: &Call, request_path: &str) -> Result<(Value, String), ApiError> {
+/// Everything after `/{plural}/{name}/proxy` in the request's path: the path to proxy to.
+fn proxy_rest(request_path: &str, plural: &str, name: &str) -> String {
+    let marker = format!("/{plural}/{name}/proxy");
+    let rest = request_path.split_once(&marker).map(|(_, rest)| rest).unwrap_or("");
+    if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
+}
+
+async fn destination(api: &Api, call: &Call, request_path: &str) -> Result<Destination, ApiError> {
     let info = &call.info;
     let name = info.name.as_deref().unwrap_or("");
     let sub = info.subresource.as_deref().unwrap_or("");
-    if info.resource.plural == "nodes" {
-        let node_name = name.split_once(':').map_or(name, |(n, _)| n);
-        let node = object(api, call, "nodes", None, node_name).await?;
-        // Everything after `/nodes/NAME/proxy` is the kubelet's path.
-        let marker = format!("/nodes/{name}/proxy");
-        let rest = request_path.split_once(&marker).map(|(_, rest)| rest).unwrap_or("");
-        let rest = if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") };
-        return Ok((node, rest));
-    }
     let ns = info.namespace.as_deref().unwrap_or("default");
-    let pod = object(api, call, "pods", Some(ns), name).await?;
-    let node_name = target::node_name(&pod)?;
-    let container = || target::container(&pod, call.query.get("container").map(String::as_str));
-    let path = match sub {
-        "log" => format!("/containerLogs/{ns}/{name}/{}", container()?),
-        "exec" => {
-            target::check_running(&pod, "exec into")?;
-            format!("/exec/{ns}/{name}/{}", container()?)
-        }
-        "attach" => {
-            target::check_running(&pod, "attach to")?;
-            format!("/attach/{ns}/{name}/{}", container()?)
-        }
-        "portforward" => format!("/portForward/{ns}/{name}"),
-        other => return Err(ApiError::no_route(&format!("pods/{other}"))),
+    let plural = info.resource.plural.as_str();
+    let kubelet_of = |node: &Value, path: String| -> Result<Destination, ApiError> {
+        let (host, port) = target::kubelet_endpoint(node)?;
+        let what = format!("the kubelet of node {:?}", node["metadata"]["name"].as_str().unwrap_or(""));
+        Ok(Destination { host, port, path, kubelet: true, what })
     };
-    let node = object(api, call, "nodes", None, &node_name).await?;
-    Ok((node, path))
+    match (plural, sub) {
+        ("nodes", _) => {
+            // NAME[:PORT]: the kubelet's port may be named explicitly.
+            let (node_name, port) = name.split_once(':').map_or((name, None), |(n, p)| (n, Some(p)));
+            let node = object(api, call, "nodes", None, node_name).await?;
+            let mut dest = kubelet_of(&node, proxy_rest(request_path, plural, name))?;
+            if let Some(port) = port {
+                dest.port = port.parse().map_err(|_| ApiError::bad_request(format!("invalid node proxy name {name:?}: the port must be a number")))?;
+            }
+            Ok(dest)
+        }
+        ("pods", "proxy") => {
+            let target = target::proxy_name(name)?;
+            let pod = object(api, call, "pods", Some(ns), &target.name).await?;
+            let (host, port) = target::pod_address(&pod, &target.port)?;
+            Ok(Destination { host, port, path: proxy_rest(request_path, plural, name), kubelet: false, what: format!("pod {:?}", target.name) })
+        }
+        ("services", _) => {
+            let target = target::proxy_name(name)?;
+            let service = object(api, call, "services", Some(ns), &target.name).await?;
+            let endpoints = match object(api, call, "endpoints", Some(ns), &target.name).await {
+                Ok(e) => Some(e),
+                Err(e) if e.code == 404 => None,
+                Err(e) => return Err(e),
+            };
+            let (host, port) = target::service_endpoint(&service, endpoints.as_ref(), &target.port, random_index)?;
+            Ok(Destination { host, port, path: proxy_rest(request_path, plural, name), kubelet: false, what: format!("an endpoint of service {:?}", target.name) })
+        }
+        (_, sub) => {
+            let pod = object(api, call, "pods", Some(ns), name).await?;
+            let node_name = target::node_name(&pod)?;
+            let container = || target::container(&pod, call.query.get("container").map(String::as_str));
+            let path = match sub {
+                "log" => format!("/containerLogs/{ns}/{name}/{}", container()?),
+                "exec" => {
+                    target::check_running(&pod, "exec into")?;
+                    format!("/exec/{ns}/{name}/{}", container()?)
+                }
+                "attach" => {
+                    target::check_running(&pod, "attach to")?;
+                    format!("/attach/{ns}/{name}/{}", container()?)
+                }
+                "portforward" => format!("/portForward/{ns}/{name}"),
+                other => return Err(ApiError::no_route(&format!("pods/{other}"))),
+            };
+            let node = object(api, call, "nodes", None, &node_name).await?;
+            kubelet_of(&node, path)
+        }
+    }
 }
 
-/// `nodes/NAME:PORT/proxy` names the kubelet's port explicitly.
-fn node_port_override(call: &Call) -> Option<u16> {
-    if call.info.resource.plural != "nodes" {
-        return None;
-    }
-    call.info.name.as_deref()?.split_once(':')?.1.parse().ok()
+/// Spreads service proxy requests over the endpoints, as kube-apiserver picks at random.
+fn random_index(n: usize) -> usize {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the kernel's random source");
+    u32::from_be_bytes(b) as usize % n.max(1)
 }
 
 /// The query without `container`: the kubelet's path names the container.
@@ -186,7 +240,7 @@ fn tunnel(client: OnUpgrade, mut resp: Response<hyper::body::Incoming>) -> axum:
 /// Any other answer goes to the client as the kubelet gave it, the body streamed (a
 /// followed log has no end), except that errors in plain text become a Status so clients
 /// print them as they print any server error.
-async fn passthrough(resp: Response<hyper::body::Incoming>) -> Result<axum::response::Response, ApiError> {
+async fn passthrough(resp: Response<hyper::body::Incoming>, what: &str) -> Result<axum::response::Response, ApiError> {
     let (mut parts, body) = resp.into_parts();
     let json = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/json"));
     if (parts.status.is_client_error() || parts.status.is_server_error()) && !json {
@@ -195,7 +249,7 @@ async fn passthrough(resp: Response<hyper::body::Incoming>) -> Result<axum::resp
             Err(e) => format!("(the error's body could not be read: {e})"),
         };
         let code = parts.status.as_u16();
-        return Ok(json_response(parts.status, &ApiError::new(code, reason(code), format!("the kubelet answered {}: {text}", parts.status)).to_status()));
+        return Ok(json_response(parts.status, &ApiError::new(code, reason(code), format!("{what} answered {}: {text}", parts.status)).to_status()));
     }
     for name in [header::CONNECTION, header::TRANSFER_ENCODING] {
         parts.headers.remove(name);

@@ -1,5 +1,7 @@
-//! Where a pod's node-side request goes: which container (defaulted as kube-apiserver does),
-//! which node, and the kubelet's address and port on it, all read from the stored objects.
+//! Where a proxied request goes, from the stored objects: for a pod's node-side request,
+//! which container (defaulted as kube-apiserver does), which node, and the kubelet's
+//! address and port on it; for pods/proxy the pod's IP and port; for services/proxy an
+//! endpoint of the service.
 
 use serde_json::Value;
 
@@ -92,6 +94,76 @@ pub fn kubelet_endpoint(node: &Value) -> Result<(String, u16), ApiError> {
     Ok((host.to_string(), port))
 }
 
+/// The name part of a `proxy` path, `[scheme:]name[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyName {
+    pub scheme: String,
+    pub name: String,
+    /// A port number or, for services, a port name; empty if not given.
+    pub port: String,
+}
+
+pub fn proxy_name(raw: &str) -> Result<ProxyName, ApiError> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => ("", *name, ""),
+        [scheme @ ("http" | "https"), name] => (*scheme, *name, ""),
+        [name, port] => ("", *name, *port),
+        [scheme, name, port] => (*scheme, *name, *port),
+        _ => return Err(ApiError::bad_request(format!("invalid proxy name {raw:?}: want [scheme:]name[:port]"))),
+    };
+    match scheme {
+        "" | "http" => Ok(ProxyName { scheme: "http".into(), name: name.into(), port: port.into() }),
+        // kube-apiserver dials pods over HTTPS without verifying them; this server does not.
+        "https" => Err(ApiError::bad_request(format!("invalid proxy name {raw:?}: this server proxies to pods and services over http only"))),
+        other => Err(ApiError::bad_request(format!("invalid proxy name {raw:?}: unknown scheme {other:?}"))),
+    }
+}
+
+/// A pod's IP and the port to reach: the one asked for, else the first container port, else 80.
+pub fn pod_address(pod: &Value, port: &str) -> Result<(String, u16), ApiError> {
+    let name = pod_name(pod);
+    let ip = pod["status"]["podIP"].as_str().filter(|ip| !ip.is_empty()).ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("pod {name} has no IP address yet")))?;
+    let port = match port {
+        "" => pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|c| c["ports"][0]["containerPort"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(80),
+        p => p.parse().map_err(|_| ApiError::bad_request(format!("invalid port {p:?} for pod {name}: a pod's proxy port is a number")))?,
+    };
+    Ok((ip.to_string(), port))
+}
+
+/// An endpoint of a service for the service port `port` (its name, or its number; empty
+/// for the service's unnamed port), picking among the ready addresses with `pick`.
+pub fn service_endpoint(service: &Value, endpoints: Option<&Value>, port: &str, pick: impl FnOnce(usize) -> usize) -> Result<(String, u16), ApiError> {
+    let name = service["metadata"]["name"].as_str().unwrap_or("");
+    let ports = service["spec"]["ports"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let port_name = ports
+        .iter()
+        .find(|p| p["name"].as_str().unwrap_or("") == port || (!port.is_empty() && p["port"].as_u64().map(|n| n.to_string()).as_deref() == Some(port)))
+        .map(|p| p["name"].as_str().unwrap_or("").to_string())
+        .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("no service port {port:?} found for service {name:?}")))?;
+    let none = || ApiError::new(503, "ServiceUnavailable", format!("no endpoints available for service {name:?}"));
+    let subsets = endpoints.and_then(|e| e["subsets"].as_array()).ok_or_else(none)?;
+    let candidates: Vec<(String, u16)> = subsets
+        .iter()
+        .filter_map(|s| {
+            let port = s["ports"].as_array()?.iter().find(|p| p["name"].as_str().unwrap_or("") == port_name)?["port"].as_u64()?;
+            let port = u16::try_from(port).ok()?;
+            Some(s["addresses"].as_array()?.iter().filter_map(move |a| Some((a["ip"].as_str()?.to_string(), port))).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    match candidates.len() {
+        0 => Err(none()),
+        n => Ok(candidates[pick(n) % n].clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -159,5 +231,46 @@ mod tests {
         let e = kubelet_endpoint(&json!({"metadata": {"name": "n"}, "status": {}})).unwrap_err();
         assert_eq!(e.code, 503);
         assert!(e.message.contains("node \"n\" has no address"), "{}", e.message);
+    }
+
+    #[test]
+    fn proxy_names_carry_scheme_and_port() {
+        let n = proxy_name("web").unwrap();
+        assert_eq!((n.scheme.as_str(), n.name.as_str(), n.port.as_str()), ("http", "web", ""));
+        let n = proxy_name("web:8080").unwrap();
+        assert_eq!((n.name.as_str(), n.port.as_str()), ("web", "8080"));
+        let n = proxy_name("http:web:metrics").unwrap();
+        assert_eq!((n.name.as_str(), n.port.as_str()), ("web", "metrics"));
+        assert_eq!(proxy_name("http:web").unwrap().port, "");
+        assert_eq!(proxy_name("https:web:443").unwrap_err().code, 400);
+        assert_eq!(proxy_name("a:b:c:d").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn pods_are_reached_at_their_ip_and_first_container_port() {
+        let mut p = pod(&["app"]);
+        assert_eq!(pod_address(&p, "").unwrap_err().code, 503);
+        p["status"]["podIP"] = json!("10.244.0.7");
+        assert_eq!(pod_address(&p, "").unwrap(), ("10.244.0.7".to_string(), 80));
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+        assert_eq!(pod_address(&p, "").unwrap(), ("10.244.0.7".to_string(), 8080));
+        assert_eq!(pod_address(&p, "9000").unwrap(), ("10.244.0.7".to_string(), 9000));
+        assert_eq!(pod_address(&p, "http").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn services_are_reached_at_an_endpoint_of_the_named_port() {
+        let svc = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"name": "web", "port": 80}, {"name": "metrics", "port": 9090}]}});
+        let eps = json!({"subsets": [
+            {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"name": "web", "port": 8080}, {"name": "metrics", "port": 9100}]}]});
+        assert_eq!(service_endpoint(&svc, Some(&eps), "web", |_| 1).unwrap(), ("10.0.0.2".to_string(), 8080));
+        assert_eq!(service_endpoint(&svc, Some(&eps), "9090", |_| 0).unwrap(), ("10.0.0.1".to_string(), 9100));
+        let e = service_endpoint(&svc, Some(&eps), "", |_| 0).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (503, "no service port \"\" found for service \"s\""));
+        let e = service_endpoint(&svc, None, "web", |_| 0).unwrap_err();
+        assert_eq!(e.message, "no endpoints available for service \"s\"");
+        let unnamed = json!({"metadata": {"name": "u"}, "spec": {"ports": [{"port": 80}]}});
+        let eps = json!({"subsets": [{"addresses": [{"ip": "10.0.0.3"}], "ports": [{"port": 8080}]}]});
+        assert_eq!(service_endpoint(&unnamed, Some(&eps), "", |_| 0).unwrap(), ("10.0.0.3".to_string(), 8080));
     }
 }
