@@ -339,3 +339,71 @@ async fn pod_and_service_proxies_reach_the_pod_network() {
     let (status, body) = server.call("GET", &format!("{services}/web:nosuch/proxy/"), None).await;
     assert_eq!((status.as_u16(), status_of(&body)["message"].as_str()), (503, Some("no service port \"nosuch\" found for service \"web\"")));
 }
+
+#[tokio::test]
+async fn without_a_kubelet_client_node_subresources_say_so() {
+    let server = common::TestServer::new().await;
+    let (status, body) = server.post("/api/v1/namespaces/default/pods", pod("p", Some("n1"), &["app"])).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, mut n1) = server.post("/api/v1/nodes", node("n1", 10250)).await;
+    n1["status"] = node_status(10250);
+    let (status, body) = server.put("/api/v1/nodes/n1/status", n1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.get("/api/v1/namespaces/default/pods/p/log").await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no client for kubelets"), "{body}");
+}
+
+/// An upgraded connection through the real server: nodes/NAME/proxy to the stand-in's
+/// `/raw-echo`, bytes both ways, and the end of one side ends the other.
+#[test]
+fn upgraded_connections_are_joined_both_ways_until_one_side_closes() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = Cluster::start();
+    let pki = Pki::load_or_create(c.server.data.as_path(), &[]).unwrap();
+    let der = |pem: &str| {
+        use base64::Engine;
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        CertificateDer::from(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(pki.ca_cert_pem())).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(rcgen::KeyPair::from_pem(pki.admin_key_pem()).unwrap().serialize_der()));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![der(pki.admin_cert_pem())], key)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", c.server.port)).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let request = format!("GET /api/v1/nodes/n1/proxy/raw-echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n\r\n", c.server.port);
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(tls.read(&mut b).await.unwrap(), 1, "the response head ended early: {}", String::from_utf8_lossy(&head));
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("upgrade: raw-echo"), "the kubelet's headers: {head}");
+        for msg in ["first", "second, longer message"] {
+            tls.write_all(msg.as_bytes()).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            tls.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        // Our end of the stream reaches the kubelet, which closes, and so does the tunnel.
+        tls.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await.expect("the tunnel closes after its client's end");
+        assert!(read.is_ok() && rest.is_empty(), "a clean close: {read:?} {rest:?}");
+    });
+    assert!(c.kubelet.upgrades().contains(&("/raw-echo".to_string(), "raw-echo".to_string())), "{:?}", c.kubelet.upgrades());
+}

@@ -22,6 +22,7 @@ use axum::response::IntoResponse;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use serde_json::Value;
 
 pub use client::{DialError, KUBELET_CLIENT_GROUP, KUBELET_CLIENT_USER, KubeletClient, KubeletClientError};
@@ -30,6 +31,9 @@ pub use target::{DEFAULT_CONTAINER_ANNOTATION, DEFAULT_KUBELET_PORT};
 use super::request::RequestInfo;
 use super::status::ApiError;
 use super::{Api, Call, current, json_response};
+
+/// How long closing an ended tunnel's two connections may take.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The most of a kubelet's error body that is read to put in a Status message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -232,6 +236,12 @@ fn tunnel(client: OnUpgrade, mut resp: Response<hyper::body::Incoming>) -> axum:
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
             tracing::debug!(error = %e, "an upgraded connection to a kubelet ended with an error");
         }
+        // However it ended (a side that vanished without closing its TLS session is an
+        // error to rustls), both get a proper close rather than a cut connection.
+        let close = async {
+            let _ = tokio::join!(client.shutdown(), kubelet.shutdown());
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     });
     let (parts, _) = resp.into_parts();
     Response::from_parts(parts, Body::empty())
