@@ -261,6 +261,12 @@ fn kubectl_logs_and_exec_reach_the_kubelet() {
     let clients = c.kubelet.clients.lock().unwrap().clone();
     assert!(!clients.is_empty() && clients.iter().all(|cn| cn == KUBELET_CLIENT_USER), "{clients:?}");
 
+    // stdin goes the other way through the same tunnel.
+    let mut out = c.command(&["exec", "-i", "p", "--", "cat"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    out.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+    let out = out.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()), (Some(0), "line one\nline two\n"), "{}", String::from_utf8_lossy(&out.stderr));
+
     let (code, stdout, stderr) = c.run(&["attach", "p"]);
     assert_eq!((code, stdout.as_str()), (0, "attached to app\n"), "{stderr}");
 }

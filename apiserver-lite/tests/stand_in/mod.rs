@@ -5,7 +5,8 @@
 //! - `GET /containerLogs/NS/POD/CONTAINER`: three lines (`tailLines` honoured), or with
 //!   `follow=true` a line every 100 ms until the client goes.
 //! - `/exec/NS/POD/CONTAINER` over WebSocket `v5`/`v4.channel.k8s.io`: `echo ARGS` writes
-//!   ARGS to stdout, `sh -c "exit N"` exits N; the status goes on the error channel.
+//!   ARGS to stdout, `sh -c "exit N"` exits N, `cat` copies stdin to stdout until stdin
+//!   closes; the status goes on the error channel.
 //! - `/attach/NS/POD/CONTAINER` over WebSocket: a greeting on stdout, then success.
 //! - `/portForward/NS/POD` over SPDY/3.1 (`spdy`): each data stream is relayed to a TCP
 //!   echo server on loopback, whatever port is asked for. Its WebSocket tunnel
@@ -261,9 +262,12 @@ async fn logs(State(shared): State<Shared>, Path((ns, pod, container)): Path<(St
 }
 
 /// The stream channels of the channel protocols.
+const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+/// v5: a message on it names a stream the sender is done writing.
+const CLOSE: u8 = 255;
 
 fn channel(ch: u8, data: &[u8]) -> Message {
     let mut frame = vec![ch];
@@ -303,6 +307,9 @@ async fn exec(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, RawQuery(
     let Ok(ws) = ws else { return (StatusCode::BAD_REQUEST, "the stand-in kubelet serves exec over WebSocket only").into_response() };
     let command: Vec<String> = pairs(&raw).into_iter().filter(|(k, _)| k == "command").map(|(_, v)| v).collect();
     ws.protocols(CHANNEL_PROTOCOLS).on_upgrade(move |mut socket: WebSocket| async move {
+        if command == ["cat"] {
+            return cat(socket).await;
+        }
         let (stdout, stderr, code) = run(&command);
         if !stdout.is_empty() {
             let _ = socket.send(channel(STDOUT, stdout.as_bytes())).await;
@@ -313,6 +320,25 @@ async fn exec(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, RawQuery(
         let _ = socket.send(channel(ERROR, status(code).as_bytes())).await;
         let _ = socket.send(normal_close()).await;
     })
+}
+
+/// `cat`: stdin back on stdout until the client closes stdin (v5's close signal: channel
+/// 255 naming channel 0) or the connection.
+async fn cat(mut socket: WebSocket) {
+    while let Some(Ok(message)) = socket.recv().await {
+        match message {
+            Message::Binary(data) if data.first() == Some(&STDIN) => {
+                if data.len() > 1 && socket.send(channel(STDOUT, &data[1..])).await.is_err() {
+                    return;
+                }
+            }
+            Message::Binary(data) if data[..] == [CLOSE, STDIN] => break,
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+    let _ = socket.send(channel(ERROR, status(0).as_bytes())).await;
+    let _ = socket.send(normal_close()).await;
 }
 
 async fn attach(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, Path((_, _, container)): Path<(String, String, String)>) -> Response {

@@ -319,6 +319,14 @@ mod tests {
     }
 
     #[test]
+    fn the_proxied_path_is_what_follows_proxy() {
+        assert_eq!(proxy_rest("/api/v1/nodes/n1/proxy/metrics/cadvisor", "nodes", "n1"), "/metrics/cadvisor");
+        assert_eq!(proxy_rest("/api/v1/nodes/n1:10255/proxy", "nodes", "n1:10255"), "/");
+        assert_eq!(proxy_rest("/api/v1/namespaces/d/services/http:web:80/proxy/a/b/", "services", "http:web:80"), "/a/b/");
+        assert_eq!(proxy_rest("/api/v1/namespaces/d/pods/p/proxy/", "pods", "p"), "/");
+    }
+
+    #[test]
     fn kubelet_error_codes_keep_their_reasons() {
         assert_eq!(reason(404), "NotFound");
         assert_eq!(reason(400), "BadRequest");
