@@ -327,10 +327,8 @@ async fn exec(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, RawQuery(
 async fn cat(mut socket: WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
         match message {
-            Message::Binary(data) if data.first() == Some(&STDIN) => {
-                if data.len() > 1 && socket.send(channel(STDOUT, &data[1..])).await.is_err() {
-                    return;
-                }
+            Message::Binary(data) if data.first() == Some(&STDIN) && data.len() > 1 => {
+                let Ok(()) = socket.send(channel(STDOUT, &data[1..])).await else { return };
             }
             Message::Binary(data) if data[..] == [CLOSE, STDIN] => break,
             Message::Close(_) => return,
