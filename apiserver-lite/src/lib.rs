@@ -9,11 +9,14 @@
 
 pub mod admission;
 pub mod auth;
+pub mod controllers;
 pub mod discovery;
 pub mod handlers;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
+pub mod scheduler;
 pub mod server;
 pub mod storage;
 pub mod table;

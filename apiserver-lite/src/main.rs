@@ -10,8 +10,10 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "apiserver-lite", version, about = "A Kubernetes-compatible API server (kubectl 1.33 talks to it as to any cluster)")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Where the store, the certificates and admin.kubeconfig live.
-    #[arg(long, default_value = "/var/lib/apiserver-lite")]
+    #[arg(long, global = true, default_value = "/var/lib/apiserver-lite")]
     data_dir: PathBuf,
     /// The address to serve HTTPS on.
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -40,9 +42,32 @@ struct Args {
     service_cluster_ip_range: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write a kubeconfig for a node's kubelet: a client certificate for `system:node:NAME`
+    /// (group `system:nodes`) from the cluster's CA in --data-dir.
+    NodeKubeconfig {
+        /// The node's name.
+        #[arg(long)]
+        node: String,
+        /// The API server's URL as the node reaches it.
+        #[arg(long)]
+        server: String,
+        /// Where to write the kubeconfig.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 fn main() {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
+    if let Some(Command::NodeKubeconfig { node, server, out }) = &args.command {
+        match apiserver_lite::server::write_node_kubeconfig(&args.data_dir, node, server, out) {
+            Ok(()) => return,
+            Err(e) => fail(&e.to_string()),
+        }
+    }
     let storage = match args.storage.as_str() {
         "sqlite" => StorageBackend::Sqlite,
         "etcd" if !args.etcd_servers.is_empty() => StorageBackend::Etcd { endpoints: args.etcd_servers.clone(), prefix: args.etcd_prefix.clone() },

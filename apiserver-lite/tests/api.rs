@@ -379,3 +379,21 @@ async fn every_patch_type() {
     let (code, _) = s.patch(&path, "text/plain", json!({})).await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+#[tokio::test]
+async fn events_are_one_collection_through_both_apis() {
+    let s = TestServer::new().await;
+    let core = json!({"metadata": {"name": "p.1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Pulled", "message": "pulled the image", "type": "Normal", "source": {"component": "kubelet"}, "count": 1});
+    let (code, e) = s.post("/api/v1/namespaces/default/events", core).await;
+    assert_eq!(code, StatusCode::CREATED, "{e}");
+    let (code, new) = s.get("/apis/events.k8s.io/v1/namespaces/default/events/p.1").await;
+    assert_eq!(code, StatusCode::OK, "{new}");
+    assert_eq!((new["apiVersion"].as_str(), new["note"].as_str(), new["regarding"]["name"].as_str()), (Some("events.k8s.io/v1"), Some("pulled the image"), Some("p")));
+    assert_eq!(new["deprecatedSource"]["component"], "kubelet");
+    let written = json!({"metadata": {"name": "p.2"}, "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Started", "note": "started", "type": "Normal", "action": "Start", "reportingController": "kubelet", "reportingInstance": "node-1", "eventTime": "2026-12-02T10:00:00.000000Z"});
+    let (code, e) = s.post("/apis/events.k8s.io/v1/namespaces/default/events", written).await;
+    assert_eq!(code, StatusCode::CREATED, "{e}");
+    let (_, list) = s.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp").await;
+    let messages: Vec<&str> = list["items"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["pulled the image", "started"]);
+}

@@ -66,6 +66,19 @@ fn kubectl_works_as_against_any_cluster() {
     let deploy = k.ok(&["get", "deployments"]);
     assert!(deploy.lines().next().unwrap().contains("UP-TO-DATE"), "{deploy}");
 
+    // The walkthrough's other creators: typed (protobuf bodies) and generated (JSON) ones.
+    assert!(k.ok(&["create", "namespace", "team"]).contains("namespace/team created"));
+    assert!(k.ok(&["run", "nginx", "--image=nginx", "-n", "team"]).contains("pod/nginx created"));
+    assert!(k.ok(&["expose", "deployment", "web", "--port=8080", "--target-port=80"]).contains("service/web exposed"));
+    let svc = k.ok(&["get", "svc", "web"]);
+    assert!(svc.contains("ClusterIP") && svc.contains("8080/TCP"), "{svc}");
+    k.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let np = k.ok(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert!((30000..=32767).contains(&np.parse::<u32>().unwrap()), "{np}");
+    k.ok(&["create", "job", "hello", "--image=busybox", "--", "echo", "hi"]);
+    assert!(k.ok(&["get", "jobs"]).contains("hello"));
+    assert!(k.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"]).contains("image updated"));
+
     let explain = k.ok(&["explain", "pods.spec.containers"]);
     assert!(explain.contains("FIELD") || explain.contains("DESCRIPTION"), "{explain}");
     let all = k.ok(&["get", "all"]);
@@ -93,7 +106,7 @@ fn kubectl_get_watch_streams_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let k = Kubectl::new(&server.kubeconfig());
-    let mut watch = std::process::Command::new("timeout")
+    let watch = std::process::Command::new("timeout")
         .args(["20", "kubectl", "--kubeconfig"])
         .arg(server.kubeconfig())
         .arg("--cache-dir")
@@ -120,4 +133,43 @@ fn requests_without_credentials_are_refused() {
     let out = std::process::Command::new("curl").args(["-sk", &url]).output().expect("curl");
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Status");
     assert_eq!((body["code"].as_i64(), body["reason"].as_str()), (Some(401), Some("Unauthorized")), "{body}");
+}
+
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let k = Kubectl::new(&server.kubeconfig());
+    k.apply(POD);
+    // kubectl migrates the client-side apply's ownership and re-applies: no warning, no refusal.
+    for _ in 0..2 {
+        let o = k.run_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], POD);
+        assert!(o.ok && o.stdout.contains("serverside-applied") && !o.stderr.contains("Warning"), "{}\n{}", o.stdout, o.stderr);
+    }
+    // Another manager takes a field; a plain server-side apply then conflicts, naming it.
+    k.ok(&["label", "pod", "web", "app=other", "--overwrite"]);
+    let o = k.run_with_stdin(&["apply", "--server-side", "-f", "-"], POD);
+    assert!(!o.ok && o.stderr.contains("conflict") && o.stderr.contains(".metadata.labels.app"), "{}", o.stderr);
+}
+
+#[test]
+fn a_node_kubeconfig_reads_pods_and_writes_only_its_own_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let node_config = dir.path().join("node-1.kubeconfig");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apiserver-lite"))
+        .args(["node-kubeconfig", "--data-dir"])
+        .arg(dir.path())
+        .args(["--node", "node-1", "--server", &format!("https://127.0.0.1:{}", server.port), "--out"])
+        .arg(&node_config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let node = Kubectl::new(&node_config);
+    node.ok(&["get", "pods", "-A"]);
+    node.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n");
+    let other = node.run_with_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-2\n");
+    assert!(!other.ok && other.stderr.contains("Forbidden"), "{}", other.stderr);
+    let cm = node.run_with_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    assert!(!cm.ok && cm.stderr.contains("cannot"), "{}", cm.stderr);
 }

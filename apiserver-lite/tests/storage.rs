@@ -1,28 +1,30 @@
 //! One conformance suite for every storage backend: the same checks run against SQLite (in a
 //! tempdir), etcd (Debian's /usr/bin/etcd started on free loopback ports) and the watch cache
-//! over SQLite. Then SQLite's own promises: a reopened file and a SIGKILLed writer keep every
+//! over each. Then SQLite's own promises: a reopened file and a SIGKILLed writer keep every
 //! acknowledged write.
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apiserver_lite::storage::cache::CachedStore;
-use apiserver_lite::storage::etcd::EtcdStore;
 use apiserver_lite::storage::sqlite::SqliteStore;
 use apiserver_lite::storage::{Event, KeyValue, Revision, StorageError, Store, WatchStream};
 use futures_util::StreamExt;
 
-const ETCD: &str = "/usr/bin/etcd";
+mod common;
+use common::etcd::EtcdProcess;
+
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Sqlite,
     Etcd,
     CachedSqlite,
+    CachedEtcd,
 }
 
 /// A store and what must live as long as it: its directory, the etcd process.
@@ -50,6 +52,12 @@ async fn fixture(backend: Backend) -> Fixture {
             let store = etcd.connect("/kubelet-rs-test").await;
             Fixture { store: Arc::new(store), _etcd: Some(etcd), _dir: dir }
         }
+        Backend::CachedEtcd => {
+            let etcd = EtcdProcess::start(dir.path());
+            let inner = etcd.connect("/kubelet-rs-test").await;
+            let store = CachedStore::new(Arc::new(inner), 1000).await.expect("starting the watch cache");
+            Fixture { store, _etcd: Some(etcd), _dir: dir }
+        }
     }
 }
 
@@ -62,72 +70,13 @@ where
     check(fixture.store.clone()).await;
 }
 
-/// etcd on random free loopback ports with its data in a tempdir, killed (by PID) on drop.
-struct EtcdProcess {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().expect("reading the port").port()
-}
-
-impl EtcdProcess {
-    fn start(dir: &Path) -> EtcdProcess {
-        assert!(
-            Path::new(ETCD).exists(),
-            "the etcd storage tests need {ETCD}: apt-get install etcd-server (CI installs it)"
-        );
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = dir.join("etcd.log");
-        let log_file = std::fs::File::create(&log).expect("creating etcd's log file");
-        let child = Command::new(ETCD)
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting etcd");
-        EtcdProcess { child, endpoint, log }
-    }
-
-    /// Connect once etcd answers (it takes a moment to elect itself).
-    async fn connect(&self, prefix: &str) -> EtcdStore {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match EtcdStore::connect(std::slice::from_ref(&self.endpoint), prefix).await {
-                Ok(store) => return store,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(err) => panic!(
-                    "etcd at {} did not answer within 30s: {err}\netcd's log:\n{}",
-                    self.endpoint,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 macro_rules! suite {
     ($($check:ident),* $(,)?) => {
         suite!(@backend sqlite, Sqlite, $($check),*);
         suite!(@backend etcd, Etcd, $($check),*);
         suite!(@backend cached_sqlite, CachedSqlite, $($check),*);
+        suite!(@backend cached_etcd, CachedEtcd, $($check),*);
     };
     (@backend $module:ident, $backend:ident, $($check:ident),*) => {
         mod $module {
@@ -152,6 +101,7 @@ suite!(
     watch_replays_from_a_past_revision_then_goes_live_with_prev_values,
     watch_and_list_before_a_compaction_are_compacted,
     revisions_strictly_increase_across_keys,
+    a_future_revision_is_refused,
     twenty_concurrent_creates_of_one_key_one_wins,
 );
 
@@ -393,6 +343,20 @@ async fn revisions_strictly_increase_across_keys(s: Arc<dyn Store>) {
     assert_eq!(s.current_revision().await.unwrap(), *revisions.last().unwrap());
 }
 
+async fn a_future_revision_is_refused(s: Arc<dyn Store>) {
+    s.create("/f", vec![]).await.unwrap();
+    let future = s.current_revision().await.unwrap() + 100;
+    match s.list("/", None, 0, future).await {
+        Err(StorageError::FutureRevision { requested, .. }) => assert_eq!(requested, future),
+        other => panic!("a list at a future revision: expected FutureRevision, got {other:?}"),
+    }
+    match s.watch("/", future).await {
+        Err(StorageError::FutureRevision { requested, .. }) => assert_eq!(requested, future),
+        Err(other) => panic!("a watch from a future revision: expected FutureRevision, got {other}"),
+        Ok(_) => panic!("a watch from a future revision: expected FutureRevision, got a stream"),
+    }
+}
+
 async fn twenty_concurrent_creates_of_one_key_one_wins(s: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -427,6 +391,12 @@ async fn etcd_clusters_under_different_prefixes_do_not_see_each_other() {
     ab.create("/registry/y", vec![]).await.unwrap();
     let mine = a.create("/registry/y", b"mine".to_vec()).await.unwrap();
     assert_eq!(next_event(&mut watch).await, Event::Put { kv: mine, prev: None });
+    // With no prefix, a store sees every cluster's keys under their full names.
+    let whole = etcd.connect("").await;
+    let all = whole.list("", None, 0, 0).await.unwrap();
+    assert_eq!(keys(&all.items), ["/cluster-a/registry/x", "/cluster-a/registry/y", "/cluster-ab/registry/x", "/cluster-ab/registry/y"]);
+    let mut everything = whole.watch("", 0).await.unwrap();
+    assert_eq!(next_event(&mut everything).await.key(), "/cluster-a/registry/x");
 }
 
 // ---- SQLite: durability ----
@@ -488,6 +458,17 @@ async fn crash_child(path: &Path) {
                 }
             })
         })
+        .chain(std::iter::once({
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut kv = store.create("/crash/counter", b"0".to_vec()).await.expect("child: create the counter");
+                println!("ack /crash/counter {}", kv.mod_revision);
+                for i in 1.. {
+                    kv = store.update(&kv.key, format!("{i}").into_bytes(), kv.mod_revision).await.expect("child: update");
+                    println!("ack /crash/counter {}", kv.mod_revision);
+                }
+            })
+        }))
         .collect();
     // The parent kills us long before this; never outlive a parent that died.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -546,10 +527,27 @@ async fn sqlite_sigkill_keeps_every_acknowledged_write() {
     assert!(acked.len() >= 1000, "the writer acknowledged only {} writes in 30s", acked.len());
 
     let store = SqliteStore::open(&path).expect("reopening after the crash");
-    for (key, revision) in &acked {
+    let (counter, created): (Vec<_>, Vec<_>) = acked.iter().partition(|(key, _)| key == "/crash/counter");
+    for (key, revision) in &created {
         let kv = store.get(key).await.unwrap().unwrap_or_else(|| panic!("acknowledged {key} at {revision} is lost"));
         assert_eq!(kv.mod_revision, *revision, "{key}");
     }
+    // The counter's last acknowledged update is there (or a later, unacknowledged one).
+    let last = counter.iter().map(|(_, r)| *r).max().expect("the counter was written");
+    let kv = store.get("/crash/counter").await.unwrap().expect("the counter is lost");
+    assert!(kv.mod_revision >= last, "the counter is at {} but {last} was acknowledged", kv.mod_revision);
+    // Every acknowledged revision is in the history, in order.
+    let mut history = store.watch("/crash/", 0).await.unwrap();
+    let mut wanted: Vec<Revision> = acked.iter().map(|(_, r)| *r).collect();
+    wanted.sort();
+    let mut found = Vec::new();
+    while found.len() < wanted.len() {
+        let event = next_event(&mut history).await;
+        if wanted.binary_search(&event.revision()).is_ok() {
+            found.push(event.revision());
+        }
+    }
+    assert_eq!(found, wanted);
     let current = store.current_revision().await.unwrap();
     assert!(current >= acked.iter().map(|(_, r)| *r).max().unwrap());
     eprintln!("sqlite crash test: {} acknowledged writes, all present after SIGKILL (current revision {current})", acked.len());

@@ -47,7 +47,7 @@ impl Quantity {
         self.0
     }
 
-    pub fn cmp(self, other: Quantity) -> Ordering {
+    pub fn compare(self, other: Quantity) -> Ordering {
         self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal)
     }
 }
@@ -79,11 +79,10 @@ pub fn normalize(v: &mut serde_json::Value) {
                             }
                         }
                     }
-                } else if k == "sizeLimit" {
-                    if let Value::Number(n) = child {
+                } else if k == "sizeLimit"
+                    && let Value::Number(n) = child {
                         *child = Value::String(n.to_string());
                     }
-                }
                 normalize(child);
             }
         }

@@ -145,8 +145,8 @@ impl Pki {
         })
     }
 
-    /// A client certificate signed by the cluster CA, for `user` in `groups` (at most two:
-    /// see [`client_params`]); returns (certificate PEM, private key PEM). Kubelets get
+    /// A client certificate signed by the cluster CA, for `user` in `groups` (at most two,
+    /// a limit of rcgen's subject names); returns (certificate PEM, private key PEM). Kubelets get
     /// `system:node:NAME` in `system:nodes`.
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         let ca = Ca::new(&self.dir, &self.ca_cert_pem, &self.ca_key)?;

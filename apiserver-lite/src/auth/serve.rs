@@ -40,7 +40,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
 /// Serve `app` over TLS on `listener` until `shutdown` completes, then stop accepting and
-/// give open connections [`SHUTDOWN_GRACE`] to finish.
+/// give open connections a few seconds to finish.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,

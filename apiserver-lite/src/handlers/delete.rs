@@ -131,7 +131,7 @@ async fn delete_one(api: &Api, call: &Call, options: &DeleteOptions, name: &str)
             if namespace {
                 object["status"]["phase"] = json!("Terminating");
             }
-            api.store.update(&key, encode(&object), revision).await.map(|kv| {
+            api.store.update(&key, encode(r, &object), revision).await.map(|kv| {
                 metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 object
             })

@@ -78,7 +78,7 @@ pub(crate) async fn read(api: &Api, call: &Call) -> Result<(Vec<Value>, Revision
         let more = page.more;
         for kv in &page.items {
             start = Some(kv.key.clone());
-            let object = decode(kv, kv.mod_revision)?;
+            let object = decode(&info.resource, kv, kv.mod_revision)?;
             if labels.matches(&object) && fields.matches(&object) {
                 items.push(object);
                 if limit != 0 && items.len() == limit {

@@ -2,6 +2,7 @@
 //! deletecollection on every resource of the registry, plus the subresources the server
 //! itself implements (status, scale, binding, eviction, finalize).
 
+mod conversion;
 mod delete;
 mod list;
 pub mod negotiate;
@@ -94,6 +95,10 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers
         Some(Err(e)) => return e.into_response(),
         Some(Ok(info)) => info,
     };
+    let (headers, body) = match json_request_body(info.verb, headers, body) {
+        Ok(normalized) => normalized,
+        Err(e) => return e.into_response(),
+    };
     // A create is authorized for the name it creates (a node may create only its own Node).
     let name = match (&info.name, info.verb) {
         (None, Verb::Create) => serde_json::from_slice::<Value>(&body).ok().and_then(|o| o["metadata"]["name"].as_str().map(str::to_string)).unwrap_or_default(),
@@ -111,13 +116,6 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers
     };
     if let Decision::Deny(why) = authz::authorize(&attributes) {
         return json_response(StatusCode::FORBIDDEN, &authz::forbidden_status(&attributes, &why));
-    }
-    if matches!(info.verb, Verb::Create | Verb::Update) && !body.is_empty() && !json_body(&headers) {
-        return ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({}) - accepted media types include: application/json, application/yaml",
-            headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none")
-        ))
-        .into_response();
     }
     let call = Call { info, query, headers, body, user };
     let result = match (call.info.verb, call.info.subresource.as_deref()) {
@@ -148,12 +146,28 @@ pub async fn create_internal(api: &Api, call: &Call) -> Result<Value, ApiError> 
     write::create_value(api, call).await
 }
 
-/// Whether a create or update body is JSON (all this server decodes; Kubernetes' protobuf
-/// is answered with 415).
-fn json_body(headers: &HeaderMap) -> bool {
-    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or("").trim();
-    media.is_empty() || media == "application/json" || media == "*/*"
+/// A create or update body as JSON, whatever it came as: JSON, YAML, or the protobuf
+/// kubectl's typed clients send (decoded into the same JSON); anything else is 415.
+fn json_request_body(verb: Verb, mut headers: HeaderMap, body: Bytes) -> Result<(HeaderMap, Bytes), ApiError> {
+    if !matches!(verb, Verb::Create | Verb::Update) || body.is_empty() {
+        return Ok((headers, body));
+    }
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let object: Value = match media.as_str() {
+        "" | "application/json" | "*/*" => return Ok((headers, body)),
+        "application/yaml" => serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the YAML request body could not be read: {e}")))?,
+        _ if crate::protobuf::is_protobuf(content_type) => {
+            crate::protobuf::decode(&body).map_err(|e| ApiError::bad_request(format!("the protobuf request body could not be decoded: {e}")))?
+        }
+        _ => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            )));
+        }
+    };
+    headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok((headers, Bytes::from(serde_json::to_vec(&object).expect("JSON serializes"))))
 }
 
 /// The current object the call names, with its stored revision.
@@ -162,7 +176,7 @@ pub(crate) async fn current(api: &Api, info: &RequestInfo) -> Result<(Value, cra
     let key = info.resource.key(info.namespace.as_deref(), name);
     let group = &info.resource.group;
     match api.store.get(&key).await.map_err(|e| ApiError::from_storage(e, group, &info.resource.plural, name))? {
-        Some(kv) => Ok((objects::decode(&kv, kv.mod_revision)?, kv.mod_revision)),
+        Some(kv) => Ok((objects::decode(&info.resource, &kv, kv.mod_revision)?, kv.mod_revision)),
         None => Err(ApiError::not_found(group, &info.resource.plural, name)),
     }
 }

@@ -45,17 +45,19 @@ pub fn metadata_mut(object: &mut Value) -> &mut serde_json::Map<String, Value> {
     object["metadata"].as_object_mut().expect("metadata is an object")
 }
 
-/// The object of a stored value, with `resourceVersion` set from the store's revision.
-pub fn decode(kv: &KeyValue, revision: Revision) -> Result<Value, ApiError> {
-    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+/// The object of a stored value as `resource` serves it, with `resourceVersion` set from the
+/// store's revision.
+pub fn decode(resource: &Resource, kv: &KeyValue, revision: Revision) -> Result<Value, ApiError> {
+    let object: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    let mut object = super::conversion::to_served(resource, object);
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
     Ok(object)
 }
 
-/// The bytes stored for an object: everything but the resource version (the store's
-/// revision is the version).
-pub fn encode(object: &Value) -> Vec<u8> {
-    let mut object = object.clone();
+/// The bytes stored for an object of `resource`: everything but the resource version (the
+/// store's revision is the version).
+pub fn encode(resource: &Resource, object: &Value) -> Vec<u8> {
+    let mut object = super::conversion::to_stored(resource, object.clone());
     metadata_mut(&mut object).remove("resourceVersion");
     serde_json::to_vec(&object).expect("JSON values serialize")
 }
@@ -110,8 +112,8 @@ mod tests {
         let e = parse_body(br#"{"kind":"Service","metadata":{}}"#, pods, "Pod", "v1").unwrap_err();
         assert_eq!(e.code, 400);
         assert!(parse_body(b"[1]", pods, "Pod", "v1").is_err());
-        let stored = encode(&json!({"metadata": {"name": "p", "resourceVersion": "7"}}));
+        let stored = encode(pods, &json!({"metadata": {"name": "p", "resourceVersion": "7"}}));
         let kv = KeyValue { key: "k".into(), value: stored, create_revision: 3, mod_revision: 9 };
-        assert_eq!(decode(&kv, 9).unwrap()["metadata"]["resourceVersion"], "9");
+        assert_eq!(decode(pods, &kv, 9).unwrap()["metadata"]["resourceVersion"], "9");
     }
 }

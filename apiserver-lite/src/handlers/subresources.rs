@@ -138,7 +138,7 @@ pub(crate) async fn bind(api: &Api, call: &Call, pod_name: &str) -> Result<Respo
     metadata_mut(&mut pod).remove("resourceVersion");
     let key = info.resource.key(info.namespace.as_deref(), &pod_name);
     api.store
-        .update(&key, super::objects::encode(&pod), revision)
+        .update(&key, super::objects::encode(&info.resource, &pod), revision)
         .await
         .map_err(|e| ApiError::from_storage(e, "", "pods", &pod_name))?;
     Ok(success(StatusCode::CREATED))
@@ -172,7 +172,7 @@ async fn finalize(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let kv = if gone {
         api.store.delete(&key, Some(revision)).await
     } else {
-        api.store.update(&key, super::objects::encode(&ns), revision).await
+        api.store.update(&key, super::objects::encode(&call.info.resource, &ns), revision).await
     }
     .map_err(|e| ApiError::from_storage(e, "", "namespaces", &name))?;
     metadata_mut(&mut ns).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));

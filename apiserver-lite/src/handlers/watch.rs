@@ -43,6 +43,7 @@ impl Kind {
 }
 
 struct Filter {
+    resource: Resource,
     labels: LabelSelector,
     fields: FieldSelector,
 }
@@ -56,10 +57,10 @@ impl Filter {
     fn translate(&self, event: &Event) -> Result<Option<(Kind, Value)>, ApiError> {
         match event {
             Event::Put { kv, prev } => {
-                let object = decode(kv, kv.mod_revision)?;
+                let object = decode(&self.resource, kv, kv.mod_revision)?;
                 let now = self.matches(&object);
                 let before = match prev {
-                    Some(p) => Some(self.matches(&decode(p, p.mod_revision)?)),
+                    Some(p) => Some(self.matches(&decode(&self.resource, p, p.mod_revision)?)),
                     None => None,
                 };
                 Ok(match (before, now) {
@@ -70,7 +71,7 @@ impl Filter {
                 })
             }
             Event::Delete { revision, prev, .. } => {
-                let object = decode(prev, *revision)?;
+                let object = decode(&self.resource, prev, *revision)?;
                 Ok(self.matches(&object).then_some((Kind::Deleted, object)))
             }
         }
@@ -130,7 +131,7 @@ async fn start(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
         // GET .../pods/NAME?watch=true: a watch of that one object.
         fields = FieldSelector::parse(&format!("metadata.name={name}"), &resource.kind)?;
     }
-    let filter = Filter { labels, fields };
+    let filter = Filter { resource: resource.clone(), labels, fields };
     let q = |k: &str| call.query.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let bookmarks = q("allowWatchBookmarks") == Some("true");
     let send_initial = q("sendInitialEvents") == Some("true");
@@ -153,7 +154,7 @@ async fn start(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
             let page = api.store.list(&prefix, start_key.as_deref(), 500, revision).await.map_err(|e| ApiError::from_storage(e, &resource.group, &resource.plural, ""))?;
             revision = page.revision;
             for kv in &page.items {
-                let object = decode(kv, kv.mod_revision)?;
+                let object = decode(&resource, kv, kv.mod_revision)?;
                 if filter.matches(&object) {
                     initial.push(renderer.line(Kind::Added, object));
                 }
@@ -250,7 +251,8 @@ mod tests {
 
     #[test]
     fn objects_entering_and_leaving_a_selection() {
-        let f = Filter { labels: LabelSelector::parse("app=web").unwrap(), fields: FieldSelector::default() };
+        let pods = crate::resources::builtin().get("", "v1", "pods").unwrap().clone();
+        let f = Filter { resource: pods, labels: LabelSelector::parse("app=web").unwrap(), fields: FieldSelector::default() };
         let web = json!({"app": "web"});
         let db = json!({"app": "db"});
         let ev = |prev: Option<KeyValue>, now: KeyValue| f.translate(&Event::Put { kv: now, prev }).unwrap().map(|(k, o)| (k, o["metadata"]["resourceVersion"].clone()));

@@ -149,6 +149,19 @@ fn prepare_create(info: &RequestInfo, object: &mut Value) -> Result<(), ApiError
     Ok(())
 }
 
+/// What admission set at create and an update may leave out: a pod's service account (kube's
+/// admission plugin sets it, so no field manager owns it and an apply that drops it keeps it).
+fn keep_admission_fields(r: &Resource, old: &Value, new: &mut Value) {
+    if r.kind != "Pod" || !r.group.is_empty() || !new["spec"].is_object() {
+        return;
+    }
+    for field in ["serviceAccountName", "serviceAccount"] {
+        if new["spec"].get(field).is_none_or(|v| v.as_str().unwrap_or("").is_empty()) && old["spec"][field].is_string() {
+            new["spec"][field] = old["spec"][field].clone();
+        }
+    }
+}
+
 /// Every namespace carries its name as a label (kube-apiserver enforces it on create and
 /// update), so selectors can pick namespaces.
 fn namespace_name_label(r: &Resource, object: &mut Value) {
@@ -224,7 +237,7 @@ async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(),
     if dry_run(call) {
         return Ok(());
     }
-    let kv = api.store.create(&key, encode(object)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
+    let kv = api.store.create(&key, encode(r, object)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
     metadata_mut(object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(())
 }
@@ -271,6 +284,7 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         if r.subresource("status").is_some() {
             m["status"] = old["status"].clone();
         }
+        keep_admission_fields(r, &old, &mut m);
         m
     };
     {
@@ -313,7 +327,7 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         metadata_mut(&mut merged).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         return Ok(merged);
     }
-    let kv = api.store.update(&key, encode(&merged), revision).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
+    let kv = api.store.update(&key, encode(r, &merged), revision).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;
     metadata_mut(&mut merged).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(merged)
 }
@@ -368,10 +382,36 @@ fn applying(call: &Call) -> bool {
     call.info.verb == super::request::Verb::Patch && patch_type(call).ok() == Some(PatchType::Apply)
 }
 
+/// `protocol: TCP` on every port that names none, before an apply merges: the protocol is part
+/// of the ports lists' keys (containerPort+protocol, port+protocol), so an applied port
+/// without it must match the stored, defaulted one rather than become a second entry (as
+/// kube-apiserver defaults the applied configuration).
+fn default_port_protocols(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "ports"
+                    && let Some(items) = child.as_array_mut()
+                {
+                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                        if (item.contains_key("containerPort") || item.contains_key("port")) && !item.contains_key("protocol") {
+                            item.insert("protocol".into(), json!("TCP"));
+                        }
+                    }
+                }
+                default_port_protocols(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(default_port_protocols),
+        _ => {}
+    }
+}
+
 /// Server-side apply of the call's body over `existing`.
 fn server_side_apply(call: &Call, existing: Option<&Value>) -> Result<Value, ApiError> {
     let r = &call.info.resource;
-    let applied = patch::parse_apply_body(&call.body).map_err(apply_error)?;
+    let mut applied = patch::parse_apply_body(&call.body).map_err(apply_error)?;
+    default_port_protocols(&mut applied);
     let name = call.info.name.as_deref().unwrap_or("");
     if objects::name(&applied) != name {
         return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", objects::name(&applied))));

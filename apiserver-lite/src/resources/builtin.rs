@@ -95,6 +95,7 @@ pub fn builtin() -> Registry {
                 categories: if d.all { strings(&["all"]) } else { Vec::new() },
                 verbs: verbs(d.plural),
                 subresources: d.sub.iter().map(|s| subresource(d.group, d.plural, d.kind, s)).collect(),
+                stored_as: (d.group == "events.k8s.io").then(|| (String::new(), "events".to_string())),
             })
             .collect(),
     )
@@ -116,6 +117,8 @@ mod tests {
         let nodes = r.get("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/core/nodes/n1");
         assert_eq!(r.groups()[0], ("".to_string(), vec!["v1".to_string()]));
+        let new_events = r.get("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(new_events.key(Some("d"), "e"), r.get("", "v1", "events").unwrap().key(Some("d"), "e"));
         assert!(r.groups().iter().any(|(g, _)| g == "apps"));
     }
 }

@@ -22,6 +22,9 @@ pub struct Resource {
     /// Kubernetes verb names: get, list, watch, create, update, patch, delete, deletecollection.
     pub verbs: Vec<String>,
     pub subresources: Vec<Subresource>,
+    /// Where the objects are stored when another resource holds them (group, plural):
+    /// events.k8s.io/v1 events are core/v1 events in storage, as in kube-apiserver.
+    pub stored_as: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,10 +53,14 @@ impl Resource {
     /// The storage key prefix of every object of this resource, or of those in `namespace`:
     /// `/registry/<group|core>/<plural>/[<namespace>/]`.
     pub fn key_prefix(&self, namespace: Option<&str>) -> String {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let (group, plural) = match &self.stored_as {
+            Some((g, p)) => (g.as_str(), p.as_str()),
+            None => (self.group.as_str(), self.plural.as_str()),
+        };
+        let group = if group.is_empty() { "core" } else { group };
         match namespace {
-            Some(ns) if self.namespaced => format!("/registry/{group}/{}/{ns}/", self.plural),
-            _ => format!("/registry/{group}/{}/", self.plural),
+            Some(ns) if self.namespaced => format!("/registry/{group}/{plural}/{ns}/"),
+            _ => format!("/registry/{group}/{plural}/"),
         }
     }
 

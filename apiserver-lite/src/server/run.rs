@@ -60,6 +60,22 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     Ok(cached)
 }
 
+/// A kubeconfig for node `node`'s kubelet, its client certificate issued by the cluster CA
+/// under `data_dir` (which must exist: the server creates it on first start).
+pub fn write_node_kubeconfig(data_dir: &std::path::Path, node: &str, server: &str, out: &std::path::Path) -> Result<(), ServerError> {
+    if !data_dir.join("pki").join("ca.crt").exists() {
+        return Err(ServerError::Pki(format!("{} has no cluster CA yet (pki/ca.crt): start apiserver-lite with this --data-dir once first", data_dir.display())));
+    }
+    if node.is_empty() || !node.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+        return Err(ServerError::Pki(format!("node name {node:?} must be a lowercase RFC 1123 subdomain")));
+    }
+    let pki = auth::Pki::load_or_create(data_dir, &[]).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let user = format!("system:node:{node}");
+    let (cert_pem, key_pem) = pki.issue_client_cert(&user, &["system:nodes"]).map_err(|e| ServerError::Pki(e.to_string()))?;
+    auth::kubeconfig::write(out, "apiserver-lite", server, pki.ca_cert_pem(), &user, auth::kubeconfig::Credentials::ClientCert { cert_pem, key_pem })
+        .map_err(|e| ServerError::Pki(e.to_string()))
+}
+
 /// Serve until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
@@ -85,17 +101,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     .map_err(|e| ServerError::Pki(e.to_string()))?;
 
     let store = open_store(&config).await?;
+    // History older than five minutes goes (as kube-apiserver compacts etcd): watches that
+    // fall that far behind get 410 Expired and relist.
+    tokio::spawn(crate::storage::compactor::compact_periodically(store.clone(), std::time::Duration::from_secs(300)));
     let mut api = Api::new(Arc::new(crate::resources::builtin()), store);
     api.service_cidr = config.service_cidr;
     api.kubelet = Some(crate::handlers::node_proxy::KubeletClient::from_pki(&pki).map_err(|e| ServerError::Pki(e.to_string()))?);
     let api = Arc::new(api);
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
+    let app = super::app(api);
+    tokio::spawn(crate::controllers::run(crate::controllers::in_process_client(app.clone(), crate::controllers::CONTROLLER_MANAGER_USER)));
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = Arc::new(auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?);
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
-    auth::serve::serve(listener, tls, authn, super::app(api), shutdown).await;
+    auth::serve::serve(listener, tls, authn, app, shutdown).await;
     Ok(())
 }
 

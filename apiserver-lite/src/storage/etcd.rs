@@ -20,14 +20,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
-    /// Ends with '/' unless empty, so "/a" and "/ab" never see each other's keys.
+    /// Without a trailing '/'; every key adds its leading one.
     prefix: String,
     endpoints: String,
 }
 
 impl EtcdStore {
-    /// Connect to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`); every key is stored
-    /// as `prefix` (with a trailing '/' added if missing) followed by the key.
+    /// Connect to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`); every key (which must
+    /// start with '/') is stored as `prefix` (without a trailing '/') followed by the key, so
+    /// `/clusters/a` holds `/clusters/a/registry/...`.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
         let joined = endpoints.join(",");
         if endpoints.is_empty() {
@@ -44,8 +45,23 @@ impl EtcdStore {
         Ok(store)
     }
 
-    fn full(&self, key: &str) -> Vec<u8> {
-        format!("{}{key}", self.prefix).into_bytes()
+    /// The etcd key for `key`. Keys are paths: they must start with '/', which is what
+    /// keeps cluster "/a" out of cluster "/ab" (its keys all start with "/a/").
+    fn full(&self, key: &str) -> Result<Vec<u8>> {
+        if !key.starts_with('/') {
+            return Err(self.failed(&format!("using key {key:?}"), "etcd store keys must start with '/'"));
+        }
+        Ok(format!("{}{key}", self.prefix).into_bytes())
+    }
+
+    /// The etcd range prefix for a list or watch of `prefix` ("" is every key: "/").
+    fn full_prefix(&self, prefix: &str) -> Result<Vec<u8>> {
+        self.full(if prefix.is_empty() { "/" } else { prefix })
+    }
+
+    /// A key to ask etcd about the store as a whole.
+    fn probe_key(&self) -> Vec<u8> {
+        format!("{}/", self.prefix).into_bytes()
     }
 
     fn strip(&self, key: &[u8]) -> Result<String> {
@@ -86,7 +102,7 @@ impl EtcdStore {
     async fn compacted_revision(&self) -> Result<Revision> {
         let doing = "probing the compaction revision";
         let options = WatchOptions::new().with_start_revision(1);
-        let mut watch = self.client.clone().watch(self.full(""), Some(options)).await.map_err(|e| self.failed(doing, e))?;
+        let mut watch = self.client.clone().watch(self.probe_key(), Some(options)).await.map_err(|e| self.failed(doing, e))?;
         let probe = async {
             while let Some(response) = watch.message().await.map_err(|e| self.failed(doing, e))? {
                 if response.compact_revision() > 0 {
@@ -119,12 +135,9 @@ impl EtcdStore {
     }
 }
 
+/// The store prefix without trailing '/': keys (which start with '/') are appended to it.
 fn normalize_prefix(prefix: &str) -> String {
-    if prefix.is_empty() || prefix.ends_with('/') {
-        prefix.to_string()
-    } else {
-        format!("{prefix}/")
-    }
+    prefix.trim_end_matches('/').to_string()
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
@@ -142,23 +155,19 @@ fn first_get(responses: &[TxnOpResponse]) -> Option<&etcd_client::GetResponse> {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.get_raw(&self.full(key)).await
+        self.get_raw(&self.full(key)?).await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize, revision: Revision) -> Result<ListResult> {
-        let from = self.full(prefix);
-        // With the store prefix empty and the key prefix empty, "everything" is the range
-        // from "\0"; etcd's with_prefix on an empty key means the same.
+        let from = self.full_prefix(prefix)?;
         let end = prefix_end(&from).unwrap_or_else(|| vec![0]);
-        let start = match start_after {
-            Some(after) if self.full(after) >= from => {
-                let mut start = self.full(after);
-                start.push(0); // the first key strictly after
-                start
+        let start = match start_after.map(|after| self.full(after)).transpose()? {
+            Some(mut after) if after >= from => {
+                after.push(0); // the first key strictly after
+                after
             }
-            _ => from.clone(),
+            _ => from,
         };
-        let start = if start.is_empty() { vec![0] } else { start };
         let mut options = GetOptions::new().with_range(end).with_revision(revision);
         if limit > 0 {
             options = options.with_limit(limit as i64 + 1);
@@ -175,7 +184,7 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let full = self.full(key);
+        let full = self.full(key)?;
         let txn = Txn::new()
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, value.clone(), None)]);
@@ -188,7 +197,7 @@ impl Store for EtcdStore {
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
-        let full = self.full(key);
+        let full = self.full(key)?;
         let txn = Txn::new()
             .when([
                 // A missing key's mod revision is 0: without this, expected 0 would create it.
@@ -215,7 +224,7 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let full = self.full(key);
+        let full = self.full(key)?;
         let delete = TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()));
         let mut compares = vec![Compare::create_revision(full.clone(), CompareOp::Greater, 0)];
         if let Some(expected) = expected {
@@ -241,12 +250,14 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let mut options = WatchOptions::new().with_prev_key();
-        let from = self.full(prefix);
-        options = match prefix_end(&from) {
-            Some(end) => options.with_range(end),
-            None => options.with_all_keys(),
-        };
+        // etcd would wait for a future revision; the contract refuses it, as a list does.
+        let current = self.current_revision().await?;
+        if after > current {
+            return Err(StorageError::FutureRevision { requested: after, current });
+        }
+        let from = self.full_prefix(prefix)?;
+        let end = prefix_end(&from).unwrap_or_else(|| vec![0]);
+        let mut options = WatchOptions::new().with_prev_key().with_range(end);
         // etcd's start revision is inclusive (and 0 would mean "now").
         options = options.with_start_revision(after + 1);
         let watch = match self.client.clone().watch(from, Some(options)).await {
@@ -262,7 +273,7 @@ impl Store for EtcdStore {
         let response = self
             .client
             .clone()
-            .get(self.full(""), Some(options))
+            .get(self.probe_key(), Some(options))
             .await
             .map_err(|e| self.failed("reading the current revision", e))?;
         Ok(header_revision(response.header()))
@@ -352,9 +363,9 @@ mod tests {
     use super::normalize_prefix;
 
     #[test]
-    fn prefixes_end_with_a_slash_so_clusters_do_not_overlap() {
-        assert_eq!(normalize_prefix("/a"), "/a/");
-        assert_eq!(normalize_prefix("/a/"), "/a/");
+    fn a_prefix_loses_its_trailing_slash_as_keys_bring_their_own() {
+        assert_eq!(normalize_prefix("/a"), "/a");
+        assert_eq!(normalize_prefix("/a//"), "/a");
         assert_eq!(normalize_prefix(""), "");
     }
 }

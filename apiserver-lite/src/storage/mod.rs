@@ -6,9 +6,11 @@
 //! Backends: [`sqlite::SqliteStore`] (one file, one owning process), [`etcd::EtcdStore`]
 //! (several API servers, several clusters under distinct prefixes), and
 //! [`cache::CachedStore`], the in-memory watch cache the API server puts in front of either
-//! so that gets, lists and watches never reach the backend.
+//! so that gets, lists and watches never reach the backend. [`compactor`] keeps history
+//! bounded.
 
 pub mod cache;
+pub mod compactor;
 pub mod etcd;
 pub mod sqlite;
 

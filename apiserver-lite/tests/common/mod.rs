@@ -2,6 +2,8 @@
 //! router called in-process (no TLS, no authentication: `tests/kubectl.rs` covers those).
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +23,7 @@ pub struct TestServer {
 
 pub async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
     let sqlite = apiserver_lite::storage::sqlite::SqliteStore::open(&dir.join("state.db")).expect("open sqlite");
-    let cached = apiserver_lite::storage::cache::CachedStore::new(Arc::new(sqlite), 1000).await.expect("watch cache");
-    cached
+    apiserver_lite::storage::cache::CachedStore::new(Arc::new(sqlite), 1000).await.expect("watch cache")
 }
 
 impl TestServer {
@@ -131,9 +132,7 @@ pub struct ServerProcess {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use etcd::free_port;
 
 impl ServerProcess {
     pub fn start(data: &std::path::Path, extra: &[&str]) -> ServerProcess {
@@ -143,8 +142,8 @@ impl ServerProcess {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.join("server.log")).unwrap();
         std::fs::create_dir_all(&self.data).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.join("server.log")).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_apiserver-lite"))
             .arg("--data-dir")
             .arg(&self.data)

@@ -129,11 +129,10 @@ fn statefulset(obj: &mut Map<String, Value>) {
         strategy.insert("type".into(), json!("RollingUpdate"));
         set_default(strategy, "rollingUpdate", json!({}));
     }
-    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-        if let Some(rolling) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+        && let Some(rolling) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
             set_default(rolling, "partition", json!(0));
         }
-    }
     let retention = entry_object(spec, "persistentVolumeClaimRetentionPolicy");
     set_default(retention, "whenDeleted", json!("Retain"));
     set_default(retention, "whenScaled", json!("Retain"));
@@ -246,11 +245,10 @@ fn service(obj: &mut Map<String, Value>) {
             Some(Value::String(s)) => s.is_empty(),
             _ => false,
         };
-        if unset {
-            if let Some(p) = port.get("port").filter(|p| p.is_number()).cloned() {
+        if unset
+            && let Some(p) = port.get("port").filter(|p| p.is_number()).cloned() {
                 port.insert("targetPort".into(), p);
             }
-        }
     }
     let kind = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
     if kind == "NodePort" || kind == "LoadBalancer" {

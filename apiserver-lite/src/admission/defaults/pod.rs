@@ -69,11 +69,10 @@ fn container(c: &mut Map<String, Value>, host_network: bool) {
         if let Some(port) = port.as_object_mut() {
             set_default(port, "protocol", json!("TCP"));
             // On the host network the container port is the host port.
-            if host_network && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-                if let Some(p) = port.get("containerPort").cloned() {
+            if host_network && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0
+                && let Some(p) = port.get("containerPort").cloned() {
                     port.insert("hostPort".into(), p);
                 }
-            }
         }
     }
     for env in c.get_mut("env").and_then(Value::as_array_mut).into_iter().flatten() {

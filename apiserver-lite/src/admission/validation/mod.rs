@@ -198,7 +198,7 @@ pub fn validate(group: &str, kind: &str, object: &Value, old: Option<&Value>) ->
         return type_errs;
     }
     let mut errs = Vec::new();
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events};
     match (group, kind) {
         ("", "Pod") => with(object, old, &mut errs, pod::pod),
         ("apps", "Deployment") => with(object, old, &mut errs, workloads::deployment),
@@ -217,7 +217,16 @@ pub fn validate(group: &str, kind: &str, object: &Value, old: Option<&Value>) ->
         ("", "PersistentVolume") => with(object, old, &mut errs, |o: &core::PersistentVolume, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
         ("", "PersistentVolumeClaim") => with(object, old, &mut errs, |o: &core::PersistentVolumeClaim, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
         ("apps", "ControllerRevision") => with(object, old, &mut errs, |o: &apps::ControllerRevision, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
+        ("", "Event") => with(object, old, &mut errs, |o: &core::Event, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
+        ("events.k8s.io", "Event") => with(object, old, &mut errs, |o: &events::Event, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
+        ("coordination.k8s.io", "Lease") => with(object, old, &mut errs, |o: &coordination::Lease, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
+        ("discovery.k8s.io", "EndpointSlice") => with(object, old, &mut errs, |o: &discovery::EndpointSlice, _, e| names::object_meta(&o.metadata, NameRule::Subdomain, e)),
         _ => {}
+    }
+    // The types read an absent selector as an empty one; upstream tells the two apart.
+    if group == "apps" && ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"].contains(&kind) && object.pointer("/spec/selector").is_none_or(Value::is_null) {
+        errs.retain(|e| !(e.field == "spec.selector" && e.message.starts_with("empty selector")));
+        errs.insert(0, FieldError::required(Path::new("spec").child("selector"), ""));
     }
     errs
 }

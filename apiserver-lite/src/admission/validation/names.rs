@@ -183,6 +183,9 @@ pub fn object_meta(meta: &ObjectMeta, rule: NameRule, errs: &mut Vec<FieldError>
     if let Some(annotations) = &meta.annotations {
         validate_annotations(annotations, &path.child("annotations"), errs);
     }
+    for (i, f) in meta.finalizers.iter().flatten().enumerate() {
+        super::config::finalizer(f, path.child("finalizers").index(i), errs);
+    }
 }
 
 /// Names become URL path segments.
@@ -289,6 +292,12 @@ mod tests {
         assert_eq!(fields.len(), 2, "{fields:?}");
         assert!(fields[0].starts_with("metadata.labels: Invalid value: \"a b\": a valid label must be"));
         assert!(fields[1].starts_with("metadata.annotations: Invalid value: \"bad key\": name part must consist"));
+
+        let mut errs = Vec::new();
+        let meta = ObjectMeta { name: Some("x".into()), finalizers: Some(vec!["example.com/keep".into(), "foregroundDeletion".into(), "keep".into()]), ..Default::default() };
+        object_meta(&meta, NameRule::Subdomain, &mut errs);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "metadata.finalizers[2]");
 
         let mut errs = Vec::new();
         object_meta(&ObjectMeta { name: Some("..".into()), ..Default::default() }, NameRule::Subdomain, &mut errs);

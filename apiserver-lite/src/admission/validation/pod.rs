@@ -88,11 +88,10 @@ pub(super) fn pod_spec(spec: &PodSpec, path: &Path, errs: &mut Vec<FieldError>) 
         p if !DNS_POLICIES.contains(&p) => errs.push(FieldError::not_supported(path.child("dnsPolicy"), p, DNS_POLICIES)),
         _ => {}
     }
-    if let Some(deadline) = spec.active_deadline_seconds {
-        if !(1..=i64::from(i32::MAX)).contains(&deadline) {
+    if let Some(deadline) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&deadline) {
             errs.push(FieldError::invalid(path.child("activeDeadlineSeconds"), deadline, "must be between 1 and 2147483647, inclusive"));
         }
-    }
     if let Some(selector) = &spec.node_selector {
         names::validate_labels(selector, &path.child("nodeSelector"), errs);
     }
@@ -143,16 +142,14 @@ fn container(c: &Container, path: &Path, volumes: &BTreeSet<String>, names_seen:
     if c.image.as_deref().unwrap_or_default().is_empty() {
         errs.push(FieldError::required(path.child("image"), ""));
     }
-    if let Some(p) = c.image_pull_policy.as_deref() {
-        if !PULL_POLICIES.contains(&p) {
+    if let Some(p) = c.image_pull_policy.as_deref()
+        && !PULL_POLICIES.contains(&p) {
             errs.push(FieldError::not_supported(path.child("imagePullPolicy"), p, PULL_POLICIES));
         }
-    }
-    if let Some(p) = c.termination_message_policy.as_deref() {
-        if !TERMINATION_MESSAGE_POLICIES.contains(&p) {
+    if let Some(p) = c.termination_message_policy.as_deref()
+        && !TERMINATION_MESSAGE_POLICIES.contains(&p) {
             errs.push(FieldError::not_supported(path.child("terminationMessagePolicy"), p, TERMINATION_MESSAGE_POLICIES));
         }
-    }
     let mut port_names = BTreeSet::new();
     for (i, port) in c.ports.as_deref().unwrap_or_default().iter().enumerate() {
         let p = path.child("ports").index(i);
@@ -171,11 +168,10 @@ fn container(c: &Container, path: &Path, volumes: &BTreeSet<String>, names_seen:
         } else if let Some(msg) = port_number(port.container_port.into()) {
             errs.push(FieldError::invalid(p.child("containerPort"), port.container_port, msg));
         }
-        if let Some(host_port) = port.host_port.filter(|h| *h != 0) {
-            if let Some(msg) = port_number(host_port.into()) {
+        if let Some(host_port) = port.host_port.filter(|h| *h != 0)
+            && let Some(msg) = port_number(host_port.into()) {
                 errs.push(FieldError::invalid(p.child("hostPort"), host_port, msg));
             }
-        }
         match port.protocol.as_deref().unwrap_or_default() {
             "" => errs.push(FieldError::required(p.child("protocol"), "")),
             proto if !PROTOCOLS.contains(&proto) => errs.push(FieldError::not_supported(p.child("protocol"), proto, PROTOCOLS)),
@@ -217,11 +213,10 @@ fn resources(requests: Option<&BTreeMap<String, ApiQuantity>>, limits: Option<&B
     let limits = parse(limits, "limits");
     let requests = parse(requests, "requests");
     for (name, (request, text)) in &requests {
-        if let Some((limit, limit_text)) = limits.get(name) {
-            if request.cmp(*limit).is_gt() {
+        if let Some((limit, limit_text)) = limits.get(name)
+            && request.compare(*limit).is_gt() {
                 errs.push(FieldError::invalid(path.child("requests"), text, format!("must be less than or equal to {name} limit of {limit_text}")));
             }
-        }
     }
 }
 

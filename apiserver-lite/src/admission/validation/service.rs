@@ -112,11 +112,10 @@ pub(super) fn service(svc: &Service, old: Option<&Service>, errs: &mut Vec<Field
             errs.push(FieldError::not_supported(path.child("externalTrafficPolicy"), policy, &["Cluster", "Local"]));
         }
     }
-    if let Some(policy) = spec.internal_traffic_policy.as_deref() {
-        if policy != "Cluster" && policy != "Local" {
+    if let Some(policy) = spec.internal_traffic_policy.as_deref()
+        && policy != "Cluster" && policy != "Local" {
             errs.push(FieldError::not_supported(path.child("internalTrafficPolicy"), policy, &["Cluster", "Local"]));
         }
-    }
     if let Some(selector) = &spec.selector {
         names::validate_labels(selector, &path.child("selector"), errs);
     }

@@ -101,7 +101,7 @@ fn replicated(selector: &LabelSelector, template: Option<&PodTemplateSpec>, kind
     let spec = Path::new("spec");
     label_selector(selector, &spec.child("selector"), errs);
     if is_empty(selector) {
-        errs.push(FieldError::invalid(spec.child("selector"), Raw(go_selector(selector)), format!("empty selector is invalid for {kind}")));
+        errs.push(FieldError::invalid(spec.child("selector"), Raw(go_selector(selector)), format!("empty selector is invalid for {}", kind.to_lowercase())));
     }
     let Some(template) = template else {
         errs.push(FieldError::required(spec.child("template"), ""));
@@ -119,7 +119,8 @@ fn replicated(selector: &LabelSelector, template: Option<&PodTemplateSpec>, kind
             errs.push(FieldError::not_supported(path.child("spec").child("restartPolicy"), restart, &["Always"]));
         }
         if let Some(deadline) = pod.active_deadline_seconds {
-            errs.push(FieldError::invalid(path.child("spec").child("activeDeadlineSeconds"), deadline, format!("activeDeadlineSeconds in {kind} is not Supported")));
+            // Upstream words it so for every kind.
+            errs.push(FieldError::invalid(path.child("spec").child("activeDeadlineSeconds"), deadline, "activeDeadlineSeconds in ReplicaSet is not Supported"));
         }
     }
 }
@@ -300,11 +301,10 @@ fn job_spec(spec: &JobSpec, path: &Path, generated_selector: bool, errs: &mut Ve
     if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d < 0) {
         errs.push(FieldError::invalid(path.child("activeDeadlineSeconds"), deadline, NONNEGATIVE));
     }
-    if let Some(mode) = spec.completion_mode.as_deref() {
-        if mode != "NonIndexed" && mode != "Indexed" {
+    if let Some(mode) = spec.completion_mode.as_deref()
+        && mode != "NonIndexed" && mode != "Indexed" {
             errs.push(FieldError::not_supported(path.child("completionMode"), mode, &["NonIndexed", "Indexed"]));
         }
-    }
     let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     match &spec.selector {
         Some(selector) => {
@@ -336,6 +336,14 @@ pub(super) fn job(j: &Job, old: Option<&Job>, errs: &mut Vec<FieldError>) {
     };
     let manual = spec.manual_selector == Some(true);
     job_spec(spec, &Path::new("spec"), !manual, errs);
+    // Once the uid is known the server generates the selector; one the user wrote instead is
+    // refused unless they asked to manage it.
+    if let (false, Some(uid), Some(selector)) = (manual, j.metadata.uid.as_deref(), spec.selector.as_ref()) {
+        let generated = LabelSelector { match_labels: Some([("batch.kubernetes.io/controller-uid".to_string(), uid.to_string())].into()), match_expressions: None };
+        if selector != &generated {
+            errs.push(FieldError::invalid(Path::new("spec").child("selector"), Raw(go_selector(selector)), "`selector` not auto-generated"));
+        }
+    }
     if let Some(old_spec) = old.and_then(|o| o.spec.as_ref()) {
         if spec.selector != old_spec.selector {
             let shown = spec.selector.as_ref().map(go_selector).unwrap_or_else(|| "null".into());

@@ -1,7 +1,7 @@
 //! Authorization: may this user do this? A fixed policy standing in for kube-apiserver's
 //! RBAC defaults plus the Node authorizer: `system:masters` may do anything, every
 //! authenticated user may read discovery and ask about itself, anyone may read the health
-//! and version endpoints, and kubelets get what a node needs (see [`node`]).
+//! and version endpoints, and kubelets get what a node needs (`authz/node.rs`).
 
 mod node;
 

@@ -29,6 +29,8 @@ use super::{Event, KeyValue, ListResult, Result, Revision, StorageError, Store, 
 /// How many log rows one watch reads per round trip to the worker.
 const WATCH_BATCH: usize = 512;
 
+/// Dropping the store finishes the queued requests, closes the file and releases the lock
+/// before returning (a short blocking wait); its watches then end.
 pub struct SqliteStore {
     worker: Arc<Worker>,
 }

@@ -1,0 +1,61 @@
+//! The control loops (scheduler and controllers) work through the API only, as any client
+//! does: in the apiserver-lite process they call its router directly (no TLS, no sockets),
+//! under their own identity; run elsewhere they use a kubeconfig. Either way they get a
+//! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
+
+use axum::http::Request;
+
+use crate::auth::authn::UserInfo;
+
+/// Run every controller until the process ends (each is level-triggered and restartable:
+/// a controller whose watch breaks relists and goes on). Each controller module adds its
+/// one line here.
+pub async fn run(client: kube::Client) {
+    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![];
+    drop(client);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// The identity in-process control loops act as.
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+
+/// A client that calls `app` (the server's router) in process, as `user`. The control loops
+/// are part of the control plane, so they get the admin group (as kube-controller-manager's
+/// and kube-scheduler's RBAC roles effectively cover everything they touch).
+pub fn in_process_client(app: axum::Router, user: &str) -> kube::Client {
+    let user = UserInfo::new(user, &["system:masters", "system:authenticated"]);
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut req: Request<kube::client::Body>| {
+            req.extensions_mut().insert(user.clone());
+            req
+        })
+        .service(app);
+    kube::Client::new(service, "default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_in_process_client_reads_and_writes_through_the_router() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::storage::sqlite::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let store = crate::storage::cache::CachedStore::new(Arc::new(sqlite), 100).await.unwrap();
+        let api = Arc::new(crate::handlers::Api::new(Arc::new(crate::resources::builtin()), store));
+        crate::server::bootstrap(&api, ("127.0.0.1".parse().unwrap(), 6443)).await.unwrap();
+        let client = in_process_client(crate::server::app(api), CONTROLLER_MANAGER_USER);
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+        let names: Vec<String> = namespaces.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+        assert!(names.contains(&"kube-system".to_string()), "{names:?}");
+        let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "default");
+        let cm = serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
+        let created = cms.create(&Default::default(), &cm).await.unwrap();
+        assert!(created.metadata.uid.is_some());
+        assert_eq!(cms.get("c").await.unwrap().data.unwrap()["a"], "1");
+    }
+}
