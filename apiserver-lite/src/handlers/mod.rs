@@ -7,6 +7,7 @@ mod conversion;
 mod delete;
 mod list;
 pub mod negotiate;
+pub mod node_proxy;
 pub mod objects;
 pub mod request;
 pub mod selectors;
@@ -49,6 +50,9 @@ pub struct Api {
     /// Signs service account tokens (TokenRequest). In memory until the server replaces it
     /// with the key kept in its PKI dir.
     pub sa_tokens: Arc<crate::auth::sa_token::ServiceAccountTokens>,
+    /// How the node subresources (log, exec, attach, port-forward, node proxy) reach
+    /// kubelets; `None` answers them 503.
+    pub kubelet: Option<node_proxy::KubeletClient>,
 }
 
 impl Api {
@@ -61,6 +65,7 @@ impl Api {
             bookmark_interval: Duration::from_secs(60),
             service_cidr: (std::net::Ipv4Addr::new(10, 96, 0, 0), 12),
             sa_tokens: Arc::new(crate::auth::sa_token::ServiceAccountTokens::ephemeral().expect("the system's random source works")),
+            kubelet: None,
         }
     }
 }
@@ -87,7 +92,7 @@ pub struct Call {
     pub user: UserInfo,
 }
 
-async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers: HeaderMap, user: Option<axum::Extension<UserInfo>>, body: Bytes) -> Response {
+async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers: HeaderMap, user: Option<axum::Extension<UserInfo>>, upgrade: node_proxy::ClientUpgrade, body: Bytes) -> Response {
     let path = uri.path();
     let query = request::parse_query(uri.query());
     // No serve() in front (in-process tests): the server itself is the caller.
@@ -124,6 +129,9 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers
         (Verb::Watch, _) => return watch::watch(api, call).await,
         // The `bindings` resource is the scheduler's older way to bind: nothing is stored.
         (Verb::Create, None) if call.info.resource.group.is_empty() && call.info.resource.plural == "bindings" => subresources::bind(&api, &call, "").await,
+        (_, Some(_)) if node_proxy::proxied(&call.info) => {
+            node_proxy::handle(&api, &call, node_proxy::Forward { method: &method, path, query: uri.query(), upgrade: upgrade.0 }).await
+        }
         (_, Some(_)) => subresources::handle(&api, &call).await,
         (Verb::Get, None) => get(&api, &call).await,
         (Verb::List, None) => list::list(&api, &call).await,

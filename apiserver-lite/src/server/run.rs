@@ -108,6 +108,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     api.service_cidr = config.service_cidr;
     let sa_key = auth::jwt::SigningKey::load_or_create(pki.dir()).map_err(|e| ServerError::Pki(e.to_string()))?;
     api.sa_tokens = Arc::new(auth::sa_token::ServiceAccountTokens::new(sa_key));
+    api.kubelet = Some(crate::handlers::node_proxy::KubeletClient::from_pki(&pki).map_err(|e| ServerError::Pki(e.to_string()))?);
     let api = Arc::new(api);
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
