@@ -43,16 +43,24 @@ async fn connect(node: &Path, url: &str, protocol: &str) -> Result<Ws, tungsteni
 }
 
 /// Everything the server sends until it closes, by channel (after the byte that names it).
+/// The server must end with a close frame carrying 1000 (normal): kubectl reports a close
+/// without a status as an error.
 async fn read_all(ws: &mut Ws) -> BTreeMap<u8, Vec<u8>> {
     let mut channels: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut close_code = None;
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        if let Message::Binary(b) = message
-            && let Some((&ch, data)) = b.split_first()
-        {
-            channels.entry(ch).or_default().extend_from_slice(data);
+        match message {
+            Message::Binary(b) => {
+                if let Some((&ch, data)) = b.split_first() {
+                    channels.entry(ch).or_default().extend_from_slice(data);
+                }
+            }
+            Message::Close(frame) => close_code = Some(frame.map(|f| u16::from(f.code))),
+            _ => {}
         }
     }
+    assert_eq!(close_code, Some(Some(1000)), "the session ends with a normal close frame");
     channels
 }
 

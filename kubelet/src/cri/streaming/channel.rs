@@ -56,6 +56,10 @@ pub fn spawn_writer(mut sink: SplitSink<WebSocket, Message>) -> (Outgoing, JoinH
                 break;
             }
         }
+        // A close frame with a status: a bare one reaches the client as 1005 "no status",
+        // which kubectl 1.33 reports as an error on the error stream.
+        let normal = axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+        let _ = sink.send(Message::Close(Some(normal))).await;
         let _ = sink.close().await;
     });
     (out, writer)
