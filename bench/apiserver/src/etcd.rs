@@ -4,14 +4,18 @@
 //! single-key range, list a prefix range (paged lists pinned to the first page's revision),
 //! watch a prefix watch from the current revision on.
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions, WatchStream};
+use etcd_client::{Client, Compare, KvClient, CompareOp, GetOptions, Txn, TxnOp, WatchOptions, WatchStream};
 
 use crate::backend::{Backend, BackendError, Listed, Watch};
 
 pub struct Etcd {
     client: Client,
+    /// For ranges: a list of 10,000 pods is some 25 MB, over the client's 4 MiB default.
+    kv: KvClient,
     prefix: String,
 }
+
+const MAX_RESPONSE: usize = 1 << 30;
 
 fn etcd(op: &str) -> impl FnOnce(etcd_client::Error) -> BackendError + '_ {
     move |source| BackendError::Etcd { op: op.to_string(), source }
@@ -32,7 +36,8 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 impl Etcd {
     pub async fn connect(endpoint: &str, namespace: &str) -> Result<Etcd, BackendError> {
         let client = Client::connect([endpoint], None).await.map_err(etcd("connecting"))?;
-        Ok(Etcd { client, prefix: format!("/bench-floor/pods/{namespace}/") })
+        let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE);
+        Ok(Etcd { client, kv, prefix: format!("/bench-floor/pods/{namespace}/") })
     }
 
     fn key(&self, name: &str) -> String {
@@ -67,7 +72,7 @@ impl Backend for Etcd {
     }
 
     async fn list(&self, page: Option<usize>) -> Result<Listed, BackendError> {
-        let mut client = self.client.clone();
+        let mut client = self.kv.clone();
         let end = prefix_end(&self.prefix);
         let mut start = self.prefix.as_bytes().to_vec();
         let mut revision = 0;

@@ -109,19 +109,27 @@ async fn main() {
         idle: Duration::from_secs(args.idle_secs),
     };
     let mut results = Vec::new();
+    let mut failure = None;
     for target in &targets {
         eprintln!("{}:", target.name);
         match measure(target, &config).await {
             Ok((report, protocol)) => results.push((target.clone(), protocol, report)),
-            Err(e) => fail(&format!("{}: {e}", target.name)),
+            Err(e) => {
+                failure = Some(format!("{}: {e}", target.name));
+                break;
+            }
         }
     }
+    // The targets measured before a failure are still worth seeing.
     print!("{}", report::tables(&config, &results));
     if let Some(path) = &args.json {
         let json = report::json(&config, &results);
         if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).expect("JSON serializes")) {
             fail(&format!("writing {}: {e}", path.display()));
         }
+    }
+    if let Some(message) = failure {
+        fail(&message);
     }
 }
 
