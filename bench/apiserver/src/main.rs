@@ -146,7 +146,7 @@ mod tests {
     fn targets() {
         let t = parse_target("lite-etcd=apiserver=/tmp/x/admin.kubeconfig=12,34").unwrap();
         assert_eq!((t.name.as_str(), t.pids.as_slice()), ("lite-etcd", &[12, 34][..]));
-        assert!(matches!(t.kind, Kind::ApiServer { kubeconfig } if kubeconfig == "/tmp/x/admin.kubeconfig"));
+        assert!(matches!(t.kind, Kind::ApiServer { kubeconfig } if kubeconfig.as_path() == std::path::Path::new("/tmp/x/admin.kubeconfig")));
         let t = parse_target("etcd=etcd=http://127.0.0.1:2379=5").unwrap();
         assert!(matches!(t.kind, Kind::Etcd { endpoint } if endpoint == "http://127.0.0.1:2379"));
         assert!(parse_target("x=apiserver=/k").is_err());
