@@ -21,8 +21,11 @@ use crate::resources::{Registry, Resource};
 pub const FOREGROUND: &str = "foregroundDeletion";
 pub const ORPHAN: &str = "orphan";
 
-/// The kinds whose objects the graph holds: those that commonly own or are owned.
+/// The kinds whose objects the graph holds: those that commonly own or are owned (nodes
+/// own their leases and mirror pods).
 const WATCHED: &[(&str, &str)] = &[
+    ("", "nodes"),
+    ("coordination.k8s.io", "leases"),
     ("", "pods"),
     ("", "services"),
     ("", "configmaps"),
