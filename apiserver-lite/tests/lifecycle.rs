@@ -130,6 +130,20 @@ async fn endpoints_and_slices_follow_pod_readiness() {
     })
     .await;
 
+    // b, on a node, is deleted gracefully: terminating, it leaves the endpoints and stays in
+    // the slice as serving but not ready.
+    let (status, _) = s.delete("/api/v1/namespaces/default/pods/b").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, b) = s.get("/api/v1/namespaces/default/pods/b").await;
+    assert!(b["metadata"]["deletionTimestamp"].is_string(), "{b}");
+    eventually("the terminating pod is serving and terminating in the slice, gone from endpoints", 10, || async {
+        let (_, e) = s.get("/api/v1/namespaces/default/endpoints/web").await;
+        let (_, l) = s.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io/service-name%3Dweb").await;
+        let terminating = l["items"][0]["endpoints"][0]["conditions"] == json!({"ready": false, "serving": true, "terminating": true});
+        if terminating && e["subsets"].is_null() { Ok(e) } else { Err(format!("{e} {l}")) }
+    })
+    .await;
+
     let (_, manual_after) = s.get("/api/v1/namespaces/default/endpoints/manual").await;
     assert_eq!(manual_after["subsets"], manual["subsets"], "a selector-less service's endpoints are left alone");
     assert_eq!(manual_after["metadata"]["resourceVersion"], manual["metadata"]["resourceVersion"]);

@@ -176,6 +176,10 @@ impl Monitor {
             let reference = ObjectReference { api_version: Some("v1".into()), kind: Some("Pod".into()), name: Some(pod_name.clone()), namespace: Some(ns.clone()), uid: pod.metadata.uid.clone(), ..Default::default() };
             self.event(&reference, "TaintManagerEviction", &format!("Marking for deletion Pod {ns}/{pod_name}")).await;
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            // Say why it goes before it goes, as upstream (best effort: the deletion is what counts).
+            if let Some(marked) = with_disruption_target(&pod) {
+                let _ = api.replace_status(&pod_name, &PostParams::default(), &marked).await;
+            }
             match api.delete(&pod_name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -208,6 +212,26 @@ impl Monitor {
             tracing::debug!("event {reason} for {:?}: {e}", object.name);
         }
     }
+}
+
+/// The pod with the DisruptionTarget condition the taint manager sets before deleting it,
+/// or None when it already has it.
+fn with_disruption_target(pod: &Pod) -> Option<Pod> {
+    let mut marked = pod.clone();
+    let conditions = marked.status.get_or_insert_with(Default::default).conditions.get_or_insert_with(Vec::new);
+    if conditions.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True") {
+        return None;
+    }
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("DeletionByTaintManager".into()),
+        message: Some("Taint manager: deleting due to NoExecute taint".into()),
+        last_transition_time: Some(Time(Timestamp::now())),
+        ..Default::default()
+    });
+    Some(marked)
 }
 
 /// Node events name the node by its name in the uid field too, as kube-controller-manager's
@@ -342,6 +366,16 @@ mod tests {
         assert!(mark_unknown(&u).is_none());
         let never = mark_unknown(&node(None, serde_json::json!([]))).unwrap();
         assert_eq!(condition(&never, "Ready").unwrap().reason.as_deref(), Some("NodeStatusNeverUpdated"));
+    }
+
+    #[test]
+    fn an_evicted_pod_is_marked_as_a_disruption_target_once() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})).unwrap();
+        let marked = with_disruption_target(&pod).unwrap();
+        let c = marked.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[1].type_.as_str(), c[1].reason.as_deref()), ("DisruptionTarget", Some("DeletionByTaintManager")));
+        assert!(with_disruption_target(&marked).is_none());
     }
 
     #[test]
