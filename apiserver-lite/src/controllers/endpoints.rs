@@ -273,9 +273,13 @@ async fn write_endpoints(client: &kube::Client, svc: &Service, backends: &[Backe
     Ok(())
 }
 
-/// The slices a service should have: one per distinct set of resolved ports (pods whose
-/// named ports resolve differently cannot share one), or one empty slice when there are no
-/// backends, as upstream keeps a placeholder.
+/// At most this many endpoints in one slice (kube-controller-manager's
+/// --max-endpoints-per-slice default).
+const MAX_ENDPOINTS_PER_SLICE: usize = 100;
+
+/// The slices a service should have: per distinct set of resolved ports (pods whose named
+/// ports resolve differently cannot share one) as many as hold its endpoints, or one empty
+/// slice when there are no backends, as upstream keeps a placeholder.
 fn desired_slices(backends: &[Backend]) -> Vec<(PortKey, Vec<Endpoint>)> {
     let mut groups: Vec<(PortKey, Vec<Endpoint>)> = Vec::new();
     for b in backends.iter().filter(|b| b.ip.parse::<std::net::Ipv4Addr>().is_ok()) {
@@ -294,13 +298,17 @@ fn desired_slices(backends: &[Backend]) -> Vec<(PortKey, Vec<Endpoint>)> {
             None => groups.push((ports, vec![endpoint])),
         }
     }
-    for g in &mut groups {
-        g.1.sort_by(|a, b| a.addresses.cmp(&b.addresses));
+    let mut slices: Vec<(PortKey, Vec<Endpoint>)> = Vec::new();
+    for (ports, mut endpoints) in groups {
+        endpoints.sort_by(|a, b| a.addresses.cmp(&b.addresses));
+        for chunk in endpoints.chunks(MAX_ENDPOINTS_PER_SLICE) {
+            slices.push((ports.clone(), chunk.to_vec()));
+        }
     }
-    if groups.is_empty() {
-        groups.push((vec![], vec![]));
+    if slices.is_empty() {
+        slices.push((vec![], vec![]));
     }
-    groups
+    slices
 }
 
 fn slice_ports(ports: &PortKey) -> Option<Vec<SlicePort>> {
@@ -407,6 +415,14 @@ mod tests {
         assert!(backend(&s, &pod("a", "", true, serde_json::json!({}))).is_none());
         assert!(backend(&s, &pod("a", "10.0.0.1", true, serde_json::json!({"status": {"phase": "Succeeded"}}))).is_none());
         assert_eq!(desired_slices(&[]), vec![(vec![], vec![])]);
+    }
+
+    #[test]
+    fn slices_hold_at_most_a_hundred_endpoints() {
+        let s = svc(serde_json::json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+        let b: Vec<Backend> = (0..250).map(|i| backend(&s, &pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 200, i % 200), true, serde_json::json!({}))).unwrap()).collect();
+        let sizes: Vec<usize> = desired_slices(&b).iter().map(|s| s.1.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
     }
 
     #[test]

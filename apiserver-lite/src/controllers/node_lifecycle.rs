@@ -234,10 +234,10 @@ fn with_disruption_target(pod: &Pod) -> Option<Pod> {
     Some(marked)
 }
 
-/// Node events name the node by its name in the uid field too, as kube-controller-manager's
-/// do, so `kubectl describe node` finds them whatever the node's uid.
+/// The node as the involved object of its events (by uid, as the node controller records
+/// them; `kubectl describe node` looks up events both by the node's uid and its name).
 fn node_ref(node: &Node) -> ObjectReference {
-    ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: node.metadata.name.clone(), uid: node.metadata.name.clone(), ..Default::default() }
+    ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: node.metadata.name.clone(), uid: node.metadata.uid.clone(), ..Default::default() }
 }
 
 /// The node with its conditions set to Unknown, or None when they already are: Ready (and
