@@ -262,8 +262,8 @@ async fn the_garbage_collector_follows_owner_references() {
     // Orphan: the owner goes, its dependents stay without the reference.
     owner_with_pods(&s, "or", &["or-1"], json!([])).await;
     s.delete("/api/v1/namespaces/default/configmaps/or?propagationPolicy=Orphan").await;
+    // The references go before the finalizer, so once the owner is gone the orphan is free.
     eventually("the orphaning owner goes", 10, || gone(&s, "/api/v1/namespaces/default/configmaps/or")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, pod) = s.get("/api/v1/namespaces/default/pods/or-1").await;
     assert_eq!(status, StatusCode::OK, "an orphan stays: {pod}");
     assert!(pod["metadata"]["ownerReferences"].as_array().is_none_or(|r| r.is_empty()), "{pod}");
