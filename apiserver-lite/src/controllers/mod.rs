@@ -5,13 +5,23 @@
 
 use axum::http::Request;
 
+pub mod endpoints;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod node_lifecycle;
+
 use crate::auth::authn::UserInfo;
 
 /// Run every controller until the process ends (each is level-triggered and restartable:
 /// a controller whose watch breaks relists and goes on). Each controller module adds its
 /// one line here.
 pub async fn run(client: kube::Client) {
-    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![];
+    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+        tokio::spawn(endpoints::run(client.clone())),
+        tokio::spawn(namespace::run(client.clone())),
+        tokio::spawn(garbage_collector::run(client.clone())),
+        tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
+    ];
     drop(client);
     for t in tasks {
         let _ = t.await;
