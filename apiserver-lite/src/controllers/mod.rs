@@ -3,6 +3,10 @@
 //! under their own identity; run elsewhere they use a kubeconfig. Either way they get a
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
+pub mod deployment;
+pub mod replicaset;
+mod workload_events;
+
 use axum::http::Request;
 
 use crate::auth::authn::UserInfo;
@@ -11,7 +15,10 @@ use crate::auth::authn::UserInfo;
 /// a controller whose watch breaks relists and goes on). Each controller module adds its
 /// one line here.
 pub async fn run(client: kube::Client) {
-    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![];
+    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+        tokio::spawn(replicaset::run(client.clone())),
+        tokio::spawn(deployment::run(client.clone())),
+    ];
     drop(client);
     for t in tasks {
         let _ = t.await;
