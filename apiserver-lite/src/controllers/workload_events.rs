@@ -1,6 +1,8 @@
 //! core/v1 Events written by the workload controllers, with upstream reasons and wording, so
 //! `kubectl describe` and `kubectl get events` show what the controllers did.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::PostParams;
@@ -26,10 +28,13 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 pub async fn record(client: &Client, component: &str, involved: ObjectReference, type_: &str, reason: &str, message: String) {
     let namespace = involved.namespace.clone().unwrap_or_else(|| "default".into());
     let now = k8s_openapi::jiff::Timestamp::now();
-    // Upstream names events `<object>.<hex nanoseconds>`; generateName keeps ours unique too.
-    let prefix = format!("{}.", involved.name.clone().unwrap_or_default());
+    // Named `<object>.<hex nanoseconds>` as upstream names them; the counter keeps two events
+    // of one nanosecond apart.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = now.as_nanosecond() as u64 + SEQ.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{}.{nanos:x}", involved.name.clone().unwrap_or_default());
     let event = Event {
-        metadata: ObjectMeta { generate_name: Some(prefix), namespace: Some(namespace.clone()), ..Default::default() },
+        metadata: ObjectMeta { name: Some(name), namespace: Some(namespace.clone()), ..Default::default() },
         involved_object: involved,
         reason: Some(reason.into()),
         message: Some(message),
