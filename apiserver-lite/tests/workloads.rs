@@ -394,3 +394,129 @@ async fn a_paused_deployment_does_not_roll_until_resumed() {
     rolled_out(&client, "web", 3).await;
     assert!(active_pods(&client, "web").await.iter().all(|p| image(p) == "nginx:1.28"));
 }
+
+/// A kubelet stand-in on its own thread: every pod that is not Ready becomes Ready, through
+/// the API with the admin credentials. Stops when dropped.
+struct TestKubelet {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestKubelet {
+    fn start(kubeconfig: &std::path::Path) -> TestKubelet {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kubeconfig = kubeconfig.to_path_buf();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig");
+                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("a client config");
+                let client = Client::try_from(config).expect("a client");
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+                    if let Ok(list) = pods.list(&ListParams::default()).await {
+                        for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p)) {
+                            mark_ready(&client, p).await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        });
+        TestKubelet { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TestKubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn kubectl_creates_scales_rolls_out_undoes_restarts_and_pauses_a_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let k = Kubectl::new(&server.kubeconfig());
+    let _kubelet = TestKubelet::start(&server.kubeconfig());
+    let ready_is = |want: &str| {
+        let want = want.to_string();
+        let k = &k;
+        move || {
+            let out = k.run(&["get", "deploy", "web", "--no-headers"]).stdout;
+            if out.split_whitespace().nth(1) == Some(want.as_str()) { Ok(()) } else { Err(out) }
+        }
+    };
+
+    assert!(k.ok(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]).contains("deployment.apps/web created"));
+    wait_for("2/2 ready", 20, ready_is("2/2"));
+    let out = k.ok(&["get", "deploy"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{out}");
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "2/2", "2", "2"], "{out}");
+
+    assert!(k.ok(&["scale", "deployment/web", "--replicas=4"]).contains("deployment.apps/web scaled"));
+    wait_for("4/4 ready", 20, ready_is("4/4"));
+    k.ok(&["scale", "deployment/web", "--replicas=2"]);
+    wait_for("2/2 ready", 20, ready_is("2/2"));
+
+    k.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"]);
+    let status = k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("deployment \"web\" successfully rolled out"), "{status}");
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]), "nginx:1.28");
+    wait_for("pods on nginx:1.28", 20, || {
+        let images = k.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
+        if images.split_whitespace().count() == 2 && images.split_whitespace().all(|i| i == "nginx:1.28") { Ok(()) } else { Err(images) }
+    });
+
+    let history = k.ok(&["rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history.lines().skip_while(|l| !l.starts_with("REVISION")).skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let rev1 = k.ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(rev1.contains("nginx:1.27"), "{rev1}");
+
+    assert!(k.ok(&["rollout", "undo", "deployment/web"]).contains("deployment.apps/web rolled back"));
+    let status = k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]), "nginx:1.27");
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]), "3");
+    let history = k.ok(&["rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history.lines().skip_while(|l| !l.starts_with("REVISION")).skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+
+    assert!(k.ok(&["rollout", "restart", "deployment/web"]).contains("deployment.apps/web restarted"));
+    let status = k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let rss = k.ok(&["get", "rs", "-l", "app=web", "--no-headers"]);
+    assert_eq!(rss.lines().count(), 3, "a restart makes a new replica set: {rss}");
+
+    assert!(k.ok(&["rollout", "pause", "deployment/web"]).contains("deployment.apps/web paused"));
+    k.ok(&["set", "image", "deployment/web", "nginx=nginx:1.29"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = k.ok(&["get", "rs", "-l", "app=web", "--no-headers"]);
+    assert_eq!(rss.lines().count(), 3, "a paused deployment does not roll: {rss}");
+    assert!(k.ok(&["rollout", "resume", "deployment/web"]).contains("deployment.apps/web resumed"));
+    let status = k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(k.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).split_whitespace().filter(|i| *i == "nginx:1.29").count(), 2);
+
+    let describe = k.ok(&["describe", "deployment", "web"]);
+    assert!(describe.contains("ScalingReplicaSet") && describe.contains("Scaled up replica set web-"), "{describe}");
+    assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
+}
