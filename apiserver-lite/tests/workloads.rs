@@ -520,3 +520,55 @@ fn kubectl_creates_scales_rolls_out_undoes_restarts_and_pauses_a_deployment() {
     assert!(describe.contains("ScalingReplicaSet") && describe.contains("Scaled up replica set web-"), "{describe}");
     assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_makes_no_progress_exceeds_its_deadline() {
+    let (_s, client) = cluster().await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let mut d = deployment("web", 2, "nginx:1.27", rolling(json!(1), json!(0)));
+    d.spec.as_mut().unwrap().progress_deadline_seconds = Some(2);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    rolled_out(&client, "web", 2).await;
+    // The new image never becomes Ready: no kubelet marks it.
+    set_image(&client, "web", "nginx:broken").await;
+    let d = eventually("ProgressDeadlineExceeded", 15, || async {
+        let d = get_deployment(&client, "web").await;
+        match condition(&d, "Progressing") {
+            Some(c) if c.1 == "ProgressDeadlineExceeded" => Ok(d),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let new = replica_sets(&client, "web").await.into_iter().find(|rs| rs.annotations()["deployment.kubernetes.io/revision"] == "2").unwrap();
+    assert_eq!(condition(&d, "Progressing").unwrap(), ("False".into(), "ProgressDeadlineExceeded".into(), format!("ReplicaSet \"{}\" has timed out progressing.", new.name_any())));
+    // Still available: the old pods stay while the new one is not Ready (maxUnavailable 0).
+    assert_eq!(condition(&d, "Available").unwrap().0, "True");
+    assert_eq!(active_pods(&client, "web").await.iter().filter(|p| is_ready(p)).count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_count_as_available_only_after_min_ready_seconds() {
+    let (_s, client) = cluster().await;
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "slow"},
+        "spec": {"replicas": 1, "minReadySeconds": 2, "selector": {"matchLabels": {"app": "slow"}},
+            "template": {"metadata": {"labels": {"app": "slow"}}, "spec": {"containers": [{"name": "app", "image": "redis:7"}]}}}
+    }))
+    .unwrap();
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    let pod = eventually("a pod", 10, || async { active_pods(&client, "slow").await.pop().ok_or_else(|| "none".to_string()) }).await;
+    mark_ready(&client, &pod).await;
+    let ready_at = Instant::now();
+    eventually("ready but not yet available", 5, || async {
+        let s = rss.get("slow").await.unwrap().status.unwrap();
+        if s.ready_replicas == Some(1) { Ok(assert_eq!(s.available_replicas, Some(0))) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    eventually("available after minReadySeconds", 10, || async {
+        let s = rss.get("slow").await.unwrap().status.unwrap();
+        if s.available_replicas == Some(1) { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    assert!(ready_at.elapsed() >= Duration::from_millis(1500), "available too early: {:?}", ready_at.elapsed());
+}

@@ -50,8 +50,8 @@ mod tests {
 
     #[test]
     fn safe_encoding_uses_the_name_alphabet() {
-        // '0' is byte 48, 48 % 27 = 21 -> '2'; '9' is 57, 57 % 27 = 3 -> 'f'.
-        assert_eq!(safe_encode("09"), "2f");
+        // '0' is byte 48, 48 % 27 = 21 -> '4'; '9' is 57, 57 % 27 = 3 -> 'f'.
+        assert_eq!(safe_encode("09"), "4f");
         let h = compute(&PodTemplateSpec::default(), None);
         assert!(h.bytes().all(|b| ALPHANUMS.contains(&b)), "{h}");
     }

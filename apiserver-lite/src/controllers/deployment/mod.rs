@@ -38,7 +38,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("deployment {namespace}/{name}: {action}: {source}")]
-    Api { namespace: String, name: String, action: String, source: kube::Error },
+    Api { namespace: String, name: String, action: String, source: Box<kube::Error> },
     #[error("deployment {namespace}/{name}: {source}")]
     Spec { namespace: String, name: String, source: util::Error },
     #[error("deployment {namespace}/{name} has a selector that cannot be used: {reason}")]
@@ -74,7 +74,7 @@ async fn reconcile(cached: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action,
     let d = match deployments.get_opt(&cached.name_any()).await {
         Ok(Some(d)) => d,
         Ok(None) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Api { namespace: ns, name: cached.name_any(), action: "read".into(), source }),
+        Err(source) => return Err(Error::Api { namespace: ns, name: cached.name_any(), action: "read".into(), source: Box::new(source) }),
     };
     let mut run = Rollout { client: ctx.client.clone(), rs_api: Api::namespaced(ctx.client.clone(), &ns), deployments, d, requeue: None };
     let all = run.claim_replica_sets().await?;
@@ -99,7 +99,7 @@ impl Rollout {
 
     fn api_err(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let (namespace, name, action) = (self.ns(), self.d.name_any(), action.into());
-        move |source| Error::Api { namespace, name, action, source }
+        move |source| Error::Api { namespace, name, action, source: Box::new(source) }
     }
 
     fn spec_err(&self) -> impl FnOnce(util::Error) -> Error {
@@ -369,9 +369,9 @@ impl Rollout {
         }
         let saturated = new.as_ref().is_some_and(|n| util::rs_replicas(n) == want && util::annotation_i32(n, util::DESIRED_REPLICAS) == Some(want) && util::available(n) == want);
         if saturated {
-            for i in 0..old.len() {
-                if util::rs_replicas(&old[i]) > 0 {
-                    old[i] = self.scale_rs(&old[i].clone(), 0).await?;
+            for rs in old.iter_mut() {
+                if util::rs_replicas(rs) > 0 {
+                    *rs = self.scale_rs(&rs.clone(), 0).await?;
                 }
             }
             return Ok(new);

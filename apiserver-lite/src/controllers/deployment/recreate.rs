@@ -14,9 +14,9 @@ impl Rollout {
     pub(super) async fn rollout_recreate(&mut self, all: Vec<ReplicaSet>) -> Result<(), Error> {
         let (new, mut old) = self.new_and_old(&all, false).await?;
         let mut scaled_down = false;
-        for i in 0..old.len() {
-            if util::rs_replicas(&old[i]) > 0 {
-                old[i] = self.scale_rs(&old[i].clone(), 0).await?;
+        for rs in old.iter_mut() {
+            if util::rs_replicas(rs) > 0 {
+                *rs = self.scale_rs(&rs.clone(), 0).await?;
                 scaled_down = true;
             }
         }

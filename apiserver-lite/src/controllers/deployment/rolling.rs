@@ -82,16 +82,16 @@ impl Rollout {
         old.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.metadata.name.clone()));
         // Unhealthy old replicas go first: removing them costs no availability.
         let mut cleaned = 0;
-        for i in 0..old.len() {
+        for rs in old.iter_mut() {
             if cleaned >= max_scaled_down {
                 break;
             }
-            let (size, available) = (util::rs_replicas(&old[i]), util::available(&old[i]));
+            let (size, available) = (util::rs_replicas(rs), util::available(rs));
             if size == 0 || size == available {
                 continue;
             }
             let down = (max_scaled_down - cleaned).min(size - available);
-            old[i] = self.scale_rs(&old[i].clone(), size - down).await?;
+            *rs = self.scale_rs(&rs.clone(), size - down).await?;
             cleaned += down;
         }
         // Then healthy ones, oldest first, while enough stay available.
@@ -99,16 +99,16 @@ impl Rollout {
         let mut scaled = 0;
         if available_now > min_available {
             let total = available_now - min_available;
-            for i in 0..old.len() {
+            for rs in old.iter_mut() {
                 if scaled >= total {
                     break;
                 }
-                let size = util::rs_replicas(&old[i]);
+                let size = util::rs_replicas(rs);
                 if size == 0 {
                     continue;
                 }
                 let down = size.min(total - scaled);
-                old[i] = self.scale_rs(&old[i].clone(), size - down).await?;
+                *rs = self.scale_rs(&rs.clone(), size - down).await?;
                 scaled += down;
             }
         }

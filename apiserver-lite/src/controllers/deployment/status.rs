@@ -187,7 +187,7 @@ mod tests {
     fn a_stuck_rollout_times_out_after_the_deadline() {
         let long_ago = Timestamp::now() - Duration::from_secs(700);
         let t = json!(long_ago.to_string());
-        let dep = d(2, json!({"updatedReplicas": 1, "replicas": 3, "conditions": [
+        let dep = d(2, json!({"updatedReplicas": 1, "replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "conditions": [
             {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "lastUpdateTime": t, "lastTransitionTime": t}]}));
         let (old, new) = (rs("web-old", 2, 2, 2), rs("web-new", 1, 0, 0));
         let (status, _) = rollout(&dep, &[&old, &new], Some(&new), Timestamp::now()).unwrap();

@@ -36,7 +36,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("replicaset {namespace}/{name}: {action}: {source}")]
-    Api { namespace: String, name: String, action: String, source: kube::Error },
+    Api { namespace: String, name: String, action: String, source: Box<kube::Error> },
     #[error("replicaset {namespace}/{name} has a selector that cannot be used: {reason}")]
     Selector { namespace: String, name: String, reason: String },
 }
@@ -104,7 +104,7 @@ async fn reconcile(cached: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     let name = cached.name_any();
     let api_err = |action: &str| {
         let (ns, name, action) = (ns.clone(), name.clone(), action.to_string());
-        move |source| Error::Api { namespace: ns, name, action, source }
+        move |source| Error::Api { namespace: ns, name, action, source: Box::new(source) }
     };
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(rs) = rs_api.get_opt(&name).await.map_err(api_err("read"))? else {
@@ -172,7 +172,7 @@ async fn release_or_adopt(api: &Api<Pod>, pod: &Pod, patch: serde_json::Value, r
     match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
         Ok(p) => Ok(Some(p)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(source) => Err(Error::Api { namespace: rs.namespace().unwrap_or_default(), name: rs.name_any(), action: format!("{action} pod {}", pod.name_any()), source }),
+        Err(source) => Err(Error::Api { namespace: rs.namespace().unwrap_or_default(), name: rs.name_any(), action: format!("{action} pod {}", pod.name_any()), source: Box::new(source) }),
     }
 }
 
@@ -193,7 +193,7 @@ async fn manage_replicas(client: &Client, rs: &ReplicaSet, mut active: Vec<Pod>)
                 }
                 Err(source) => {
                     events::record(client, COMPONENT, reference.clone(), WARNING, "FailedCreate", format!("Error creating: {source}")).await;
-                    return Err(Error::Api { namespace: ns, name: rs.name_any(), action: "create pod".into(), source });
+                    return Err(Error::Api { namespace: ns, name: rs.name_any(), action: "create pod".into(), source: Box::new(source) });
                 }
             }
         }
@@ -205,7 +205,7 @@ async fn manage_replicas(client: &Client, rs: &ReplicaSet, mut active: Vec<Pod>)
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
                     events::record(client, COMPONENT, reference.clone(), WARNING, "FailedDelete", format!("Error deleting: {source}")).await;
-                    return Err(Error::Api { namespace: ns, name: rs.name_any(), action: format!("delete pod {}", pod.name_any()), source });
+                    return Err(Error::Api { namespace: ns, name: rs.name_any(), action: format!("delete pod {}", pod.name_any()), source: Box::new(source) });
                 }
             }
         }

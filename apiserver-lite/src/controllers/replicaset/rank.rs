@@ -114,7 +114,7 @@ mod tests {
         let pods = vec![pod("old", Some("n1"), "Running", true, 100), pod("new", Some("n2"), "Running", true, 10)];
         assert_eq!(names(pods_to_delete(pods, 1)), ["new"]);
         let pods = vec![pod("alone", Some("n1"), "Running", true, 10), pod("twin-a", Some("n2"), "Running", true, 100), pod("twin-b", Some("n2"), "Running", true, 100)];
-        assert_eq!(names(pods_to_delete(pods, 1))[0].starts_with("twin"), true);
+        assert!(names(pods_to_delete(pods, 1))[0].starts_with("twin"));
     }
 
     #[test]
