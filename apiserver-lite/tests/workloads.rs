@@ -395,7 +395,8 @@ async fn a_paused_deployment_does_not_roll_until_resumed() {
     assert!(active_pods(&client, "web").await.iter().all(|p| image(p) == "nginx:1.28"));
 }
 
-/// A kubelet stand-in on its own thread: every pod that is not Ready becomes Ready, through
+/// A kubelet stand-in on its own thread: every pod that is not Ready becomes Ready (but
+/// `:broken` images), through
 /// the API with the admin credentials. Stops when dropped.
 struct TestKubelet {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -416,7 +417,8 @@ impl TestKubelet {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
                     if let Ok(list) = pods.list(&ListParams::default()).await {
-                        for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p)) {
+                        // An image tagged `broken` never starts, as with a real kubelet.
+                        for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p) && !image(p).ends_with(":broken")) {
                             mark_ready(&client, p).await;
                         }
                     }
@@ -519,6 +521,14 @@ fn kubectl_creates_scales_rolls_out_undoes_restarts_and_pauses_a_deployment() {
     let describe = k.ok(&["describe", "deployment", "web"]);
     assert!(describe.contains("ScalingReplicaSet") && describe.contains("Scaled up replica set web-"), "{describe}");
     assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
+
+    // An image that never becomes Ready: rollout status gives up at the progress deadline.
+    k.ok(&["patch", "deployment", "web", "-p", r#"{"spec":{"progressDeadlineSeconds":2}}"#]);
+    k.ok(&["set", "image", "deployment/web", "nginx=nginx:broken"]);
+    let stuck = k.run(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(!stuck.ok, "{}", stuck.stdout);
+    assert!(stuck.stderr.contains("deployment \"web\" exceeded its progress deadline"), "{}\n{}", stuck.stdout, stuck.stderr);
+    assert!(stuck.stdout.contains("Waiting for deployment \"web\" rollout to finish"), "{}", stuck.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
