@@ -184,18 +184,33 @@ async fn manage_replicas(client: &Client, rs: &ReplicaSet, mut active: Vec<Pod>)
     let reference = events::reference(rs);
     if active.len() < want {
         let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
-        for _ in active.len()..want {
-            let pod = pods::from_template(&template, &ns, &rs.name_any(), owner_reference(rs));
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(created) => {
-                    events::record(client, COMPONENT, reference.clone(), NORMAL, "SuccessfulCreate", format!("Created pod: {}", created.name_any())).await;
-                    active.push(created);
-                }
-                Err(source) => {
-                    events::record(client, COMPONENT, reference.clone(), WARNING, "FailedCreate", format!("Error creating: {source}")).await;
-                    return Err(Error::Api { namespace: ns, name: rs.name_any(), action: "create pod".into(), source: Box::new(source) });
+        let pod = pods::from_template(&template, &ns, &rs.name_any(), owner_reference(rs));
+        let params = PostParams::default();
+        // Slow start, as upstream: batches of 1, 2, 4, ... so a template the server refuses
+        // fails once, not `replicas` times.
+        let mut remaining = want - active.len();
+        let mut batch = 1;
+        while remaining > 0 {
+            let n = batch.min(remaining);
+            let results = futures_util::future::join_all((0..n).map(|_| api.create(&params, &pod))).await;
+            let mut failure = None;
+            for result in results {
+                match result {
+                    Ok(created) => {
+                        events::record(client, COMPONENT, reference.clone(), NORMAL, "SuccessfulCreate", format!("Created pod: {}", created.name_any())).await;
+                        active.push(created);
+                    }
+                    Err(source) => {
+                        events::record(client, COMPONENT, reference.clone(), WARNING, "FailedCreate", format!("Error creating: {source}")).await;
+                        failure = Some(source);
+                    }
                 }
             }
+            if let Some(source) = failure {
+                return Err(Error::Api { namespace: ns, name: rs.name_any(), action: "create pod".into(), source: Box::new(source) });
+            }
+            remaining -= n;
+            batch *= 2;
         }
     } else if active.len() > want {
         let victims = rank::pods_to_delete(active.clone(), active.len() - want);
