@@ -570,11 +570,12 @@ async fn pods_count_as_available_only_after_min_ready_seconds() {
     let pod = eventually("a pod", 10, || async { active_pods(&client, "slow").await.pop().ok_or_else(|| "none".to_string()) }).await;
     mark_ready(&client, &pod).await;
     let ready_at = Instant::now();
-    eventually("ready but not yet available", 5, || async {
+    let ready = eventually("ready", 5, || async {
         let s = rss.get("slow").await.unwrap().status.unwrap();
-        if s.ready_replicas == Some(1) { Ok(assert_eq!(s.available_replicas, Some(0))) } else { Err(format!("{s:?}")) }
+        if s.ready_replicas == Some(1) { Ok(s) } else { Err(format!("{s:?}")) }
     })
     .await;
+    assert_eq!(ready.available_replicas, Some(0), "ready but not yet available");
     eventually("available after minReadySeconds", 10, || async {
         let s = rss.get("slow").await.unwrap().status.unwrap();
         if s.available_replicas == Some(1) { Ok(()) } else { Err(format!("{s:?}")) }

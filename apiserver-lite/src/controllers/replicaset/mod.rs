@@ -3,9 +3,12 @@
 //! matches, replaces pods that are deleted or fail, deletes surplus pods in upstream's order,
 //! and reports replicas, fullyLabeledReplicas, readyReplicas and availableReplicas.
 //!
-//! Each reconcile reads the ReplicaSet and its namespace's pods fresh from the API (the
-//! server's writes are read-your-own), so a repeated or concurrent trigger never double
-//! creates, and upstream's "expectations" bookkeeping is not needed.
+//! A reconcile first looks at a watch cache of pods: most triggers (a pod's status changed)
+//! need no write, and the cache shows that cheaply. Anything it would write (pods created,
+//! deleted, adopted, released, a new status) it decides from the ReplicaSet and pods read
+//! fresh from the API instead (the server's writes are read-your-own), so a lagging cache
+//! never double creates nor reports a deleted pod available, and upstream's "expectations"
+//! bookkeeping is not needed.
 
 pub mod pods;
 pub mod rank;
@@ -21,8 +24,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -43,15 +47,19 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
+    /// Every pod, as the watch last showed it.
+    pub pods: Store<Pod>,
 }
 
 /// Run the controller until the process ends.
 pub async fn run(client: Client) {
+    let (pods, writer) = reflector::store();
+    let pod_events = reflector(writer, watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())).default_backoff().touched_objects();
     let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     controller
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod: Pod| owners_to_wake(&store, &pod))
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .watches_stream(pod_events, move |pod: Pod| owners_to_wake(&store, &pod))
+        .run(reconcile, error_policy, Arc::new(Context { client, pods }))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("replicaset controller: {e}");
@@ -111,6 +119,9 @@ async fn reconcile(cached: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::await_change());
     };
     let selector = selector_of(&rs)?;
+    if let Some(action) = nothing_to_do(&rs, &selector, &ctx.pods, Timestamp::now()) {
+        return Ok(action);
+    }
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let all = pod_api.list(&ListParams::default()).await.map_err(api_err("list pods"))?.items;
     let owned = claim_pods(&ctx.client, &rs, &selector, all).await?;
@@ -129,6 +140,36 @@ async fn reconcile(cached: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     }
     // A pod Ready but not yet for minReadySeconds becomes available later without any event.
     Ok(wait.map(|d| Action::requeue(d + Duration::from_millis(100))).unwrap_or_else(|| Action::requeue(RESYNC)))
+}
+
+/// If the cached pods show nothing to adopt, release, create or delete and the status as
+/// recorded, when to look again; None when the fresh path must decide.
+fn nothing_to_do(rs: &ReplicaSet, selector: &Selector, cache: &Store<Pod>, now: Timestamp) -> Option<Action> {
+    let ns = rs.namespace();
+    let uid = rs.uid().unwrap_or_default();
+    let mut active = Vec::new();
+    for pod in cache.state() {
+        if pod.namespace() != ns {
+            continue;
+        }
+        let matches = selector.matches(pod.metadata.labels.as_ref().unwrap_or(&Default::default()));
+        match controller_of(&pod.metadata) {
+            Some(r) if r.uid == uid && matches && is_active(&pod) => active.push(pod.as_ref().clone()),
+            Some(r) if r.uid == uid && matches => {}
+            Some(r) if r.uid == uid && pod.metadata.deletion_timestamp.is_none() => return None,
+            None if matches && pod.metadata.deletion_timestamp.is_none() && rs.metadata.deletion_timestamp.is_none() => return None,
+            _ => {}
+        }
+    }
+    let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    if active.len() != want && rs.metadata.deletion_timestamp.is_none() {
+        return None;
+    }
+    let (status, wait) = calculate_status(rs, &active, now);
+    if rs.status.as_ref() != Some(&status) {
+        return None;
+    }
+    Some(wait.map(|d| Action::requeue(d + Duration::from_millis(100))).unwrap_or_else(|| Action::requeue(RESYNC)))
 }
 
 /// The pods this ReplicaSet controls after adopting matching orphans and releasing owned
