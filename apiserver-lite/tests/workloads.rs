@@ -583,3 +583,60 @@ async fn pods_count_as_available_only_after_min_ready_seconds() {
     .await;
     assert!(ready_at.elapsed() >= Duration::from_millis(1500), "available too early: {:?}", ready_at.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_removes_pods_that_are_not_ready_first() {
+    let (_s, client) = cluster().await;
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}
+    }))
+    .unwrap();
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    let pods = eventually("3 pods", 10, || async {
+        let pods = active_pods(&client, "web").await;
+        if pods.len() == 3 { Ok(pods) } else { Err(format!("{}", pods.len())) }
+    })
+    .await;
+    let not_ready = pods[1].name_any();
+    for p in pods.iter().filter(|p| p.name_any() != not_ready) {
+        mark_ready(&client, p).await;
+    }
+    rss.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await.unwrap();
+    let left = eventually("2 pods", 10, || async {
+        let pods = active_pods(&client, "web").await;
+        if pods.len() == 2 { Ok(pods) } else { Err(format!("{}", pods.len())) }
+    })
+    .await;
+    assert!(left.iter().all(|p| p.name_any() != not_ready && is_ready(p)), "the pod that was not Ready goes first");
+    assert!(events(&client, "SuccessfulDelete").await.contains(&format!("Deleted pod: {not_ready}")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resizing_mid_rollout_scales_both_replicasets_in_proportion() {
+    let (_s, client) = cluster().await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &deployment("web", 10, "nginx:1.27", rolling(json!(3), json!(2)))).await.unwrap();
+    rolled_out(&client, "web", 10).await;
+    // New pods never become Ready here, so the rollout stalls at old 8 + new 5 (13 = 10 + 3).
+    set_image(&client, "web", "nginx:1.28").await;
+    let sizes = |rss: &[ReplicaSet]| {
+        let mut by_revision: Vec<(String, i32)> = rss.iter().map(|rs| (rs.annotations()["deployment.kubernetes.io/revision"].clone(), rs.spec.as_ref().unwrap().replicas.unwrap())).collect();
+        by_revision.sort();
+        by_revision.into_iter().map(|(_, n)| n).collect::<Vec<i32>>()
+    };
+    eventually("the stalled rollout", 10, || async {
+        let s = sizes(&replica_sets(&client, "web").await);
+        if s == [8, 5] { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 20}}))).await.unwrap();
+    // 23 allowed (20 + 3): 8 * 23 / 13 = 14.2 -> 14, 5 * 23 / 13 = 8.8 -> 9.
+    eventually("proportional sizes", 10, || async {
+        let s = sizes(&replica_sets(&client, "web").await);
+        if s == [14, 9] { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+}
