@@ -166,13 +166,13 @@ impl Rollout {
 
     /// Upstream's syncDeployment: status only while deleting, Progressing=Unknown while
     /// paused, scaling only while paused or resized, else a rollout step.
-    async fn sync_deployment(&mut self, all: Vec<ReplicaSet>) -> Result<(), Error> {
+    async fn sync_deployment(&mut self, mut all: Vec<ReplicaSet>) -> Result<(), Error> {
         if self.d.metadata.deletion_timestamp.is_some() {
             let (new, old) = self.new_and_old(&all, false).await?;
             return self.sync_status(new.as_ref(), &old).await;
         }
         self.check_paused_conditions().await?;
-        if self.paused() || self.is_scaling_event(&all).await? {
+        if self.paused() || self.is_scaling_event(&mut all).await? {
             return self.sync(all).await;
         }
         if util::is_rolling(&self.d) {
@@ -204,10 +204,14 @@ impl Rollout {
     }
 
     /// Resized since the active ReplicaSets were last sized (their desired-replicas annotation).
-    async fn is_scaling_event(&mut self, all: &[ReplicaSet]) -> Result<bool, Error> {
+    /// `all` is refreshed with what this wrote (the new ReplicaSet's annotations), so later
+    /// steps do not write from a stale copy.
+    async fn is_scaling_event(&mut self, all: &mut Vec<ReplicaSet>) -> Result<bool, Error> {
         let (new, old) = self.new_and_old(all, false).await?;
         let want = util::replicas(&self.d);
-        Ok(new.iter().chain(old.iter()).filter(|rs| util::rs_replicas(rs) > 0).any(|rs| util::annotation_i32(rs, util::DESIRED_REPLICAS).is_some_and(|a| a != want)))
+        let scaling = new.iter().chain(old.iter()).filter(|rs| util::rs_replicas(rs) > 0).any(|rs| util::annotation_i32(rs, util::DESIRED_REPLICAS).is_some_and(|a| a != want));
+        *all = old.into_iter().chain(new).collect();
+        Ok(scaling)
     }
 
     /// The new ReplicaSet (created if `create` and missing) and the others, with the
