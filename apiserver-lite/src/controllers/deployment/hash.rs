@@ -32,7 +32,10 @@ pub fn compute(template: &PodTemplateSpec, collision_count: Option<i32>) -> Stri
     // Struct field order and sorted label maps make this serialization canonical.
     let mut bytes = serde_json::to_vec(template).expect("a pod template serializes");
     if let Some(c) = collision_count {
-        bytes.extend_from_slice(&(c as u32).to_le_bytes());
+        // Upstream writes an 8-byte buffer holding the count as a little-endian u32.
+        let mut count = [0u8; 8];
+        count[..4].copy_from_slice(&(c as u32).to_le_bytes());
+        bytes.extend_from_slice(&count);
     }
     safe_encode(&fnv32a(&bytes).to_string())
 }
