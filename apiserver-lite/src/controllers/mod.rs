@@ -3,6 +3,7 @@
 //! under their own identity; run elsewhere they use a kubeconfig. Either way they get a
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
+mod backoff;
 pub mod deployment;
 pub mod replicaset;
 mod workload_events;

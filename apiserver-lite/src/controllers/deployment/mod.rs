@@ -29,6 +29,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::replicaset::pods::controller_of;
+use super::backoff::Backoff;
 use super::workload_events::{self as events, NORMAL};
 use replicasets as util;
 
@@ -49,12 +50,13 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
+    backoff: Backoff,
 }
 
 pub async fn run(client: Client) {
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, error_policy, Arc::new(Context { client, backoff: Backoff::default() }))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("deployment controller: {e}");
@@ -63,12 +65,22 @@ pub async fn run(client: Client) {
         .await;
 }
 
-fn error_policy(d: Arc<Deployment>, err: &Error, _: Arc<Context>) -> Action {
+fn error_policy(d: Arc<Deployment>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(deployment = %d.name_any(), "{err}");
-    Action::requeue(Duration::from_millis(500))
+    Action::requeue(ctx.backoff.failed(&key(&d)))
+}
+
+fn key(d: &Deployment) -> String {
+    format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any())
 }
 
 async fn reconcile(cached: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let action = sync(&cached, &ctx).await?;
+    ctx.backoff.succeeded(&key(&cached));
+    Ok(action)
+}
+
+async fn sync(cached: &Deployment, ctx: &Context) -> Result<Action, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let d = match deployments.get_opt(&cached.name_any()).await {

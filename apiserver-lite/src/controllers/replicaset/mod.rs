@@ -30,6 +30,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::backoff::Backoff;
 use super::workload_events::{self as events, NORMAL, WARNING};
 use pods::{availability, controller_of, is_active, Availability};
 
@@ -49,6 +50,7 @@ pub struct Context {
     pub client: Client,
     /// Every pod, as the watch last showed it.
     pub pods: Store<Pod>,
+    backoff: Backoff,
 }
 
 /// Run the controller until the process ends.
@@ -59,7 +61,7 @@ pub async fn run(client: Client) {
     let store = controller.store();
     controller
         .watches_stream(pod_events, move |pod: Pod| owners_to_wake(&store, &pod))
-        .run(reconcile, error_policy, Arc::new(Context { client, pods }))
+        .run(reconcile, error_policy, Arc::new(Context { client, pods, backoff: Backoff::default() }))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("replicaset controller: {e}");
@@ -90,9 +92,13 @@ fn selector_of(rs: &ReplicaSet) -> Result<Selector, Error> {
     Selector::try_from(spec).map_err(|e| Error::Selector { namespace: rs.namespace().unwrap_or_default(), name: rs.name_any(), reason: e.to_string() })
 }
 
-fn error_policy(rs: Arc<ReplicaSet>, err: &Error, _: Arc<Context>) -> Action {
+fn error_policy(rs: Arc<ReplicaSet>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(replicaset = %rs.name_any(), "{err}");
-    Action::requeue(Duration::from_secs(1))
+    Action::requeue(ctx.backoff.failed(&key(&rs)))
+}
+
+fn key(rs: &ReplicaSet) -> String {
+    format!("{}/{}", rs.namespace().unwrap_or_default(), rs.name_any())
 }
 
 /// This ReplicaSet as the controller of the pods it makes.
@@ -108,6 +114,12 @@ pub fn owner_reference(rs: &ReplicaSet) -> OwnerReference {
 }
 
 async fn reconcile(cached: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let action = sync(&cached, &ctx).await?;
+    ctx.backoff.succeeded(&key(&cached));
+    Ok(action)
+}
+
+async fn sync(cached: &ReplicaSet, ctx: &Context) -> Result<Action, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     let api_err = |action: &str| {
