@@ -84,6 +84,20 @@ pub fn calculate(d: &Deployment, all: &[&ReplicaSet], new: Option<&ReplicaSet>, 
     Ok(status)
 }
 
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+fn replica_failure(rs: &ReplicaSet) -> Option<DeploymentCondition> {
+    let c = rs.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == REPLICA_FAILURE)?;
+    Some(DeploymentCondition {
+        type_: c.type_.clone(),
+        status: c.status.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        last_update_time: c.last_transition_time.clone(),
+        last_transition_time: c.last_transition_time.clone(),
+    })
+}
+
 /// Every replica updated and available, and the latest spec observed.
 pub fn complete(d: &Deployment, s: &DeploymentStatus) -> bool {
     let want = util::replicas(d);
@@ -137,6 +151,12 @@ pub fn rollout(d: &Deployment, all: &[&ReplicaSet], new: Option<&ReplicaSet>, no
         } else if timed_out(d, &status, now) {
             set(&mut status, condition(PROGRESSING, "False", TIMED_OUT, format!("ReplicaSet \"{new_name}\" has timed out progressing."), now));
         }
+    }
+    // A ReplicaSet that cannot create or delete pods (quota, admission) says so on the
+    // Deployment too; the new ReplicaSet's failure first.
+    match new.into_iter().chain(all.iter().copied()).find_map(replica_failure) {
+        Some(c) => set(&mut status, c),
+        None => remove(&mut status, REPLICA_FAILURE),
     }
     // Stuck but not yet timed out: come back when the deadline passes.
     let requeue = get(&status, PROGRESSING).filter(|_| has_progress_deadline(d) && !complete(d, &status)).and_then(|c| {
@@ -194,6 +214,26 @@ mod tests {
         let p = get(&status, PROGRESSING).unwrap();
         assert_eq!((p.status.as_str(), p.reason.as_deref()), ("False", Some(TIMED_OUT)));
         assert_eq!(p.message.as_deref(), Some("ReplicaSet \"web-new\" has timed out progressing."));
+    }
+
+    #[test]
+    fn a_replicaset_failure_shows_on_the_deployment_until_it_clears() {
+        let dep = d(2, json!({}));
+        let mut new = rs("web-abc", 2, 0, 0);
+        new.status.as_mut().unwrap().conditions = Some(vec![k8s_openapi::api::apps::v1::ReplicaSetCondition {
+            type_: REPLICA_FAILURE.into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some("pods \"web-abc-x\" is forbidden: exceeded quota".into()),
+            last_transition_time: Some(Time(Timestamp::now())),
+        }]);
+        let (status, _) = rollout(&dep, &[&new], Some(&new), Timestamp::now()).unwrap();
+        assert_eq!(get(&status, REPLICA_FAILURE).unwrap().reason.as_deref(), Some("FailedCreate"));
+        let mut dep = dep;
+        dep.status = Some(status);
+        new.status.as_mut().unwrap().conditions = None;
+        let (status, _) = rollout(&dep, &[&new], Some(&new), Timestamp::now()).unwrap();
+        assert!(get(&status, REPLICA_FAILURE).is_none());
     }
 
     #[test]

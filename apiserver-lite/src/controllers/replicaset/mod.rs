@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
@@ -139,16 +139,25 @@ async fn sync(cached: &ReplicaSet, ctx: &Context) -> Result<Action, Error> {
     let owned = claim_pods(&ctx.client, &rs, &selector, all).await?;
 
     let mut active: Vec<Pod> = owned.into_iter().filter(is_active).collect();
+    let mut failure = None;
     if rs.metadata.deletion_timestamp.is_none() {
-        active = manage_replicas(&ctx.client, &rs, active).await?;
+        let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+        let reason = if active.len() < want { "FailedCreate" } else { "FailedDelete" };
+        if let Err(e) = manage_replicas(&ctx.client, &rs, &mut active).await {
+            failure = Some((reason, e));
+        }
     }
     let now = Timestamp::now();
-    let (status, wait) = calculate_status(&rs, &active, now);
+    let (mut status, wait) = calculate_status(&rs, &active, now);
+    set_replica_failure(&mut status, failure.as_ref().map(|(reason, e)| (*reason, e.to_string())), now);
     if rs.status.as_ref() != Some(&status) {
         rs_api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
             .await
             .map_err(api_err("update status"))?;
+    }
+    if let Some((_, e)) = failure {
+        return Err(e);
     }
     // A pod Ready but not yet for minReadySeconds becomes available later without any event.
     Ok(wait.map(|d| Action::requeue(d + Duration::from_millis(100))).unwrap_or_else(|| Action::requeue(RESYNC)))
@@ -178,7 +187,8 @@ fn nothing_to_do(rs: &ReplicaSet, selector: &Selector, cache: &Store<Pod>, now: 
         return None;
     }
     let (status, wait) = calculate_status(rs, &active, now);
-    if rs.status.as_ref() != Some(&status) {
+    let failing = status.conditions.iter().flatten().any(|c| c.type_ == REPLICA_FAILURE);
+    if rs.status.as_ref() != Some(&status) || failing {
         return None;
     }
     Some(wait.map(|d| Action::requeue(d + Duration::from_millis(100))).unwrap_or_else(|| Action::requeue(RESYNC)))
@@ -229,8 +239,32 @@ async fn release_or_adopt(api: &Api<Pod>, pod: &Pod, patch: serde_json::Value, r
     }
 }
 
-/// Create or delete pods so that `spec.replicas` are active; the active pods afterwards.
-async fn manage_replicas(client: &Client, rs: &ReplicaSet, mut active: Vec<Pod>) -> Result<Vec<Pod>, Error> {
+/// The ReplicaFailure condition: set (once) when creating or deleting pods failed, removed
+/// when it worked again, as upstream reports a quota or admission refusal.
+fn set_replica_failure(status: &mut ReplicaSetStatus, failure: Option<(&str, String)>, now: Timestamp) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let existing = conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
+    match failure {
+        Some((reason, message)) if !existing => conditions.push(ReplicaSetCondition {
+            type_: REPLICA_FAILURE.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: Some(Time(now)),
+        }),
+        None if existing => conditions.retain(|c| c.type_ != REPLICA_FAILURE),
+        _ => {}
+    }
+    if status.conditions.as_ref().is_some_and(Vec::is_empty) {
+        status.conditions = None;
+    }
+}
+
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// Create or delete pods so that `spec.replicas` are active; `active` is kept up to date
+/// with what was done, even when a step fails.
+async fn manage_replicas(client: &Client, rs: &ReplicaSet, active: &mut Vec<Pod>) -> Result<(), Error> {
     let ns = rs.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
@@ -269,17 +303,19 @@ async fn manage_replicas(client: &Client, rs: &ReplicaSet, mut active: Vec<Pod>)
         let victims = rank::pods_to_delete(active.clone(), active.len() - want);
         for pod in &victims {
             match api.delete(&pod.name_any(), &DeleteParams::default()).await {
-                Ok(_) => events::record(client, COMPONENT, reference.clone(), NORMAL, "SuccessfulDelete", format!("Deleted pod: {}", pod.name_any())).await,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Ok(_) => {
+                    active.retain(|p| p.metadata.uid != pod.metadata.uid);
+                    events::record(client, COMPONENT, reference.clone(), NORMAL, "SuccessfulDelete", format!("Deleted pod: {}", pod.name_any())).await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => active.retain(|p| p.metadata.uid != pod.metadata.uid),
                 Err(source) => {
                     events::record(client, COMPONENT, reference.clone(), WARNING, "FailedDelete", format!("Error deleting: {source}")).await;
                     return Err(Error::Api { namespace: ns, name: rs.name_any(), action: format!("delete pod {}", pod.name_any()), source: Box::new(source) });
                 }
             }
         }
-        active.retain(|p| !victims.iter().any(|v| v.metadata.uid == p.metadata.uid));
     }
-    Ok(active)
+    Ok(())
 }
 
 /// The status the active pods give, and how long until a Ready pod becomes available.
@@ -311,4 +347,22 @@ pub fn calculate_status(rs: &ReplicaSet, active: &[Pod], now: Timestamp) -> (Rep
         terminating_replicas: rs.status.as_ref().and_then(|s| s.terminating_replicas),
     };
     (status, wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_failure_is_set_once_and_cleared_when_it_works() {
+        let now = Timestamp::now();
+        let mut status = ReplicaSetStatus::default();
+        set_replica_failure(&mut status, Some(("FailedCreate", "quota exceeded".into())), now);
+        set_replica_failure(&mut status, Some(("FailedCreate", "again".into())), now);
+        let conditions = status.conditions.clone().unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!((conditions[0].reason.as_deref(), conditions[0].message.as_deref()), (Some("FailedCreate"), Some("quota exceeded")));
+        set_replica_failure(&mut status, None, now);
+        assert_eq!(status.conditions, None);
+    }
 }
