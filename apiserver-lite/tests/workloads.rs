@@ -640,3 +640,35 @@ async fn resizing_mid_rollout_scales_both_replicasets_in_proportion() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_waits_for_terminating_pods_to_be_gone() {
+    let (s, client) = cluster().await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let mut d = deployment("db", 1, "postgres:16", json!({"type": "Recreate"}));
+    d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().termination_grace_period_seconds = Some(30);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    rolled_out(&client, "db", 1).await;
+    // Put the pod on a node, so deleting it is graceful: it stays, terminating, until the
+    // "kubelet" (this test) removes it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let old = active_pods(&client, "db").await.remove(0);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": old.name_any()}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, body) = s.post(&format!("/api/v1/namespaces/{NS}/pods/{}/binding", old.name_any()), binding).await;
+    assert!(code.is_success(), "{code} {body}");
+    set_image(&client, "db", "postgres:17").await;
+    let terminating = eventually("the old pod terminating", 10, || async {
+        let p = pods.get(&old.name_any()).await.unwrap();
+        if p.metadata.deletion_timestamp.is_some() { Ok(p) } else { Err("not yet".to_string()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(active_pods(&client, "db").await.is_empty(), "no new pod while the old one terminates");
+    pods.delete(&terminating.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    let new = eventually("the new pod", 10, || async {
+        let p = active_pods(&client, "db").await;
+        if p.len() == 1 { Ok(p) } else { Err(format!("{}", p.len())) }
+    })
+    .await;
+    assert_eq!(image(&new[0]), "postgres:17");
+}

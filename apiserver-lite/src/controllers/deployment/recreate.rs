@@ -1,6 +1,8 @@
 //! The Recreate strategy: scale every old ReplicaSet to zero, wait until none of their pods
 //! runs, then bring the new ReplicaSet up to full size at once.
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -20,7 +22,13 @@ impl Rollout {
                 scaled_down = true;
             }
         }
-        if scaled_down || self.old_pods_running(new.as_ref(), &old).await? {
+        if scaled_down {
+            return self.sync_rollout_status(new.as_ref(), &old).await;
+        }
+        if self.old_pods_running(new.as_ref(), &old).await? {
+            // A terminating pod's final removal changes no ReplicaSet, so nothing would wake
+            // us: look again shortly.
+            self.requeue_after(Duration::from_secs(1));
             return self.sync_rollout_status(new.as_ref(), &old).await;
         }
         let new = match new {
