@@ -3,6 +3,11 @@
 //! under their own identity; run elsewhere they use a kubeconfig. Either way they get a
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
+mod backoff;
+pub mod deployment;
+pub mod replicaset;
+mod workload_events;
+
 use axum::http::Request;
 
 pub mod endpoints;
@@ -21,6 +26,8 @@ pub async fn run(client: kube::Client) {
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(garbage_collector::run(client.clone())),
         tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
+        tokio::spawn(replicaset::run(client.clone())),
+        tokio::spawn(deployment::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
