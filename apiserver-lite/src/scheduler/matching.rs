@@ -81,10 +81,8 @@ pub fn node_selection_matches(pod: &Pod, node: &Node) -> bool {
 }
 
 pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
+    if toleration.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+        return false;
     }
     let key = toleration.key.as_deref().unwrap_or("");
     match toleration.operator.as_deref().unwrap_or("Equal") {

@@ -82,10 +82,8 @@ impl Topology {
             }
             let Some(labels) = cache.nodes.get(node).and_then(|n| n.labels()) else { continue };
             for term in &other.required_anti_affinity {
-                if term_matches(term, &other.namespace, pod) {
-                    if let Some(v) = labels.get(&term.topology_key) {
-                        t.existing_anti.insert((term.topology_key.clone(), v.clone()));
-                    }
+                if let Some(v) = labels.get(&term.topology_key).filter(|_| term_matches(term, &other.namespace, pod)) {
+                    t.existing_anti.insert((term.topology_key.clone(), v.clone()));
                 }
             }
         }

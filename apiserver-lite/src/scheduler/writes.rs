@@ -41,10 +41,12 @@ fn names(pod: &Pod) -> (String, String) {
     (pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), pod.metadata.name.clone().unwrap_or_default())
 }
 
+/// (pod uid, reason, message) → (event name, count): a repeat updates the event.
+type Recorded = HashMap<(String, String, String), (String, i32)>;
+
 pub struct Writer {
     client: kube::Client,
-    /// (pod uid, reason, message) → (event name, count): a repeat updates the event.
-    recorded: Mutex<HashMap<(String, String, String), (String, i32)>>,
+    recorded: Mutex<Recorded>,
     sequence: AtomicU64,
 }
 
