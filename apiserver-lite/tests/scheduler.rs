@@ -407,3 +407,73 @@ fn kubectl_shows_where_pods_went_and_why_one_did_not() {
     let d = k.ok(&["describe", "pod", "web-1"]);
     assert!(d.contains("Successfully assigned default/web-1 to worker-1"), "{d}");
 }
+
+/// scheduler_perf's SchedulingBasic, in process on the SQLite store: fake nodes (4 cpu,
+/// 32Gi, 110 pods) and pods asking 100m/500Mi, all created before the scheduler starts;
+/// the rate is pods bound per second from the first binding to the last, as seen by a
+/// watch. Run by `bench/scheduler.sh` (release build); sizes from SCHED_BENCH_NODES and
+/// SCHED_BENCH_PODS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/scheduler.sh runs it"]
+async fn scheduling_basic_throughput() {
+    use futures_util::StreamExt;
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (nodes, pods) = (env("SCHED_BENCH_NODES", 5000), env("SCHED_BENCH_PODS", 10000));
+    let s = TestServer::new().await;
+    let started = Instant::now();
+    futures_util::stream::iter(0..nodes)
+        .map(|i| {
+            let s = &s;
+            async move {
+                let name = format!("node-{i:05}");
+                let resources = json!({"cpu": "4", "memory": "32Gi", "pods": "110"});
+                let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                    "status": {"capacity": resources, "allocatable": resources, "conditions": [{"type": "Ready", "status": "True"}]}});
+                let (code, created) = s.post("/api/v1/nodes", body).await;
+                assert!(code.is_success(), "{created}");
+                if created["status"]["allocatable"].is_null() {
+                    let mut n = created;
+                    n["status"] = json!({"capacity": resources, "allocatable": resources, "conditions": [{"type": "Ready", "status": "True"}]});
+                    let (code, body) = s.put(&format!("/api/v1/nodes/{name}/status"), n).await;
+                    assert!(code.is_success(), "{body}");
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    futures_util::stream::iter(0..pods)
+        .map(|i| {
+            let s = &s;
+            async move {
+                let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i:05}")},
+                    "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}});
+                let (code, created) = s.post("/api/v1/namespaces/default/pods", body).await;
+                assert!(code.is_success(), "{created}");
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let (_, list) = s.get("/api/v1/pods?limit=1").await;
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    eprintln!("created {nodes} nodes and {pods} pods in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut watch = s.watch(&format!("/api/v1/pods?watch=1&resourceVersion={rv}&allowWatchBookmarks=false")).await;
+    tokio::spawn(apiserver_lite::scheduler::run(in_process_client(s.app.clone(), SCHEDULER_USER)));
+    let mut bound = std::collections::HashSet::new();
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while bound.len() < pods {
+        let e = tokio::time::timeout_at(deadline.into(), watch.recv()).await.expect("all pods bound within 10 minutes").expect("the watch is open");
+        if let Some(name) = e["object"]["spec"]["nodeName"].as_str().and(e["object"]["metadata"]["name"].as_str()) {
+            if bound.insert(name.to_string()) && first.is_none() {
+                first = Some(Instant::now());
+            }
+        }
+    }
+    let elapsed = first.unwrap().elapsed().as_secs_f64();
+    println!("SchedulingBasic: {pods} pods on {nodes} nodes bound in {elapsed:.2} s: {:.0} pods/s", (pods - 1) as f64 / elapsed);
+    let (_, n) = s.get("/api/v1/nodes/node-00000").await;
+    assert!(n["metadata"]["name"].is_string());
+}
