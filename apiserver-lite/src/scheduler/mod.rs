@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use algorithm::Algorithm;
 use cache::{pod_key, Cache, PodInfo, PodKey};
@@ -36,7 +36,14 @@ use writes::{Writer, SCHEDULER_NAME};
 
 /// Bindings in flight at once: enough to hide the API's latency, few enough that a burst
 /// of pods does not flood the server.
-const CONCURRENT_BINDINGS: usize = 64;
+const CONCURRENT_BINDINGS: usize = 256;
+/// Scheduled events written at once; they queue behind bindings rather than compete.
+const EVENT_WRITERS: usize = 8;
+
+struct ScheduledEvent {
+    pod: Arc<Pod>,
+    message: String,
+}
 
 #[derive(Default)]
 struct State {
@@ -56,6 +63,9 @@ pub struct Scheduler {
     wake: Notify,
     writer: Writer,
     bindings: Arc<Semaphore>,
+    events: mpsc::UnboundedSender<ScheduledEvent>,
+    /// Taken by `run`, which starts the event writer.
+    event_queue: Mutex<Option<mpsc::UnboundedReceiver<ScheduledEvent>>>,
 }
 
 /// Run the scheduler until the process ends.
@@ -82,7 +92,10 @@ enum Work {
 
 impl Scheduler {
     pub fn new(client: kube::Client) -> Scheduler {
+        let (events, event_queue) = mpsc::unbounded_channel();
         Scheduler {
+            events,
+            event_queue: Mutex::new(Some(event_queue)),
             writer: Writer::new(client.clone()),
             client,
             state: Mutex::new(State::default()),
@@ -98,9 +111,14 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>) {
         let nodes = tokio::spawn(self.clone().watch_nodes());
         let pods = tokio::spawn(self.clone().watch_pods());
+        let queue = self.event_queue.lock().expect("event queue lock").take();
+        let events = queue.map(|q| tokio::spawn(self.clone().write_events(q)));
         self.schedule_loop().await;
         nodes.abort();
         pods.abort();
+        if let Some(e) = events {
+            e.abort();
+        }
     }
 
     async fn watch_nodes(self: Arc<Self>) {
@@ -240,8 +258,12 @@ impl Scheduler {
                     let permit = self.bindings.clone().acquire_owned().await.expect("the binding semaphore is never closed");
                     let me = self.clone();
                     tokio::spawn(async move {
-                        me.bind(key, pod, node).await;
+                        let bound = me.bind(&key, &pod, &node).await;
+                        // The event is not part of the binding: let the next one start.
                         drop(permit);
+                        if bound {
+                            me.scheduled_event(&pod, &node);
+                        }
                     });
                 }
                 Ok(Work::Failed { pod, message }) => {
@@ -256,31 +278,50 @@ impl Scheduler {
         }
     }
 
-    async fn bind(&self, key: PodKey, pod: Arc<Pod>, node: String) {
-        match self.writer.bind(&pod, &node).await {
+    /// Bind, or undo the assumption and retry later; whether the pod is bound.
+    async fn bind(&self, key: &str, pod: &Pod, node: &str) -> bool {
+        match self.writer.bind(pod, node).await {
             Ok(()) => {
-                self.state().queue.remove(&key);
+                self.state().queue.remove(key);
                 self.writer.forget(pod.metadata.uid.as_deref().unwrap_or(""));
-                let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
-                let message = format!("Successfully assigned {ns}/{name} to {node}");
-                if let Err(e) = self.writer.event(&pod, "Normal", "Scheduled", "Binding", &message).await {
-                    tracing::debug!(error = %e, "scheduler: event not recorded");
-                }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "scheduler: binding failed");
                 {
                     let mut st = self.state();
-                    st.cache.forget(&key);
+                    st.cache.forget(key);
                     if e.is_final() {
-                        st.queue.remove(&key);
+                        st.queue.remove(key);
                     } else {
-                        st.queue.error(&key, Instant::now());
+                        st.queue.error(key, Instant::now());
                     }
                 }
                 self.wake.notify_one();
+                false
             }
         }
+    }
+
+    /// Queued for the event writer: bindings go first, events follow as the API allows.
+    fn scheduled_event(&self, pod: &Arc<Pod>, node: &str) {
+        let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
+        let message = format!("Successfully assigned {ns}/{name} to {node}");
+        let _ = self.events.send(ScheduledEvent { pod: pod.clone(), message });
+    }
+
+    /// Write the queued Scheduled events, a few at a time.
+    async fn write_events(self: Arc<Self>, queue: mpsc::UnboundedReceiver<ScheduledEvent>) {
+        tokio_stream::wrappers::UnboundedReceiverStream::new(queue)
+            .for_each_concurrent(EVENT_WRITERS, |e| {
+                let me = self.clone();
+                async move {
+                    if let Err(err) = me.writer.event(&e.pod, "Normal", "Scheduled", "Binding", &e.message).await {
+                        tracing::debug!(error = %err, "scheduler: event not recorded");
+                    }
+                }
+            })
+            .await
     }
 
     async fn record_failure(&self, pod: &Pod, message: &str) {
