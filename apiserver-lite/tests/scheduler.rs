@@ -466,10 +466,9 @@ async fn scheduling_basic_throughput() {
     let deadline = Instant::now() + Duration::from_secs(600);
     while bound.len() < pods {
         let e = tokio::time::timeout_at(deadline.into(), watch.recv()).await.expect("all pods bound within 10 minutes").expect("the watch is open");
-        if let Some(name) = e["object"]["spec"]["nodeName"].as_str().and(e["object"]["metadata"]["name"].as_str()) {
-            if bound.insert(name.to_string()) && first.is_none() {
-                first = Some(Instant::now());
-            }
+        let name = e["object"]["spec"]["nodeName"].as_str().and(e["object"]["metadata"]["name"].as_str());
+        if name.is_some_and(|n| bound.insert(n.to_string())) && first.is_none() {
+            first = Some(Instant::now());
         }
     }
     let elapsed = first.unwrap().elapsed().as_secs_f64();
