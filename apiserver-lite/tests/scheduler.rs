@@ -86,19 +86,41 @@ async fn node_of(s: &TestServer, name: &str) -> String {
     eventually(&format!("{name} to be bound"), || async { get_pod(s, name).await["spec"]["nodeName"].as_str().map(str::to_string) }).await
 }
 
-/// The pod's PodScheduled=False message once the scheduler gave up on it (and it is still
-/// not bound).
-async fn unschedulable_message(s: &TestServer, name: &str) -> String {
-    let pod = eventually(&format!("{name} to be marked unschedulable"), || async {
+/// Wait until the pod is marked unschedulable with exactly `expected` (an earlier attempt,
+/// made before the scheduler's node watch caught up, may have said something else) and is
+/// still not bound.
+async fn assert_unschedulable(s: &TestServer, name: &str, expected: &str) {
+    let mut last = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
         let p = get_pod(s, name).await;
-        let cond = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned());
-        cond.filter(|c| c["status"] == "False").map(|_| p)
+        let cond = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned()).unwrap_or(Value::Null);
+        if cond["status"] == "False" && cond["message"] == expected {
+            assert_eq!(cond["reason"], "Unschedulable", "{cond}");
+            assert!(p["spec"]["nodeName"].is_null(), "{p}");
+            return;
+        }
+        last = if cond.is_null() { last } else { cond };
+        assert!(Instant::now() < deadline, "{name} not marked unschedulable with\n{expected}\nlast condition: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until `want` of the pods are bound; their nodes (sorted) and the others.
+async fn bound_and_rest(s: &TestServer, names: &[String], want: usize) -> (Vec<String>, Vec<String>) {
+    eventually(&format!("{want} of {names:?} bound"), || async {
+        let mut nodes = vec![];
+        let mut rest = vec![];
+        for n in names {
+            match get_pod(s, n).await["spec"]["nodeName"].as_str() {
+                Some(node) => nodes.push(node.to_string()),
+                None => rest.push(n.clone()),
+            }
+        }
+        nodes.sort();
+        (nodes.len() == want).then_some((nodes, rest))
     })
-    .await;
-    assert!(pod["spec"]["nodeName"].is_null(), "{pod}");
-    let cond = pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap().clone();
-    assert_eq!(cond["reason"], "Unschedulable", "{cond}");
-    cond["message"].as_str().unwrap().to_string()
+    .await
 }
 
 async fn events_of(s: &TestServer, pod: &str) -> Vec<Value> {
@@ -141,13 +163,12 @@ async fn a_pod_that_fits_nowhere_waits_then_takes_a_bigger_node() {
     node(&s, "control-plane", NodeSpec { cpu: "8", taints: json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]), ..Default::default() }).await;
     pod(&s, "big", "2", json!({}), json!({})).await;
     let expected = "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod..";
-    assert_eq!(unschedulable_message(&s, "big").await, expected);
-    let e = event_with_reason(&s, "big", "FailedScheduling").await;
-    assert_eq!(e["message"], expected);
+    assert_unschedulable(&s, "big", expected).await;
+    let e = eventually("the FailedScheduling event", || async { events_of(&s, "big").await.into_iter().find(|e| e["reason"] == "FailedScheduling" && e["message"] == expected) }).await;
     assert_eq!(e["type"], "Warning");
     // No busy loop: with nothing changed the pod is not retried (one event, count 1).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let failed: Vec<Value> = events_of(&s, "big").await.into_iter().filter(|e| e["reason"] == "FailedScheduling").collect();
+    let failed: Vec<Value> = events_of(&s, "big").await.into_iter().filter(|e| e["reason"] == "FailedScheduling" && e["message"] == expected).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["count"], 1, "{failed:?}");
 
@@ -162,10 +183,7 @@ async fn deleting_a_pod_makes_room_for_a_waiting_one() {
     pod(&s, "first", "800m", json!({}), json!({})).await;
     assert_eq!(node_of(&s, "first").await, "only");
     pod(&s, "second", "800m", json!({}), json!({})).await;
-    assert_eq!(
-        unschedulable_message(&s, "second").await,
-        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
-    );
+    assert_unschedulable(&s, "second", "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod..").await;
     let (code, _) = s.delete("/api/v1/namespaces/default/pods/first?gracePeriodSeconds=0").await;
     assert!(code.is_success());
     assert_eq!(node_of(&s, "second").await, "only");
@@ -191,10 +209,7 @@ async fn node_selector_and_node_affinity() {
     assert_eq!(node_of(&s, "many-cores").await, "ssd");
     assert_eq!(node_of(&s, "by-name").await, "hdd");
     assert_eq!(node_of(&s, "prefers-hdd").await, "hdd");
-    assert_eq!(
-        unschedulable_message(&s, "nowhere").await,
-        "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
-    );
+    assert_unschedulable(&s, "nowhere", "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling..").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,10 +231,7 @@ async fn taints_keep_pods_away_unless_tolerated() {
     node(&s, "booting", NodeSpec { ready: false, labels: json!({"kind": "new"}), ..Default::default() }).await;
     pod(&s, "waits", "100m", json!({"nodeSelector": {"kind": "new"}}), json!({})).await;
     // Taints are checked before node selection, as upstream orders its filters.
-    assert_eq!(
-        unschedulable_message(&s, "waits").await,
-        "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {maintenance: }, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.."
-    );
+    assert_unschedulable(&s, "waits", "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {maintenance: }, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling..").await;
     pod(&s, "daemon", "100m", json!({"nodeSelector": {"kind": "new"}, "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]}), json!({})).await;
     assert_eq!(node_of(&s, "daemon").await, "booting");
 }
@@ -233,28 +245,11 @@ async fn host_ports_conflict() {
     for i in 0..3 {
         pod(&s, &format!("web{i}"), "100m", port.clone(), json!({})).await;
     }
-    let mut bound = vec![];
-    let mut pending = vec![];
-    for i in 0..3 {
-        let name = format!("web{i}");
-        let p = eventually("a decision", || async {
-            let p = get_pod(&s, &name).await;
-            let decided = p["spec"]["nodeName"].is_string() || p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False"));
-            decided.then_some(p)
-        })
-        .await;
-        match p["spec"]["nodeName"].as_str() {
-            Some(n) => bound.push(n.to_string()),
-            None => pending.push(name),
-        }
-    }
-    bound.sort();
+    let names: Vec<String> = (0..3).map(|i| format!("web{i}")).collect();
+    let (bound, pending) = bound_and_rest(&s, &names, 2).await;
     assert_eq!(bound, vec!["n1", "n2"], "one 8080 per node");
     assert_eq!(pending.len(), 1);
-    assert_eq!(
-        unschedulable_message(&s, &pending[0]).await,
-        "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
-    );
+    assert_unschedulable(&s, &pending[0], "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod..").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,10 +264,7 @@ async fn a_cordoned_node_is_skipped() {
         assert_eq!(node_of(&s, &format!("p{i}")).await, "open");
     }
     pod(&s, "pinned", "100m", json!({"nodeSelector": {"kubernetes.io/hostname": "cordoned"}}), json!({})).await;
-    assert_eq!(
-        unschedulable_message(&s, "pinned").await,
-        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
-    );
+    assert_unschedulable(&s, "pinned", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling..").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,27 +277,10 @@ async fn anti_affinity_on_hostname_puts_replicas_apart() {
     for i in 0..4 {
         pod(&s, &format!("db{i}"), "10m", anti.clone(), json!({"app": "db"})).await;
     }
-    let mut nodes = vec![];
-    let mut pending = vec![];
-    for i in 0..4 {
-        let name = format!("db{i}");
-        let p = eventually("a decision", || async {
-            let p = get_pod(&s, &name).await;
-            let decided = p["spec"]["nodeName"].is_string() || p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False"));
-            decided.then_some(p)
-        })
-        .await;
-        match p["spec"]["nodeName"].as_str() {
-            Some(n) => nodes.push(n.to_string()),
-            None => pending.push(name),
-        }
-    }
-    nodes.sort();
+    let names: Vec<String> = (0..4).map(|i| format!("db{i}")).collect();
+    let (nodes, pending) = bound_and_rest(&s, &names, 3).await;
     assert_eq!(nodes, vec!["n1", "n2", "n3"], "one replica per host");
-    assert_eq!(
-        unschedulable_message(&s, &pending[0]).await,
-        "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.."
-    );
+    assert_unschedulable(&s, &pending[0], "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod..").await;
     // Pod affinity: a cache pod goes where a db pod is.
     let with_db = json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
     pod(&s, "cache", "10m", with_db, json!({"app": "cache"})).await;
