@@ -114,6 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let app = super::app(api.clone());
     tokio::spawn(crate::controllers::run(crate::controllers::in_process_client(app.clone(), crate::controllers::CONTROLLER_MANAGER_USER)));
+    tokio::spawn(crate::scheduler::run(crate::controllers::in_process_client(app.clone(), crate::controllers::SCHEDULER_USER)));
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = Arc::new(authn.with_service_accounts(api.sa_tokens.clone(), Arc::new(crate::handlers::token::StoreObjects::new(&api))));
