@@ -15,7 +15,7 @@ cargo test --release -q -p apiserver-lite --test scheduler --no-run
 echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $NODES nodes, $PODS pods"
 for i in $(seq "$RUNS"); do
     echo "run $i: load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    SCHED_BENCH_NODES=$NODES SCHED_BENCH_PODS=$PODS timeout 900 \
+    SCHED_BENCH=1 SCHED_BENCH_NODES=$NODES SCHED_BENCH_PODS=$PODS timeout 900 \
         cargo test --release -q -p apiserver-lite --test scheduler -- --ignored scheduling_basic_throughput --nocapture 2>&1 |
         grep -E '^(created|SchedulingBasic)' || { echo "run $i failed" >&2; exit 1; }
 done

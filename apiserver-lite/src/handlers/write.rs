@@ -327,7 +327,9 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         return Ok(merged);
     }
     let key = r.key(info.namespace.as_deref(), &name);
-    let finalized = merged["metadata"]["deletionTimestamp"].is_string() && merged["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    // A namespace also waits for its spec.finalizers (the namespace controller's finalize).
+    let no_spec_finalizers = !(r.group.is_empty() && r.plural == "namespaces") || merged["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    let finalized = merged["metadata"]["deletionTimestamp"].is_string() && merged["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) && no_spec_finalizers;
     if finalized {
         // The last finalizer is gone from an object being deleted: it goes now.
         let kv = api.store.delete(&key, Some(revision)).await.map_err(|e| ApiError::from_storage(e, &r.group, &r.plural, &name))?;

@@ -17,6 +17,9 @@ use super::{prefix_end, Event, KeyValue, ListResult, Result, Revision, StorageEr
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest list answer read from etcd (etcd's own request limit is far below this).
+const MAX_LIST_BYTES: usize = 1 << 30;
+
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
@@ -172,7 +175,9 @@ impl Store for EtcdStore {
         if limit > 0 {
             options = options.with_limit(limit as i64 + 1);
         }
-        let response = match self.client.clone().get(start, Some(options)).await {
+        // A whole prefix can be far above the gRPC client's 4 MiB default (the watch cache's
+        // first list of a cluster): let a list answer be as large as etcd sends.
+        let response = match self.client.kv_client().max_decoding_message_size(MAX_LIST_BYTES).get(start, Some(options)).await {
             Ok(response) => response,
             Err(err) => return Err(self.map_error("listing keys", revision, err).await),
         };
