@@ -28,24 +28,11 @@ async fn two_api_servers_on_one_etcd_serve_the_same_cluster() {
     let b = ServerProcess::start(&dir.path().join("b"), &args);
     let (ka, kb) = (Kubectl::new(&a.kubeconfig()), Kubectl::new(&b.kubeconfig()));
 
-    let watch = std::process::Command::new("timeout")
-        .args(["30", "kubectl", "--kubeconfig"])
-        .arg(b.kubeconfig())
-        .arg("--cache-dir")
-        .arg(kb.cache.path())
-        .args(["get", "configmaps", "-w", "--output-watch-events"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    ka.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  a: \"1\"\n");
-    assert_eq!(kb.ok(&["get", "configmap", "shared", "-o", "jsonpath={.data.a}"]), "1");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
-    let out = watch.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(seen.lines().any(|l| l.contains("ADDED") && l.contains("shared")), "B's watch: {seen}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (seen, errors) = kb.watch_during("configmaps", || {
+        ka.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  a: \"1\"\n");
+        assert_eq!(kb.ok(&["get", "configmap", "shared", "-o", "jsonpath={.data.a}"]), "1");
+    });
+    assert!(seen.lines().any(|l| l.contains("ADDED") && l.contains("shared")), "B's watch: {seen}\n{errors}");
 
     // Both bootstrapped the same system objects once; a restart of A on etcd keeps everything.
     let mut a = a;

@@ -106,23 +106,10 @@ fn kubectl_get_watch_streams_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let k = Kubectl::new(&server.kubeconfig());
-    let watch = std::process::Command::new("timeout")
-        .args(["20", "kubectl", "--kubeconfig"])
-        .arg(server.kubeconfig())
-        .arg("--cache-dir")
-        .arg(k.cache.path())
-        .args(["get", "configmaps", "-w", "--output-watch-events"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    k.ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
-    let out = watch.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.lines().any(|l| l.contains("ADDED") && l.contains("watched")), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = k.watch_during("configmaps", || {
+        k.ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
+    });
+    assert!(stdout.lines().any(|l| l.contains("ADDED") && l.contains("watched")), "stdout: {stdout}\nstderr: {stderr}");
 }
 
 #[test]

@@ -248,6 +248,27 @@ impl Kubectl {
         o.stdout
     }
 
+    /// `kubectl get KIND -w --output-watch-events` running while `during` acts: what it
+    /// printed (stdout, stderr). It gets 3 s to start watching and 2 s to print afterwards.
+    pub fn watch_during(&self, kind: &str, during: impl FnOnce()) -> (String, String) {
+        let watch = std::process::Command::new("timeout")
+            .args(["30", "kubectl", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(["get", kind, "-w", "--output-watch-events"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl get -w");
+        std::thread::sleep(Duration::from_secs(3));
+        during();
+        std::thread::sleep(Duration::from_secs(2));
+        unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
+        let out = watch.wait_with_output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     pub fn apply(&self, yaml: &str) -> String {
         let o = self.run_with_stdin(&["apply", "-f", "-"], yaml);
         assert!(o.ok, "kubectl apply failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
