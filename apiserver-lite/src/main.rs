@@ -1,9 +1,16 @@
-//! `apiserver-lite`: the Kubernetes API server on its own. `--data-dir` holds everything: the
-//! SQLite store, the cluster's certificates, and `admin.kubeconfig` for kubectl.
+//! `apiserver-lite`: the Kubernetes API server, with the scheduler and the controllers in
+//! the same process by default. `--data-dir` holds everything: the SQLite store, the
+//! cluster's certificates, and `admin.kubeconfig` for kubectl. `apiserver-lite
+//! controller-manager` and `apiserver-lite scheduler` run those loops as processes of their
+//! own against any API server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use apiserver_lite::control_plane::{self, Component, ComponentOptions, parse_duration};
+use apiserver_lite::controllers::ControllersConfig;
+use apiserver_lite::controllers::node_lifecycle::NodeLifecycleConfig;
 use apiserver_lite::server::{Config, StorageBackend};
 use clap::Parser;
 
@@ -40,6 +47,64 @@ struct Args {
     /// The range cluster IPs of services come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
+    /// Run the controllers in this process (`--controllers=false`: the API server alone, or
+    /// with `apiserver-lite controller-manager` elsewhere).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    controllers: bool,
+    /// Run the scheduler in this process (`--scheduler=false`: see `apiserver-lite scheduler`).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    scheduler: bool,
+    #[command(flatten)]
+    election: ElectionFlags,
+    #[command(flatten)]
+    node_monitor: NodeMonitorFlags,
+}
+
+/// Leader election timings, as kube-controller-manager's and kube-scheduler's flags.
+#[derive(clap::Args, Debug, Clone)]
+struct ElectionFlags {
+    /// How long a leader's lease stays valid after it last renewed it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long a leader tries to renew before it stops acting.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire, and the leader to renew.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+/// The node lifecycle controller's flags.
+#[derive(clap::Args, Debug, Clone)]
+struct NodeMonitorFlags {
+    /// How long a node may go without renewing its lease or posting status before it is
+    /// marked Unknown (NotReady) and tainted unreachable.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often nodes are checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+}
+
+fn options(leader_elect: bool, election: &ElectionFlags, node_monitor: Option<&NodeMonitorFlags>) -> ComponentOptions {
+    let mut controllers = ControllersConfig::default();
+    if let Some(n) = node_monitor {
+        controllers.node_lifecycle = NodeLifecycleConfig { grace: n.node_monitor_grace_period, monitor_period: n.node_monitor_period };
+    }
+    let options = ComponentOptions {
+        leader_elect,
+        lease_duration: election.leader_elect_lease_duration,
+        renew_deadline: election.leader_elect_renew_deadline,
+        retry_period: election.leader_elect_retry_period,
+        controllers,
+    };
+    if let Err(e) = options.validate() {
+        fail(&e);
+    }
+    if node_monitor.is_some_and(|n| n.node_monitor_period.is_zero()) {
+        fail("--node-monitor-period must be more than zero");
+    }
+    options
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -57,16 +122,47 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the controllers (kube-controller-manager's loops) against the API server in
+    /// --kubeconfig, under leader election on kube-system/kube-controller-manager.
+    ControllerManager {
+        /// The kubeconfig to reach the API server with (the server's admin.kubeconfig will do).
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Act only while holding the lease, so several copies can run.
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        leader_elect: bool,
+        #[command(flatten)]
+        election: ElectionFlags,
+        #[command(flatten)]
+        node_monitor: NodeMonitorFlags,
+    },
+    /// Run the scheduler against the API server in --kubeconfig, under leader election on
+    /// kube-system/kube-scheduler.
+    Scheduler {
+        /// The kubeconfig to reach the API server with.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Act only while holding the lease, so several copies can run.
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        leader_elect: bool,
+        #[command(flatten)]
+        election: ElectionFlags,
+    },
 }
 
 fn main() {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
-    if let Some(Command::NodeKubeconfig { node, server, out }) = &args.command {
-        match apiserver_lite::server::write_node_kubeconfig(&args.data_dir, node, server, out) {
+    match &args.command {
+        Some(Command::NodeKubeconfig { node, server, out }) => match apiserver_lite::server::write_node_kubeconfig(&args.data_dir, node, server, out) {
             Ok(()) => return,
             Err(e) => fail(&e.to_string()),
+        },
+        Some(Command::ControllerManager { kubeconfig, leader_elect, election, node_monitor }) => {
+            return run_component(Component::ControllerManager, kubeconfig, options(*leader_elect, election, Some(node_monitor)));
         }
+        Some(Command::Scheduler { kubeconfig, leader_elect, election }) => return run_component(Component::Scheduler, kubeconfig, options(*leader_elect, election, None)),
+        None => {}
     }
     let storage = match args.storage.as_str() {
         "sqlite" => StorageBackend::Sqlite,
@@ -86,11 +182,26 @@ fn main() {
         storage,
         token_auth_file: args.token_auth_file,
         service_cidr,
+        controllers: args.controllers,
+        scheduler: args.scheduler,
+        components: options(true, &args.election, Some(&args.node_monitor)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     if let Err(e) = runtime.block_on(apiserver_lite::server::run(config, shutdown_signal())) {
         fail(&e.to_string());
     }
+}
+
+/// A control-plane component as a process of its own, until SIGTERM or Ctrl-C.
+fn run_component(component: Component, kubeconfig: &std::path::Path, options: ComponentOptions) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let client = match apiserver_lite::controllers::kubeconfig_client(kubeconfig).await {
+            Ok(c) => c,
+            Err(e) => fail(&e.to_string()),
+        };
+        control_plane::run(component, client, control_plane::from_kubeconfig(kubeconfig.to_path_buf()), options, shutdown_signal()).await
+    });
 }
 
 async fn shutdown_signal() {

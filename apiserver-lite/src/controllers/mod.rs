@@ -17,15 +17,22 @@ pub mod node_lifecycle;
 
 use crate::auth::authn::UserInfo;
 
+/// What kube-controller-manager takes as flags, for the controllers that have any.
+#[derive(Clone, Debug, Default)]
+pub struct ControllersConfig {
+    /// --node-monitor-grace-period and --node-monitor-period.
+    pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+}
+
 /// Run every controller until the process ends (each is level-triggered and restartable:
 /// a controller whose watch breaks relists and goes on). Each controller module adds its
 /// one line here.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, config: ControllersConfig) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(endpoints::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(garbage_collector::run(client.clone())),
-        tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
+        tokio::spawn(node_lifecycle::run(client.clone(), config.node_lifecycle.clone())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
     ];
@@ -51,6 +58,22 @@ pub fn in_process_client(app: axum::Router, user: &str) -> kube::Client {
         })
         .service(app);
     kube::Client::new(service, "default")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading kubeconfig {path}: {source}")]
+    Kubeconfig { path: std::path::PathBuf, source: kube::config::KubeconfigError },
+    #[error("a client from kubeconfig {path}: {source}")]
+    Client { path: std::path::PathBuf, source: kube::Error },
+}
+
+/// A client from a kubeconfig file (its current context), for control loops run as
+/// processes of their own; the admin kubeconfig the server writes will do.
+pub async fn kubeconfig_client(path: &std::path::Path) -> Result<kube::Client, ClientError> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|source| ClientError::Kubeconfig { path: path.to_path_buf(), source })?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.map_err(|source| ClientError::Kubeconfig { path: path.to_path_buf(), source })?;
+    kube::Client::try_from(config).map_err(|source| ClientError::Client { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

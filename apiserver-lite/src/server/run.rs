@@ -26,6 +26,12 @@ pub struct Config {
     pub storage: StorageBackend,
     pub token_auth_file: Option<PathBuf>,
     pub service_cidr: (Ipv4Addr, u8),
+    /// Run the controllers in this process (each under leader election).
+    pub controllers: bool,
+    /// Run the scheduler in this process (under leader election).
+    pub scheduler: bool,
+    /// Leader election and controller settings for both.
+    pub components: crate::control_plane::ComponentOptions,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -113,15 +119,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     super::bootstrap(&api, (advertise, config.listen.port())).await.map_err(ServerError::Bootstrap)?;
 
     let app = super::app(api.clone());
-    tokio::spawn(crate::controllers::run(crate::controllers::in_process_client(app.clone(), crate::controllers::CONTROLLER_MANAGER_USER)));
-    tokio::spawn(crate::scheduler::run(crate::controllers::in_process_client(app.clone(), crate::controllers::SCHEDULER_USER)));
+    let (stop_components, components) = start_components(&config, &app);
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = Arc::new(authn.with_service_accounts(api.sa_tokens.clone(), Arc::new(crate::handlers::token::StoreObjects::new(&api))));
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
     auth::serve::serve(listener, tls, authn, app, shutdown).await;
+    // The control loops stop and release their leases (a standby server takes over at once);
+    // their clients call the router directly, so they can still do that now.
+    let _ = stop_components.send(true);
+    for c in components {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+    }
     Ok(())
+}
+
+/// The scheduler and controllers the config asks for, each under its own leader election,
+/// on in-process clients; they stop when the sender says true.
+fn start_components(config: &Config, app: &axum::Router) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+    use crate::control_plane::{self, Component};
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (component, enabled) in [(Component::ControllerManager, config.controllers), (Component::Scheduler, config.scheduler)] {
+        if !enabled {
+            continue;
+        }
+        let election_client = crate::controllers::in_process_client(app.clone(), component.user());
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tasks.push(tokio::spawn(control_plane::run(component, election_client, control_plane::in_process(app.clone(), component), config.components.clone(), shutdown)));
+    }
+    (stop, tasks)
 }
 
 #[cfg(test)]
