@@ -253,6 +253,30 @@ async fn writes_over_a_changed_lease_get_409_and_the_candidate_stands_down() {
     assert_eq!(racers.iter().filter(|r| r.is_leader()).count(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_leader_election_a_component_acts_at_once_and_takes_no_lease() {
+    use apiserver_lite::control_plane::{self, Component, ComponentOptions};
+    let s = TestServer::new().await;
+    let options = ComponentOptions { leader_elect: false, ..Default::default() };
+    let client = apiserver_lite::controllers::in_process_client(s.app.clone(), Component::Scheduler.user());
+    tokio::spawn(control_plane::run(Component::Scheduler, client, control_plane::in_process(s.app.clone(), Component::Scheduler), options, std::future::pending()));
+    let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
+    let (code, mut node) = s.post("/api/v1/nodes", json!({"metadata": {"name": "n1"}})).await;
+    assert!(code.is_success(), "{node}");
+    node["status"] = json!({"capacity": resources, "allocatable": resources, "conditions": [{"type": "Ready", "status": "True"}]});
+    let (code, body) = s.put("/api/v1/nodes/n1/status", node).await;
+    assert!(code.is_success(), "{body}");
+    let (code, body) = s.post("/api/v1/namespaces/default/pods", common::pod("p", json!({}))).await;
+    assert!(code.is_success(), "{body}");
+    eventually("the pod bound", 10, || async {
+        let (_, p) = s.get("/api/v1/namespaces/default/pods/p").await;
+        if p["spec"]["nodeName"] == "n1" { Ok(()) } else { Err(p.to_string()) }
+    })
+    .await;
+    let (code, _) = s.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler").await;
+    assert_eq!(code, 404, "no lease without --leader-elect");
+}
+
 // Real processes.
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -84,13 +84,20 @@ impl Default for ComponentOptions {
 }
 
 impl ComponentOptions {
-    /// Upstream refuses a renew deadline not under the lease duration; so do we.
+    /// The checks client-go makes: lease duration > renew deadline > 1.2 retry periods (the
+    /// jitter), so a leader stops acting before a standby may take over.
     pub fn validate(&self) -> Result<(), String> {
-        if self.leader_elect && self.renew_deadline >= self.lease_duration {
+        if !self.leader_elect {
+            return Ok(());
+        }
+        if self.retry_period.is_zero() {
+            return Err("--leader-elect-retry-period must be more than zero".into());
+        }
+        if self.renew_deadline >= self.lease_duration {
             return Err(format!("--leader-elect-renew-deadline ({:?}) must be less than --leader-elect-lease-duration ({:?})", self.renew_deadline, self.lease_duration));
         }
-        if self.leader_elect && self.retry_period.is_zero() {
-            return Err("--leader-elect-retry-period must be more than zero".into());
+        if self.renew_deadline <= self.retry_period.mul_f64(1.2) {
+            return Err(format!("--leader-elect-renew-deadline ({:?}) must be more than 1.2 × --leader-elect-retry-period ({:?})", self.renew_deadline, self.retry_period));
         }
         Ok(())
     }
@@ -155,4 +162,29 @@ pub async fn run(component: Component, election_client: kube::Client, connect: C
     let config = options.election(component);
     tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "{}: attempting to acquire the leader lease", component.thread_name());
     leader_election::run(election_client, config, shutdown, || term(component, &connect, &options)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_timings_are_checked_as_upstream() {
+        assert!(ComponentOptions::default().validate().is_ok());
+        let with = |lease: u64, renew: u64, retry: u64| ComponentOptions {
+            lease_duration: Duration::from_millis(lease),
+            renew_deadline: Duration::from_millis(renew),
+            retry_period: Duration::from_millis(retry),
+            ..Default::default()
+        };
+        assert!(with(4000, 3000, 500).validate().is_ok());
+        assert!(with(10_000, 10_000, 2000).validate().unwrap_err().contains("less than --leader-elect-lease-duration"));
+        assert!(with(15_000, 2000, 2000).validate().unwrap_err().contains("1.2"));
+        assert!(with(15_000, 10_000, 0).validate().is_err());
+        assert!(ComponentOptions { leader_elect: false, ..with(1, 1, 0) }.validate().is_ok(), "unchecked without election");
+        let config = with(4000, 3000, 500).election(Component::Scheduler);
+        assert_eq!((config.namespace.as_str(), config.name.as_str(), config.event_source.as_str()), ("kube-system", "kube-scheduler", "default-scheduler"));
+        assert_eq!(config.lease_duration, Duration::from_secs(4));
+        assert!(config.release_on_cancel);
+    }
 }
