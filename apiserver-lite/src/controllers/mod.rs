@@ -6,6 +6,7 @@
 mod backoff;
 pub mod deployment;
 pub mod replicaset;
+pub mod statefulset;
 mod workload_events;
 
 use axum::http::Request;
@@ -28,6 +29,7 @@ pub async fn run(client: kube::Client) {
         tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(statefulset::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
