@@ -319,6 +319,53 @@ async fn volume_claim_templates_give_each_pod_its_claim_kept_or_deleted_on_scale
     api.patch("keep", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await.unwrap();
     rolled_out(&client, "keep", 2).await;
     assert_eq!(claim_names(&client, "keep").await.len(), 2);
+
+    // whenDeleted=Delete: the set controls its claims, so they go with it; Retain keeps them.
+    let gone_policy = json!({"whenScaled": "Retain", "whenDeleted": "Delete"});
+    api.create(&PostParams::default(), &statefulset("gone", 2, json!({"podManagementPolicy": parallel, "volumeClaimTemplates": claim_template(), "persistentVolumeClaimRetentionPolicy": gone_policy}))).await.unwrap();
+    let gone = rolled_out(&client, "gone", 2).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    let owner = claims.get("www-gone-0").await.unwrap().owner_references().to_vec();
+    assert_eq!((owner.len(), owner[0].uid.clone(), owner[0].controller), (1, gone.uid().unwrap(), Some(true)));
+    api.delete("gone", &DeleteParams::default()).await.unwrap();
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    eventually("the set's claims collected", 15, || async {
+        let left = claim_names(&client, "gone").await;
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    })
+    .await;
+    eventually("the pods collected", 15, || async {
+        let left = names(&client, "keep").await;
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    })
+    .await;
+    assert_eq!(claim_names(&client, "keep").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_updates_a_pod_only_when_it_is_deleted() {
+    let (_s, client) = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &statefulset("web", 2, json!({"updateStrategy": {"type": "OnDelete"}}))).await.unwrap();
+    let old_rev = rolled_out(&client, "web", 2).await.status.unwrap().current_revision.unwrap();
+    set_image(&client, "web", "nginx:1.28").await;
+    let status = eventually("the new update revision", 10, || async {
+        let set = get_set(&client, "web").await;
+        let s = set.status.clone().unwrap();
+        if s.observed_generation == set.metadata.generation && s.update_revision.as_deref() != Some(old_rev.as_str()) { Ok(s) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(pods_of(&client, "web").await.iter().all(|p| image(p) == "nginx:1.27" && is_active(p)), "OnDelete replaces nothing by itself");
+    assert_eq!(status.updated_replicas, Some(0));
+    Api::<Pod>::namespaced(client.clone(), NS).delete("web-0", &DeleteParams::default()).await.unwrap();
+    eventually("web-0 on the new template", 10, || async {
+        mark_all_ready(&client, "web").await;
+        let images: Vec<String> = pods_of(&client, "web").await.iter().filter(|p| is_active(p)).map(image).collect();
+        let s = get_set(&client, "web").await.status.unwrap();
+        if images == ["nginx:1.28", "nginx:1.27"] && s.updated_replicas == Some(1) && s.ready_replicas == Some(2) { Ok(()) } else { Err(format!("{images:?} {s:?}")) }
+    })
+    .await;
 }
 
 async fn set_image(client: &Client, name: &str, image: &str) {
@@ -537,7 +584,16 @@ fn kubectl_applies_scales_rolls_out_and_undoes_a_statefulset() {
     assert_eq!(revision_numbers(&history), ["2", "3"], "{history}");
     let revs = k.ok(&["get", "controllerrevisions", "--no-headers"]);
     assert_eq!(revs.lines().count(), 2, "{revs}");
+    assert_eq!(k.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision}"]), k.ok(&["get", "sts", "web", "-o", "jsonpath={.status.updateRevision}"]));
     assert!(revs.lines().all(|l| l.split_whitespace().nth(1) == Some("statefulset.apps/web")), "{revs}");
+
+    assert!(k.ok(&["rollout", "restart", "statefulset/web"]).contains("statefulset.apps/web restarted"));
+    let status = k.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    assert!(status.contains("partitioned roll out complete: 3 new pods have been updated..."), "{status}");
+    assert_eq!(revision_numbers(&k.ok(&["rollout", "history", "statefulset/web"])), ["2", "3", "4"]);
+    let hashes = k.ok(&["get", "pods", "-l", "app=nginx", "-o", "jsonpath={.items[*].metadata.labels.controller-revision-hash}"]);
+    let current = k.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision}"]);
+    assert_eq!(hashes, [current.as_str(); 3].join(" "), "every pod restarted onto the new revision");
 
     let describe = k.ok(&["describe", "sts", "web"]);
     assert!(describe.contains("SuccessfulCreate") && describe.contains("create Pod web-2 in StatefulSet web successful"), "{describe}");
