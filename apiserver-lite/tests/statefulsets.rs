@@ -197,6 +197,33 @@ async fn ordered_ready_creates_pods_in_order_each_after_the_previous_is_ready() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_pod_waits_for_min_ready_seconds() {
+    let (_s, client) = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &statefulset("slow", 2, json!({"minReadySeconds": 2}))).await.unwrap();
+    let first = eventually("slow-0", 10, || async { pods_of(&client, "slow").await.pop().ok_or_else(|| "none".to_string()) }).await;
+    mark_ready(&client, &first).await;
+    let ready_at = Instant::now();
+    let status = eventually("slow-0 ready", 5, || async {
+        let s = get_set(&client, "slow").await.status.unwrap();
+        if s.ready_replicas == Some(1) { Ok(s) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    assert_eq!(status.available_replicas, Some(0), "ready but not yet available");
+    eventually("slow-1 after minReadySeconds", 10, || async {
+        let got = names(&client, "slow").await;
+        if got.len() == 2 { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await;
+    assert!(ready_at.elapsed() >= Duration::from_millis(1500), "slow-1 came too early: {:?}", ready_at.elapsed());
+    eventually("slow-0 available", 10, || async {
+        let s = get_set(&client, "slow").await.status.unwrap();
+        if s.available_replicas == Some(1) { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_down_goes_from_the_highest_ordinal_and_lost_pods_come_back_by_name() {
     let (s, client) = cluster().await;
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
