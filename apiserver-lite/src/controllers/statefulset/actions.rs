@@ -18,8 +18,11 @@ use crate::controllers::workload_events::{self as events, NORMAL, WARNING};
 pub enum StepError {
     #[error("{action}: {source}")]
     Api { action: String, source: kube::Error },
-    #[error("create pod {pod}: claim {claim} is being deleted")]
-    ClaimDeleting { pod: String, claim: String },
+    /// Upstream's wording, which the pod's FailedCreate event quotes.
+    #[error("failed to create PVC {claim}: {message}")]
+    CreateClaim { claim: String, message: String },
+    #[error("pvc {claim} is being deleted")]
+    ClaimDeleting { claim: String },
 }
 
 /// What an event says of an error: the API's message, as upstream prints a Status error.
@@ -81,7 +84,7 @@ impl Executor<'_> {
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => {
                     self.event(WARNING, "FailedCreate", format!("create Claim {name} for Pod {pod} in StatefulSet {set} failed error: {}", message_of(&e))).await;
-                    failure = Some(StepError::Api { action: format!("create claim {name}"), source: e });
+                    failure = Some(StepError::CreateClaim { claim: name, message: message_of(&e) });
                 }
             }
         }
@@ -93,7 +96,7 @@ impl Executor<'_> {
         let claimed = self.create_claims(&name, claims).await;
         let claimed = match (claimed, deleting.first()) {
             (Err(e), _) => Err(e),
-            (Ok(()), Some(claim)) => Err(StepError::ClaimDeleting { pod: name.clone(), claim: claim.clone() }),
+            (Ok(()), Some(claim)) => Err(StepError::ClaimDeleting { claim: claim.clone() }),
             (Ok(()), None) => Ok(()),
         };
         if let Err(e) = claimed {
