@@ -6,6 +6,7 @@
 mod backoff;
 pub mod deployment;
 pub mod replicaset;
+pub mod statefulset;
 mod workload_events;
 
 use axum::http::Request;
@@ -35,6 +36,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(node_lifecycle::run(client.clone(), config.node_lifecycle.clone())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(statefulset::run(client.clone())),
     ];
     drop(client);
     for t in tasks {

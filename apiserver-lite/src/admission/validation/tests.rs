@@ -177,6 +177,12 @@ fn replicasets_statefulsets_daemonsets() {
     sts["kind"] = json!("StatefulSet");
     sts["spec"]["serviceName"] = json!("db");
     assert_eq!(errors("apps", "StatefulSet", sts.clone()), Vec::<String>::new());
+    // Containers may mount the claim templates.
+    let mut claimed = sts.clone();
+    claimed["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "www", "mountPath": "/www"}]);
+    assert_eq!(errors("apps", "StatefulSet", claimed.clone())[0], "spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"www\"");
+    claimed["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+    assert_eq!(errors("apps", "StatefulSet", claimed), Vec::<String>::new());
     let mut bad = sts.clone();
     bad["spec"]["podManagementPolicy"] = json!("Random");
     assert_eq!(errors("apps", "StatefulSet", bad), ["spec.podManagementPolicy: Unsupported value: \"Random\": supported values: \"OrderedReady\", \"Parallel\""]);

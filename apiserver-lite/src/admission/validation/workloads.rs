@@ -245,7 +245,23 @@ pub(super) fn statefulset(s: &StatefulSet, old: Option<&StatefulSet>, errs: &mut
     }
     nonnegative(spec.replicas, path.child("replicas"), errs);
     nonnegative(spec.min_ready_seconds, path.child("minReadySeconds"), errs);
-    replicated(&spec.selector, Some(&spec.template), "StatefulSet", errs);
+    // The controller mounts each claim template as a volume of its name, so the containers
+    // may mount those too (upstream checks the template's volumes with the claims' names).
+    let mut template = spec.template.clone();
+    if let Some(pod) = template.spec.as_mut() {
+        let volumes = pod.volumes.get_or_insert_with(Vec::new);
+        for claim in spec.volume_claim_templates.iter().flatten() {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            if !volumes.iter().any(|v| v.name == name) {
+                volumes.push(k8s_openapi::api::core::v1::Volume {
+                    name: name.clone(),
+                    persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource { claim_name: name, read_only: None }),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    replicated(&spec.selector, Some(&template), "StatefulSet", errs);
     if let Some(old_spec) = old.and_then(|o| o.spec.as_ref()) {
         // Only these may change; everything else of the spec is fixed at creation.
         let mut fixed = spec.clone();
