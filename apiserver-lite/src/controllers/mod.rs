@@ -4,6 +4,7 @@
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
 mod backoff;
+pub mod daemonset;
 pub mod deployment;
 pub mod replicaset;
 mod workload_events;
@@ -28,6 +29,7 @@ pub async fn run(client: kube::Client) {
         tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(daemonset::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
