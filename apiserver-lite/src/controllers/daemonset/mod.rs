@@ -305,7 +305,23 @@ impl Sync<'_> {
         let listed = api.list(&ListParams::default().labels(&selector.to_string())).await.map_err(self.api_err("list controller revisions"))?.items;
         let uid = self.ds.uid().unwrap_or_default();
         let (mut current, mut old) = (vec![], vec![]);
-        for rev in listed.into_iter().filter(|r| controller_of(&r.metadata).is_some_and(|c| c.uid == uid)) {
+        for rev in listed {
+            let rev = match controller_of(&rev.metadata) {
+                Some(c) if c.uid == uid => rev,
+                Some(_) => continue,
+                // An orphan the selector matches (its DaemonSet was deleted orphaning it, and
+                // recreated): adopt it, as upstream's ClaimControllerRevisions.
+                None => {
+                    let mut refs = rev.owner_references().to_vec();
+                    refs.push(owner_reference(&self.ds));
+                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": rev.uid()}});
+                    match api.patch(&rev.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+                        Ok(adopted) => adopted,
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => continue,
+                        Err(e) => return Err(self.api_err(format!("adopt revision {}", rev.name_any()))(e)),
+                    }
+                }
+            };
             if history::matches(&self.ds, &rev) { current.push(rev) } else { old.push(rev) }
         }
         let next = history::max_revision(&old) + 1;
