@@ -523,6 +523,16 @@ fn kubectl_applies_rolls_out_undoes_and_deletes_a_daemonset() {
     let again = k.ok(&["rollout", "undo", "ds/logs", "--to-revision=3"]);
     assert!(again.contains("skipped rollback (current template already matches revision 3)"), "{again}");
 
+    let pods_before = k.ok(&["get", "pods", "-l", "app=logs", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert!(k.ok(&["rollout", "restart", "ds/logs"]).contains("daemonset.apps/logs restarted"));
+    let status = k.ok(&["rollout", "status", "ds/logs", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    wait_for("three new pods", 20, || {
+        let pods = k.ok(&["get", "pods", "-l", "app=logs", "-o", "jsonpath={.items[*].metadata.name}"]);
+        let fresh = pods.split_whitespace().filter(|p| !pods_before.split_whitespace().any(|b| b == *p)).count();
+        if fresh == 3 && pods.split_whitespace().count() == 3 { Ok(()) } else { Err(pods) }
+    });
+
     assert!(k.ok(&["delete", "ds", "logs"]).contains("daemonset.apps \"logs\" deleted"));
     wait_for("the pods and revisions to go", 30, || {
         let pods = k.ok(&["get", "pods", "-l", "app=logs", "--no-headers"]);
