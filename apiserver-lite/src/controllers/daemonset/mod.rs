@@ -149,8 +149,8 @@ async fn reconcile(cached: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         Ok(None) => return Ok(Action::await_change()),
         Err(source) => return Err(Error::Api { namespace: ns, name: cached.name_any(), action: "read".into(), source: Box::new(source) }),
     };
-    let mut sync = Sync { ctx: &ctx, api, ns, ds, requeue: None };
-    let action = sync.run().await?;
+    let mut pass = Pass { ctx: &ctx, api, ns, ds, requeue: None };
+    let action = pass.run().await?;
     ctx.backoff.succeeded(&key(&cached));
     Ok(action)
 }
@@ -210,7 +210,7 @@ fn is_empty_selector(ds: &DaemonSet) -> bool {
 }
 
 /// One reconcile of one DaemonSet.
-struct Sync<'a> {
+struct Pass<'a> {
     ctx: &'a Context,
     api: Api<DaemonSet>,
     ns: String,
@@ -218,7 +218,7 @@ struct Sync<'a> {
     requeue: Option<Duration>,
 }
 
-impl Sync<'_> {
+impl Pass<'_> {
     fn api_err(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let (namespace, name, action) = (self.ns.clone(), self.ds.name_any(), action.into());
         move |source| Error::Api { namespace, name, action, source: Box::new(source) }
