@@ -4,6 +4,7 @@
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
 mod backoff;
+pub mod daemonset;
 pub mod deployment;
 pub mod replicaset;
 pub mod statefulset;
@@ -37,6 +38,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
         tokio::spawn(statefulset::run(client.clone())),
+        tokio::spawn(daemonset::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
