@@ -4,7 +4,9 @@
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
 mod backoff;
+pub mod cronjob;
 pub mod deployment;
+pub mod job;
 pub mod replicaset;
 mod workload_events;
 
@@ -14,6 +16,7 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod ttl_after_finished;
 
 use crate::auth::authn::UserInfo;
 
@@ -28,6 +31,9 @@ pub async fn run(client: kube::Client) {
         tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(job::run(client.clone(), job::JobConfig::default())),
+        tokio::spawn(cronjob::run(client.clone(), cronjob::CronJobConfig::default())),
+        tokio::spawn(ttl_after_finished::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
