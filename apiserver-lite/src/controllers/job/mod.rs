@@ -27,7 +27,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -70,15 +71,65 @@ struct Context {
 
 pub async fn run(client: Client, config: JobConfig) {
     let ctx = Arc::new(Context { client: client.clone(), config, backoff: Backoff::default(), failures: Mutex::default() });
-    Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+    let orphans = release_orphans(client.clone());
+    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("job controller: {e}");
             }
+        });
+    futures_util::future::join(orphans, controller).await;
+}
+
+/// Pods being deleted whose Job is gone (deleted, or replaced by another of the same name)
+/// lose the tracking finalizer, so they can go: no reconcile of that Job will count them.
+async fn release_orphans(client: Client) {
+    let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().touched_objects();
+    stream
+        .for_each(|pod| {
+            let client = client.clone();
+            async move {
+                let Ok(pod) = pod else { return };
+                if !pods::has_finalizer(&pod) || pod.metadata.deletion_timestamp.is_none() {
+                    return;
+                }
+                let ns = pod.namespace().unwrap_or_default();
+                if let Some(owner) = controller_of(&pod.metadata).filter(|r| r.kind == "Job") {
+                    match Api::<Job>::namespaced(client.clone(), &ns).get_opt(&owner.name).await {
+                        Ok(Some(job)) if job.uid().as_deref() == Some(owner.uid.as_str()) => return,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!("job controller: looking up the job of pod {}: {e}", pod.name_any());
+                            return;
+                        }
+                    }
+                }
+                if let Err(e) = remove_finalizer(&Api::namespaced(client, &ns), &pod).await {
+                    tracing::warn!("job controller: releasing orphaned pod {ns}/{}: {e}", pod.name_any());
+                }
+            }
         })
         .await;
+}
+
+/// status.uncountedTerminatedPods as the server stores it (empty lists dropped), so an
+/// unchanged one compares equal to what was read.
+fn uncounted_pods(succeeded: Vec<String>, failed: Vec<String>) -> Option<UncountedTerminatedPods> {
+    let non_empty = |v: Vec<String>| Some(v).filter(|v| !v.is_empty());
+    Some(UncountedTerminatedPods { succeeded: non_empty(succeeded), failed: non_empty(failed) })
+}
+
+/// Take the tracking finalizer off a pod; a pod gone or changed meanwhile is left alone.
+async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+    let finalizers: Vec<&String> = pod.finalizers().iter().filter(|f| *f != pods::TRACKING_FINALIZER).collect();
+    let patch = json!({"metadata": {"finalizers": if finalizers.is_empty() { json!(null) } else { json!(finalizers) }, "uid": pod.uid()}});
+    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn key(job: &Job) -> String {
@@ -113,8 +164,6 @@ async fn sync(cached: &Job, ctx: &Context) -> Result<Action, Error> {
         Ok(Some(job)) => job,
         Ok(None) => {
             ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(cached));
-            let run = Run { ctx, jobs, pods, job: cached.clone(), requeue: RESYNC };
-            run.release_orphans(None).await?;
             return Ok(Action::await_change());
         }
         Err(source) => return Err(Error::Api { namespace: ns, name: cached.name_any(), action: "read".into(), source: Box::new(source) }),
@@ -147,28 +196,8 @@ impl Run<'_> {
         Ok(listed.into_iter().filter(|p| controller_of(&p.metadata).is_some_and(|r| r.kind == "Job" && r.uid == uid)).collect())
     }
 
-    /// Take the tracking finalizer off pods of a Job that is gone (or was replaced by one of
-    /// the same name), so they can go.
-    async fn release_orphans(&self, current_uid: Option<&str>) -> Result<(), Error> {
-        let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={}", self.job.name_any()));
-        let listed = self.pods.list(&params).await.map_err(self.err("list pods"))?.items;
-        for pod in listed.iter().filter(|p| pods::has_finalizer(p)) {
-            let orphan = controller_of(&pod.metadata).is_some_and(|r| r.kind == "Job" && r.name == self.job.name_any() && Some(r.uid.as_str()) != current_uid);
-            if orphan {
-                self.remove_finalizer(pod).await?;
-            }
-        }
-        Ok(())
-    }
-
     async fn remove_finalizer(&self, pod: &Pod) -> Result<(), Error> {
-        let finalizers: Vec<&String> = pod.finalizers().iter().filter(|f| *f != pods::TRACKING_FINALIZER).collect();
-        let patch = json!({"metadata": {"finalizers": if finalizers.is_empty() { json!(null) } else { json!(finalizers) }, "uid": pod.uid()}});
-        match self.pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(self.err(format!("remove finalizer of pod {}", pod.name_any()))(e)),
-        }
+        remove_finalizer(&self.pods, pod).await.map_err(self.err(format!("remove finalizer of pod {}", pod.name_any())))
     }
 
     async fn write_status(&mut self, status: &JobStatus) -> Result<(), Error> {
@@ -224,7 +253,7 @@ impl Run<'_> {
             release.push(pod);
         }
         let completed_str = |c: &BTreeSet<i32>| if indexed && !c.is_empty() { Some(indexes::format(c)) } else { None };
-        st.uncounted_terminated_pods = Some(UncountedTerminatedPods { succeeded: Some(u_succeeded.clone()), failed: Some(u_failed.clone()) });
+        st.uncounted_terminated_pods = uncounted_pods(u_succeeded.clone(), u_failed.clone());
         if indexed {
             st.completed_indexes = completed_str(&completed);
             st.succeeded = Some(completed.len() as i32).filter(|n| *n > 0);
@@ -247,7 +276,7 @@ impl Run<'_> {
             st.succeeded = Some(st.succeeded.unwrap_or(0) + new_succeeded.len() as i32).filter(|n| *n > 0);
         }
         st.failed = Some(st.failed.unwrap_or(0) + new_failed.len() as i32).filter(|n| *n > 0);
-        st.uncounted_terminated_pods = Some(UncountedTerminatedPods { succeeded: Some(keep_s).filter(|v| !v.is_empty()), failed: Some(keep_f).filter(|v| !v.is_empty()) });
+        st.uncounted_terminated_pods = uncounted_pods(keep_s, keep_f);
         self.note_failures(new_succeeded.len(), new_failed.len());
 
         // 4. Decide.
