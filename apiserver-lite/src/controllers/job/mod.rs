@@ -299,7 +299,7 @@ impl Run<'_> {
                     st.start_time = Some(Time(now));
                 }
             }
-            let obs = Observed { succeeded: st.succeeded.unwrap_or(0), failed: st.failed.unwrap_or(0), completed: completed.clone(), active: active.len(), start_time: st.start_time.as_ref().map(|t| t.0) };
+            let obs = Observed { succeeded: st.succeeded.unwrap_or(0), failed: st.failed.unwrap_or(0), completed: completed.clone(), active: active.len(), restarts: active.iter().map(pods::restarts).sum(), start_time: st.start_time.as_ref().map(|t| t.0) };
             let verdict = match (status::condition(&st, status::FAILURE_TARGET), status::condition(&st, status::SUCCESS_CRITERIA_MET)) {
                 (Some(c), _) => Some((false, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),
                 (None, Some(c)) => Some((true, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),

@@ -111,6 +111,17 @@ pub fn is_active(pod: &Pod) -> bool {
     outcome(pod).is_none()
 }
 
+/// Container restarts of a pending or running pod.
+pub fn restarts(pod: &Pod) -> i32 {
+    if !matches!(phase(pod), "Pending" | "Running") {
+        return 0;
+    }
+    let status = pod.status.as_ref();
+    let containers = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten();
+    containers.chain(init).map(|c| c.restart_count).sum()
+}
+
 /// Being deleted and not yet in a final phase.
 pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some() && !matches!(phase(pod), "Succeeded" | "Failed")

@@ -24,6 +24,9 @@ pub struct Observed {
     /// Indexed jobs: the indexes that succeeded.
     pub completed: BTreeSet<i32>,
     pub active: usize,
+    /// Container restarts in pending and running pods (counted against backoffLimit when
+    /// the template's restartPolicy is OnFailure).
+    pub restarts: i32,
     pub start_time: Option<Timestamp>,
 }
 
@@ -39,7 +42,10 @@ pub fn indexed(spec: &JobSpec) -> bool {
 }
 
 pub fn verdict(spec: &JobSpec, obs: &Observed, now: Timestamp) -> Verdict {
-    if obs.failed > spec.backoff_limit.unwrap_or(6) {
+    let limit = spec.backoff_limit.unwrap_or(6);
+    let on_failure = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("OnFailure");
+    let restarts_past_limit = on_failure && if limit == 0 { obs.restarts > 0 } else { obs.restarts >= limit };
+    if obs.failed > limit || restarts_past_limit {
         return Verdict::Failed { reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" };
     }
     if let (Some(deadline), Some(start)) = (spec.active_deadline_seconds, obs.start_time) {
@@ -159,6 +165,16 @@ mod tests {
         assert!(matches!(verdict(&s, &started, now), Verdict::Failed { reason: "DeadlineExceeded", .. }));
         s.suspend = Some(true);
         assert_eq!(verdict(&s, &started, now), Verdict::Running, "the deadline does not run while suspended");
+    }
+
+    #[test]
+    fn restarts_count_against_the_limit_when_pods_restart_on_failure() {
+        let mut s = spec(Some(1), 1, "NonIndexed");
+        let obs = Observed { restarts: 2, ..Default::default() };
+        assert_eq!(verdict(&s, &obs, Timestamp::now()), Verdict::Running, "restartPolicy Never: restarts do not count");
+        s.template.spec = Some(k8s_openapi::api::core::v1::PodSpec { restart_policy: Some("OnFailure".into()), ..Default::default() });
+        assert!(matches!(verdict(&s, &obs, Timestamp::now()), Verdict::Failed { reason: "BackoffLimitExceeded", .. }));
+        assert_eq!(verdict(&s, &Observed { restarts: 1, ..Default::default() }, Timestamp::now()), Verdict::Running);
     }
 
     #[test]
