@@ -25,9 +25,13 @@ const NS: &str = "default";
 /// clients (the pod backoff shortened, the CronJob controller on `clock`), and a client for
 /// the test.
 async fn cluster(clock: Arc<FakeClock>) -> (TestServer, Client) {
+    cluster_with_backoff(clock, Duration::from_millis(20)).await
+}
+
+async fn cluster_with_backoff(clock: Arc<FakeClock>, pod_backoff: Duration) -> (TestServer, Client) {
     let s = TestServer::new().await;
     let cm = apiserver_lite::controllers::in_process_client(s.app.clone(), apiserver_lite::controllers::CONTROLLER_MANAGER_USER);
-    let config = job::JobConfig { pod_backoff_base: Duration::from_millis(20), pod_backoff_max: Duration::from_millis(200) };
+    let config = job::JobConfig { pod_backoff_base: pod_backoff, pod_backoff_max: pod_backoff * 10 };
     tokio::spawn(job::run(cm.clone(), config));
     tokio::spawn(cronjob::run(cm.clone(), cronjob::CronJobConfig { clock, max_wait: Duration::from_millis(100) }));
     tokio::spawn(ttl_after_finished::run(cm.clone()));
@@ -197,6 +201,23 @@ async fn failing_pods_reach_the_backoff_limit() {
     assert!(active_pods(&client, "flaky").await.is_empty());
     assert_eq!(job_pods(&client, "flaky").await.len(), 3, "no pod after the limit");
     assert_eq!(events(&client, "BackoffLimitExceeded").await, ["Job has reached the specified backoff limit"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pod_is_replaced_only_after_the_backoff() {
+    let (_s, client) = cluster_with_backoff(Arc::new(FakeClock::new(Timestamp::now())), Duration::from_millis(600)).await;
+    create_job(&client, "patient", json!({"backoffLimit": 5})).await;
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let pod = eventually("a pod", 10, || async { active_pods(&client, "patient").await.pop().ok_or_else(|| "none".to_string()) }).await;
+        finish(&client, &pod, "Failed").await;
+        let failed_at = Instant::now();
+        eventually("a replacement", 10, || async { if active_pods(&client, "patient").await.is_empty() { Err("none".to_string()) } else { Ok(()) } }).await;
+        delays.push(failed_at.elapsed());
+    }
+    // 600 ms after the first failure, 1.2 s after the second (the waits are lower bounds).
+    assert!(delays[0] >= Duration::from_millis(500), "{delays:?}");
+    assert!(delays[1] >= Duration::from_millis(1100), "{delays:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,6 +436,41 @@ async fn a_cronjob_makes_jobs_at_its_times_on_an_injected_clock() {
     clock.set(t2 + Duration::from_secs(300));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(cron_jobs(&client, "tick").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_far_behind_warns_and_runs_only_the_latest_time() {
+    let clock = Arc::new(FakeClock::new(Timestamp::now()));
+    let (_s, client) = cluster(clock.clone()).await;
+    let t1 = create_cronjob(&client, cronjob_object("behind", "* * * * *", json!({}))).await;
+    // 200 start times missed (the controller was down): one job, for the latest, and a warning.
+    let latest = t1 + Duration::from_secs(200 * 60);
+    clock.set(latest + Duration::from_secs(20));
+    jobs_become(&client, "behind", &[name_at("behind", latest)]).await;
+    let warnings = events(&client, "TooManyMissedTimes").await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("too many missed start times: ") && warnings[0].ends_with(". Set or decrease .spec.startingDeadlineSeconds or check clock skew"), "{warnings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_runs_in_its_time_zone() {
+    if !std::path::Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
+        eprintln!("SKIPPED a_cronjob_runs_in_its_time_zone: no /usr/share/zoneinfo (install tzdata)");
+        return;
+    }
+    let clock = Arc::new(FakeClock::new(Timestamp::now()));
+    let (_s, client) = cluster(clock.clone()).await;
+    // Kolkata is UTC+05:30: its full hours are at half past in UTC.
+    let cj = cronjob_object("kolkata", "0 * * * *", json!({"timeZone": "Asia/Kolkata"}));
+    let created = Api::<CronJob>::namespaced(client.clone(), NS).create(&PostParams::default(), &cj).await.unwrap();
+    let c = created.metadata.creation_timestamp.unwrap().0.as_second();
+    let next = Timestamp::from_second(((c - 1800) / 3600 + 1) * 3600 + 1800).unwrap();
+    clock.set(next + Duration::from_secs(5));
+    jobs_become(&client, "kolkata", &[name_at("kolkata", next)]).await;
+    let job = get_job(&client, &name_at("kolkata", next)).await;
+    let stamp = &job.annotations()["batch.kubernetes.io/cronjob-scheduled-timestamp"];
+    assert!(stamp.ends_with(":00:00+05:30"), "{stamp}");
+    assert_eq!(stamp.parse::<Timestamp>().unwrap(), next);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
