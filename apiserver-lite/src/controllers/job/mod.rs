@@ -258,7 +258,7 @@ impl Run<'_> {
             st.completed_indexes = completed_str(&completed);
             st.succeeded = Some(completed.len() as i32).filter(|n| *n > 0);
         }
-        if st.uncounted_terminated_pods != original.uncounted_terminated_pods || st.completed_indexes != original.completed_indexes {
+        if st.uncounted_terminated_pods.clone().unwrap_or_default() != original.uncounted_terminated_pods.clone().unwrap_or_default() || st.completed_indexes != original.completed_indexes {
             self.write_status(&st).await?;
         }
 
@@ -336,6 +336,9 @@ impl Run<'_> {
             }
         }
 
+        if status::is_finished(&st) {
+            self.ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&self.job));
+        }
         st.active = Some(active.len() as i32).filter(|n| *n > 0);
         st.ready = Some(active.iter().filter(|p| is_ready(p)).count() as i32);
         st.terminating = Some(terminating as i32);
@@ -348,11 +351,11 @@ impl Run<'_> {
     /// Remember counted failures for the pod backoff; a success resets it.
     fn note_failures(&self, succeeded: usize, failed: usize) {
         let mut map = self.ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(key(&self.job)).or_insert((0, Instant::now()));
         if succeeded > 0 {
-            *entry = (0, Instant::now());
+            map.remove(&key(&self.job));
         }
         if failed > 0 {
+            let entry = map.entry(key(&self.job)).or_insert((0, Instant::now()));
             *entry = (entry.0 + failed as u32, Instant::now());
         }
     }
