@@ -279,6 +279,11 @@ async fn a_job_active_past_its_deadline_fails() {
     assert_eq!(condition(&j, "FailureTarget"), Some(("True".into(), "DeadlineExceeded".into())));
     assert!(job_pods(&client, "slow").await.is_empty(), "its running pod was deleted");
     assert_eq!(events(&client, "DeadlineExceeded").await, ["Job was active longer than specified deadline"]);
+    // A job another controller manages is left alone.
+    create_job(&client, "elsewhere", json!({"managedBy": "example.com/other-controller"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(job_pods(&client, "elsewhere").await.is_empty());
+    assert_eq!(get_job(&client, "elsewhere").await.status.and_then(|s| s.start_time), None);
     assert!(events(&client, "SuccessfulDelete").await.iter().any(|m| m.starts_with("Deleted pod: slow-")));
 }
 

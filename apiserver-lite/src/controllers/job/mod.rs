@@ -40,6 +40,8 @@ use status::{Observed, Verdict};
 
 const COMPONENT: &str = "job-controller";
 const RESYNC: Duration = Duration::from_secs(300);
+/// The spec.managedBy value (or none) under which this controller runs a job.
+pub const MANAGED_BY: &str = "kubernetes.io/job-controller";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -168,6 +170,10 @@ async fn sync(cached: &Job, ctx: &Context) -> Result<Action, Error> {
         }
         Err(source) => return Err(Error::Api { namespace: ns, name: cached.name_any(), action: "read".into(), source: Box::new(source) }),
     };
+    // A job another controller manages (spec.managedBy) is left to it, as upstream.
+    if job.spec.as_ref().and_then(|s| s.managed_by.as_deref()).is_some_and(|m| m != MANAGED_BY) {
+        return Ok(Action::await_change());
+    }
     let mut run = Run { ctx, jobs, pods, job, requeue: RESYNC };
     run.sync().await?;
     Ok(Action::requeue(run.requeue))
