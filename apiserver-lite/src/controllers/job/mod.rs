@@ -288,7 +288,9 @@ impl Run<'_> {
         // 4. Decide.
         let now = Timestamp::now();
         let mut active: Vec<Pod> = all.iter().filter(|p| pods::is_active(p)).cloned().collect();
-        let mut terminating = all.iter().filter(|p| pods::is_terminating(p)).count();
+        // A released pod being deleted with no other finalizer is gone now.
+        let gone = |p: &Pod| p.uid().is_some_and(|u| released.contains(&u)) && p.finalizers().iter().all(|f| f == pods::TRACKING_FINALIZER);
+        let mut terminating = all.iter().filter(|p| pods::is_terminating(p) && !gone(p)).count();
         if !status::is_finished(&st) && self.job.metadata.deletion_timestamp.is_none() {
             if suspended {
                 if status::set_condition(&mut st, status::SUSPENDED, "True", "JobSuspended", "Job suspended", now) {
