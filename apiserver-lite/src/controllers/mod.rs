@@ -4,8 +4,10 @@
 //! `kube::Client`, so kube-runtime's watchers, reflectors and controllers drive them.
 
 mod backoff;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod job;
 pub mod replicaset;
 pub mod statefulset;
 mod workload_events;
@@ -16,6 +18,7 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod ttl_after_finished;
 
 use crate::auth::authn::UserInfo;
 
@@ -39,6 +42,9 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(deployment::run(client.clone())),
         tokio::spawn(statefulset::run(client.clone())),
         tokio::spawn(daemonset::run(client.clone())),
+        tokio::spawn(job::run(client.clone(), job::JobConfig::default())),
+        tokio::spawn(cronjob::run(client.clone(), cronjob::CronJobConfig::default())),
+        tokio::spawn(ttl_after_finished::run(client.clone())),
     ];
     drop(client);
     for t in tasks {
