@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use apiserver_lite::controllers::{in_process_client, CONTROLLER_MANAGER_USER, SCHEDULER_USER};
-use common::{Kubectl, ServerProcess, TestServer};
+use common::{wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -385,61 +385,21 @@ async fn a_rolling_update_replaces_pods_within_max_unavailable() {
 
 // --- the real kubectl against the real binary ---
 
-/// A kubelet stand-in for the real server: marks bound pods Running and Ready, and finishes
-/// pods being deleted (as a kubelet does once their containers are gone).
-struct TestKubelet {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TestKubelet {
-    fn start(kubeconfig: &std::path::Path) -> TestKubelet {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let kubeconfig = kubeconfig.to_path_buf();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig");
-                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("a client config");
-                let client = Client::try_from(config).expect("a client");
-                let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok(list) = pods.list(&ListParams::default()).await {
-                        for p in list.items.iter().filter(|p| node_of(p).is_some()) {
-                            if p.metadata.deletion_timestamp.is_some() {
-                                let _ = pods.delete(&p.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
-                            } else if !is_ready(p) {
-                                mark_ready(&client, p).await;
-                            }
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+/// A kubelet stand-in: marks bound pods Running and Ready, and finishes pods being deleted
+/// (as a kubelet does once their containers are gone).
+fn test_kubelet(kubeconfig: &std::path::Path) -> common::KubeletStandIn {
+    common::KubeletStandIn::start(kubeconfig, |client| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items.iter().filter(|p| node_of(p).is_some()) {
+                if p.metadata.deletion_timestamp.is_some() {
+                    let _ = pods.delete(&p.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+                } else if !is_ready(p) {
+                    mark_ready(&client, p).await;
                 }
-            });
-        });
-        TestKubelet { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for TestKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            }
         }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    })
 }
 
 const NODES: &str = "
@@ -479,7 +439,7 @@ fn kubectl_applies_rolls_out_undoes_and_deletes_a_daemonset() {
     for n in ["worker-1", "worker-2", "worker-3"] {
         k.ok(&["patch", "node", n, "--subresource=status", "--type=merge", "-p", status]);
     }
-    let _kubelet = TestKubelet::start(&server.kubeconfig());
+    let _kubelet = test_kubelet(&server.kubeconfig());
 
     assert!(k.apply(DAEMONSET).contains("daemonset.apps/logs created"));
     wait_for("3 ready", 30, || {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use apiserver_lite::controllers::cronjob::clock::FakeClock;
 use apiserver_lite::controllers::{cronjob, garbage_collector, job, ttl_after_finished};
-use common::{Kubectl, ServerProcess, TestServer};
+use common::{wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -530,57 +530,16 @@ async fn replace_deletes_the_running_job_for_the_new_one() {
     .await;
 }
 
-/// A kubelet stand-in on its own thread: every pod that has not finished succeeds, through
-/// the API with the admin credentials. Stops when dropped.
-struct TestKubelet {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TestKubelet {
-    fn start(kubeconfig: &std::path::Path) -> TestKubelet {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let kubeconfig = kubeconfig.to_path_buf();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig");
-                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("a client config");
-                let client = Client::try_from(config).expect("a client");
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-                    if let Ok(list) = pods.list(&ListParams::default()).await {
-                        for p in list.items.iter().filter(|p| is_active(p)) {
-                            finish(&client, p, "Succeeded").await;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        });
-        TestKubelet { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for TestKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// A kubelet stand-in: every pod that has not finished succeeds.
+fn test_kubelet(kubeconfig: &std::path::Path) -> common::KubeletStandIn {
+    common::KubeletStandIn::start(kubeconfig, |client| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items.iter().filter(|p| is_active(p)) {
+                finish(&client, p, "Succeeded").await;
+            }
         }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    })
 }
 
 #[test]
@@ -588,7 +547,7 @@ fn kubectl_runs_jobs_and_cronjobs() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let k = Kubectl::new(&server.kubeconfig());
-    let _kubelet = TestKubelet::start(&server.kubeconfig());
+    let _kubelet = test_kubelet(&server.kubeconfig());
 
     // The CronJob first: its first run comes at the next minute, real time.
     assert!(k.ok(&["create", "cronjob", "tick", "--image=busybox", "--schedule=*/1 * * * *"]).contains("cronjob.batch/tick created"));

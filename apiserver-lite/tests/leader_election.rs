@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use apiserver_lite::auth::authn::UserInfo;
 use apiserver_lite::leader_election::{self, Attempt, LeaderElectionConfig, LeaderElector};
 use common::etcd::EtcdProcess;
-use common::{Kubectl, ServerProcess, TestServer};
+use common::{wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
@@ -289,17 +289,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 /// Leader election fast enough for a test: a 4 s lease.
 const FAST_ELECTION: [&str; 3] = ["--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms"];
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 fn holder(k: &Kubectl, lease: &str) -> String {
     k.run(&["get", "lease", "-n", "kube-system", lease, "-o", "jsonpath={.spec.holderIdentity}"]).stdout

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::{Kubectl, ServerProcess, TestServer};
+use common::{wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -455,57 +455,16 @@ async fn a_rolling_update_replaces_the_highest_ordinal_first_down_to_the_partiti
     .await;
 }
 
-/// A kubelet stand-in on its own thread: every pod that is not Ready becomes Ready, through
-/// the API with the admin credentials. Stops when dropped.
-struct TestKubelet {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TestKubelet {
-    fn start(kubeconfig: &std::path::Path) -> TestKubelet {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let kubeconfig = kubeconfig.to_path_buf();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig");
-                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("a client config");
-                let client = Client::try_from(config).expect("a client");
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-                    if let Ok(list) = pods.list(&ListParams::default()).await {
-                        for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p)) {
-                            mark_ready(&client, p).await;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        });
-        TestKubelet { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for TestKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// A kubelet stand-in: every pod that is not Ready becomes Ready.
+fn test_kubelet(kubeconfig: &std::path::Path) -> common::KubeletStandIn {
+    common::KubeletStandIn::start(kubeconfig, |client| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p)) {
+                mark_ready(&client, p).await;
+            }
         }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    })
 }
 
 const WEB_YAML: &str = r#"
@@ -564,7 +523,7 @@ fn kubectl_applies_scales_rolls_out_and_undoes_a_statefulset() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let k = Kubectl::new(&server.kubeconfig());
-    let _kubelet = TestKubelet::start(&server.kubeconfig());
+    let _kubelet = test_kubelet(&server.kubeconfig());
     let ready_is = |want: &str| {
         let want = want.to_string();
         let k = &k;

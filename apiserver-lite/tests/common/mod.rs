@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+mod kubelet_stand_in;
+
+#[allow(unused_imports)]
+pub use kubelet_stand_in::{wait_for, KubeletStandIn};
 
 use std::sync::Arc;
 use std::time::Duration;
