@@ -106,12 +106,15 @@ start_etcd() {
 }
 
 # apiserver-lite with its data dir $work/$1 and the storage flags after; sets api_pid and
-# api_kubeconfig.
+# api_kubeconfig. The API server alone, as etcd is alone: without the in-process controllers
+# and scheduler (the garbage collector would delete the benchmark's pods, whose owner
+# ReplicaSet does not exist, and the scheduler would try to bind them).
 start_apiserver() {
     local name=$1 port
     shift
     port=$(free_port)
-    "$bin/apiserver-lite" --data-dir "$work/$name" --listen "127.0.0.1:$port" "$@" \
+    "$bin/apiserver-lite" --data-dir "$work/$name" --listen "127.0.0.1:$port" \
+        --controllers=false --scheduler=false "$@" \
         </dev/null >"$work/$name.log" 2>&1 &
     api_pid=$!
     pids+=("$api_pid")
