@@ -32,7 +32,7 @@ impl FakeClock {
 
     pub fn advance(&self, d: std::time::Duration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t = *t + d;
+        *t += d;
     }
 }
 

@@ -155,20 +155,17 @@ async fn sync(cached: &CronJob, ctx: &Context) -> Result<Action, Error> {
     let mut active = status.active.take().unwrap_or_default();
     for job in &owned {
         let in_active = active.iter().any(|r| r.uid == job.metadata.uid);
-        match history::finished(job) {
-            Some(condition) => {
-                if in_active {
-                    active.retain(|r| r.uid != job.metadata.uid);
-                    events::record(&ctx.client, COMPONENT, reference.clone(), NORMAL, "SawCompletedJob", format!("Saw completed job: {}, condition: {condition}", job.name_any())).await;
-                }
-                if condition == "Complete" {
-                    let done = job.status.as_ref().and_then(|s| s.completion_time.clone());
-                    if done.as_ref().is_some_and(|d| status.last_successful_time.as_ref().is_none_or(|l| l.0 < d.0)) {
-                        status.last_successful_time = done;
-                    }
+        if let Some(condition) = history::finished(job) {
+            if in_active {
+                active.retain(|r| r.uid != job.metadata.uid);
+                events::record(&ctx.client, COMPONENT, reference.clone(), NORMAL, "SawCompletedJob", format!("Saw completed job: {}, condition: {condition}", job.name_any())).await;
+            }
+            if condition == "Complete" {
+                let done = job.status.as_ref().and_then(|s| s.completion_time.clone());
+                if done.as_ref().is_some_and(|d| status.last_successful_time.as_ref().is_none_or(|l| l.0 < d.0)) {
+                    status.last_successful_time = done;
                 }
             }
-            None => {}
         }
     }
     let mut gone = Vec::new();

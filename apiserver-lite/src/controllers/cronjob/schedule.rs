@@ -26,7 +26,7 @@ pub enum Error {
 
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    Cron { cron: croner::Cron, zone: TimeZone },
+    Cron { cron: Box<croner::Cron>, zone: TimeZone },
     /// `@every <duration>`: times `delay` apart, counted from the previous one.
     Every(Duration),
 }
@@ -62,7 +62,7 @@ pub fn parse(schedule: &str, time_zone: Option<&str>) -> Result<Schedule, Error>
         Some(name) => load_zone(&name)?,
         None => TimeZone::UTC,
     };
-    Ok(Schedule::Cron { cron, zone })
+    Ok(Schedule::Cron { cron: Box::new(cron), zone })
 }
 
 /// A time zone by IANA name, from the system's zoneinfo.

@@ -48,11 +48,10 @@ pub fn verdict(spec: &JobSpec, obs: &Observed, now: Timestamp) -> Verdict {
     if obs.failed > limit || restarts_past_limit {
         return Verdict::Failed { reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" };
     }
-    if let (Some(deadline), Some(start)) = (spec.active_deadline_seconds, obs.start_time) {
-        if spec.suspend != Some(true) && start + SignedDuration::from_secs(deadline) <= now {
+    if let (Some(deadline), Some(start)) = (spec.active_deadline_seconds, obs.start_time)
+        && spec.suspend != Some(true) && start + SignedDuration::from_secs(deadline) <= now {
             return Verdict::Failed { reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" };
         }
-    }
     let done = match spec.completions {
         Some(c) if indexed(spec) => obs.completed.len() as i32 >= c,
         Some(c) => obs.succeeded >= c,

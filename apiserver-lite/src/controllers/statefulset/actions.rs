@@ -17,7 +17,7 @@ use crate::controllers::workload_events::{self as events, NORMAL, WARNING};
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{action}: {source}")]
-    Api { action: String, source: kube::Error },
+    Api { action: String, source: Box<kube::Error> },
     /// Upstream's wording, which the pod's FailedCreate event quotes.
     #[error("failed to create PVC {claim}: {message}")]
     CreateClaim { claim: String, message: String },
@@ -113,7 +113,7 @@ impl Executor<'_> {
                 if !matches!(&e, kube::Error::Api(s) if s.code == 409) {
                     self.pod_event("create", &name, Some(&message_of(&e))).await;
                 }
-                Err(StepError::Api { action: format!("create pod {name}"), source: e })
+                Err(StepError::Api { action: format!("create pod {name}"), source: Box::new(e) })
             }
         }
     }
@@ -126,7 +126,7 @@ impl Executor<'_> {
             match self.claims().patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(StepError::Api { action: format!("update claim {name} for its retention policy"), source: e }),
+                Err(e) => return Err(StepError::Api { action: format!("update claim {name} for its retention policy"), source: Box::new(e) }),
             }
         }
         Ok(())
@@ -139,7 +139,7 @@ impl Executor<'_> {
             let patch = json!({"metadata": {"labels": pod.metadata.labels, "uid": pod.uid()}});
             result = match self.pods().patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
                 Ok(_) => Ok(()),
-                Err(e) => Err(StepError::Api { action: format!("update pod {name}"), source: e }),
+                Err(e) => Err(StepError::Api { action: format!("update pod {name}"), source: Box::new(e) }),
             };
         }
         let err = result.as_ref().err().map(|e| match e {
@@ -161,7 +161,7 @@ impl Executor<'_> {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => {
                 self.pod_event("delete", &name, Some(&message_of(&e))).await;
-                Err(StepError::Api { action: format!("delete pod {name}"), source: e })
+                Err(StepError::Api { action: format!("delete pod {name}"), source: Box::new(e) })
             }
         }
     }

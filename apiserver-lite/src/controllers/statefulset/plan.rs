@@ -99,7 +99,7 @@ pub fn available(p: &Pod, min_ready: i32, now: Timestamp) -> bool {
 }
 
 fn unavailable(p: &Pod, min_ready: i32, now: Timestamp) -> bool {
-    !(running_and_ready(p) && !is_terminating(p)) || !available(p, min_ready, now)
+    !running_and_ready(p) || is_terminating(p) || !available(p, min_ready, now)
 }
 
 fn monotonic(set: &StatefulSet) -> bool {
