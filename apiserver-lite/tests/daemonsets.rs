@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apiserver_lite::controllers::{in_process_client, CONTROLLER_MANAGER_USER, SCHEDULER_USER};
-use common::{wait_for, Kubectl, ServerProcess, TestServer};
+use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -81,22 +80,6 @@ fn daemonset(name: &str, image: &str, pod_spec: Value, strategy: Value) -> Daemo
 
 async fn create(client: &Client, ds: DaemonSet) {
     Api::<DaemonSet>::namespaced(client.clone(), NS).create(&PostParams::default(), &ds).await.unwrap();
-}
-
-/// Poll `f` until it gives Ok, failing after `secs` with the last thing it saw.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 fn node_of(p: &Pod) -> Option<String> {

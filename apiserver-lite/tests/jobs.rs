@@ -5,13 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apiserver_lite::controllers::cronjob::clock::FakeClock;
 use apiserver_lite::controllers::{cronjob, garbage_collector, job, ttl_after_finished};
-use common::{wait_for, Kubectl, ServerProcess, TestServer};
+use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -42,22 +41,6 @@ async fn cluster_with_backoff(clock: Arc<FakeClock>, pod_backoff: Duration) -> (
 
 async fn jobs_cluster() -> (TestServer, Client) {
     cluster(Arc::new(FakeClock::new(Timestamp::now()))).await
-}
-
-/// Poll `f` until it gives Ok, failing after `secs` with the last thing it saw.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 fn job_object(name: &str, spec: Value) -> Job {

@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Kubectl, ServerProcess, TestServer};
+use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -25,22 +24,6 @@ async fn cluster() -> (TestServer, Client) {
     tokio::spawn(apiserver_lite::controllers::deployment::run(cm));
     let client = apiserver_lite::controllers::in_process_client(s.app.clone(), "test-kubelet");
     (s, client)
-}
-
-/// Poll `f` until it gives Some, failing after `secs` with the last thing it saw.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 fn deployment(name: &str, replicas: i32, image: &str, strategy: Value) -> Deployment {

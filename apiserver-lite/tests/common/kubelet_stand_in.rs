@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct KubeletStandIn {
     stop: Arc<AtomicBool>,
@@ -42,19 +42,6 @@ impl Drop for KubeletStandIn {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-    }
-}
-
-/// Poll `f` (a blocking check, e.g. running kubectl) until it is Ok, failing after `secs`
-/// with the last thing it saw.
-pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }

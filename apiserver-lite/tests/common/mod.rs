@@ -4,9 +4,12 @@
 
 pub mod etcd;
 mod kubelet_stand_in;
+mod wait;
 
 #[allow(unused_imports)]
-pub use kubelet_stand_in::{wait_for, KubeletStandIn};
+pub use kubelet_stand_in::KubeletStandIn;
+#[allow(unused_imports)]
+pub use wait::{eventually, wait_for};
 
 use std::sync::Arc;
 use std::time::Duration;
