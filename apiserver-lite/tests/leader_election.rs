@@ -14,28 +14,12 @@ use std::time::{Duration, Instant};
 use apiserver_lite::auth::authn::UserInfo;
 use apiserver_lite::leader_election::{self, Attempt, LeaderElectionConfig, LeaderElector};
 use common::etcd::EtcdProcess;
-use common::{wait_for, Kubectl, ServerProcess, TestServer};
+use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-/// Poll `f` until it gives Ok, failing after `secs` with the last thing it saw.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 
 /// A client of the in-process router whose connection the test can cut (every request then
 /// fails, as when the API server is unreachable).
