@@ -18,8 +18,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::placement::HASH_LABEL;
-
-const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+use crate::controllers::deployment::hash;
 
 /// Upstream's ComputeHash: FNV-32a over the template (here its canonical JSON) and, after a
 /// name collision, the collision count, printed in decimal and mapped onto the alphabet of
@@ -31,12 +30,7 @@ pub fn compute_hash(template: &PodTemplateSpec, collision_count: Option<i32>) ->
         count[..4].copy_from_slice(&(c as u32).to_le_bytes());
         bytes.extend_from_slice(&count);
     }
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h.to_string().bytes().map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char).collect()
+    hash::safe_encode(&hash::fnv32a(&bytes).to_string())
 }
 
 /// Every object's keys in sorted order (Go's encoding of a map).

@@ -7,7 +7,7 @@
 //! Each reconcile reads the Deployment and its ReplicaSets fresh from the API and follows
 //! upstream's syncDeployment step by step; every step is idempotent.
 
-mod hash;
+pub(crate) mod hash;
 mod recreate;
 pub mod replicasets;
 mod rolling;

@@ -18,9 +18,9 @@ use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
 use super::identity::controller_ref;
+use crate::controllers::deployment::hash;
 
 pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
-const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// Names are at most 253 characters; the hash takes up to 10 and a dash.
 const MAX_PREFIX: usize = 223;
 
@@ -40,11 +40,6 @@ pub fn fnv1_32(bytes: &[u8]) -> u32 {
         h ^= u32::from(*b);
     }
     h
-}
-
-/// Map each character into the no-vowel alphabet of generated names.
-pub fn safe_encode(s: &str) -> String {
-    s.bytes().map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char).collect()
 }
 
 /// Objects with their keys sorted at every level, so the bytes hashed do not depend on the
@@ -74,7 +69,7 @@ pub fn patch_of(set: &StatefulSet) -> Value {
 pub fn hash(data: &Value, collision_count: i32) -> String {
     let mut bytes = serde_json::to_vec(&canonical(data)).expect("JSON serializes");
     bytes.extend_from_slice(collision_count.to_string().as_bytes());
-    safe_encode(&fnv1_32(&bytes).to_string())
+    hash::safe_encode(&fnv1_32(&bytes).to_string())
 }
 
 pub fn name(parent: &str, hash: &str) -> String {
