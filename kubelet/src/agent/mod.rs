@@ -8,14 +8,18 @@
 //!   it (sandbox, init containers, sidecars, app containers, restarts with CrashLoopBackOff,
 //!   graceful termination), the pod's status; `cri_config` turns a pod into CRI configs.
 //! - `volumes/` — emptyDir, hostPath, configMap, secret, downwardAPI, projected, PVCs: set up
-//!   under the pod's directory before its containers start; `env` resolves environments.
+//!   under the pod's directory before its containers start; `env` resolves environments and
+//!   `expand` their `$(VAR)` references.
 //! - `probes/` — startup, liveness and readiness probes; `lifecycle` runs postStart/preStop.
 //! - `node/` — the Node object: machine facts, registration, conditions, the Lease.
+//! - `logs/` — container log files: reading them for `kubectl logs`, rotation by size.
 //! - `server/` — the kubelet's HTTPS API (logs, exec, attach, port-forward, healthz, metrics,
 //!   stats) the API server proxies to.
 
 pub mod env;
+pub mod expand;
 pub mod lifecycle;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
