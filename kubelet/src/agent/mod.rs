@@ -16,6 +16,7 @@
 //! - `server/` — the kubelet's HTTPS API (logs, exec, attach, port-forward, healthz, metrics,
 //!   stats) the API server proxies to.
 
+pub mod config;
 pub mod env;
 pub mod expand;
 pub mod lifecycle;
@@ -25,4 +26,5 @@ pub mod pods;
 pub mod probes;
 pub mod runtime;
 pub mod server;
+pub mod sources;
 pub mod volumes;
