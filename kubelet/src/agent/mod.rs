@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod env;
+pub mod events;
 pub mod expand;
 pub mod lifecycle;
 pub mod logs;
@@ -27,4 +28,5 @@ pub mod probes;
 pub mod runtime;
 pub mod server;
 pub mod sources;
+pub mod status_writer;
 pub mod volumes;
