@@ -121,6 +121,14 @@ enum Command {
         /// Where to write the kubeconfig.
         #[arg(long)]
         out: PathBuf,
+        /// Also issue the kubelet API's serving certificate (for the node's name and
+        /// --node-address) into this folder: kubelet.crt, kubelet.key and the cluster's ca.crt,
+        /// for kubelet-rs's --tls-cert-file, --tls-private-key-file and --client-ca-file.
+        #[arg(long, value_name = "DIR")]
+        serving_cert_dir: Option<PathBuf>,
+        /// The node's addresses (IPs or DNS names) for the serving certificate; may be repeated.
+        #[arg(long = "node-address", value_name = "ADDRESS")]
+        node_addresses: Vec<String>,
     },
     /// Run the controllers (kube-controller-manager's loops) against the API server in
     /// --kubeconfig, under leader election on kube-system/kube-controller-manager.
@@ -154,10 +162,19 @@ fn main() {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
     match &args.command {
-        Some(Command::NodeKubeconfig { node, server, out }) => match apiserver_lite::server::write_node_kubeconfig(&args.data_dir, node, server, out) {
-            Ok(()) => return,
-            Err(e) => fail(&e.to_string()),
-        },
+        Some(Command::NodeKubeconfig { node, server, out, serving_cert_dir, node_addresses }) => {
+            if let Err(e) = apiserver_lite::server::write_node_kubeconfig(&args.data_dir, node, server, out) {
+                fail(&e.to_string());
+            }
+            if let Some(dir) = serving_cert_dir {
+                let mut hosts = vec![node.clone()];
+                hosts.extend(node_addresses.iter().cloned());
+                if let Err(e) = apiserver_lite::server::write_kubelet_serving_cert(&args.data_dir, node, &hosts, dir) {
+                    fail(&e.to_string());
+                }
+            }
+            return;
+        }
         Some(Command::ControllerManager { kubeconfig, leader_elect, election, node_monitor }) => {
             return run_component(Component::ControllerManager, kubeconfig, options(*leader_elect, election, Some(node_monitor)));
         }

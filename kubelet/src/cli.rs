@@ -4,10 +4,99 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "kubelet-rs", version, about = "A Kubernetes node in Rust")]
+#[command(name = "kubelet-rs", version, about = "A Kubernetes node in Rust", args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Without a subcommand: the node agent (with `--apiserver`, a whole cluster).
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// The node agent's flags (named as the kubelet's where it has them).
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Run a whole single-node cluster in this process: API server, scheduler, controllers,
+    /// CRI service and the agent. The admin kubeconfig is written to <data-dir>/admin.kubeconfig.
+    #[arg(long)]
+    pub apiserver: bool,
+    /// Persistent state: images, containers, pods' volumes, certificates (and with
+    /// --apiserver the cluster's store).
+    #[arg(long, default_value = "/var/lib/kubelet-rs")]
+    pub data_dir: PathBuf,
+    /// Runtime state a reboot clears (the CRI socket, namespaces).
+    #[arg(long, default_value = "/run/kubelet-rs")]
+    pub state_dir: PathBuf,
+    /// The API server to join (a kubeconfig with this node's credentials); not with --apiserver.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's name [default: the host name].
+    #[arg(long = "hostname-override", value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The node's address [default: the first non-loopback IPv4 address, else 127.0.0.1].
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Labels to register the node with: key=value[,key=value...].
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    /// A CRI runtime's socket (e.g. /run/containerd/containerd.sock) instead of the built-in
+    /// CRI service.
+    #[arg(long, value_name = "PATH")]
+    pub container_runtime_endpoint: Option<String>,
+    /// A folder of static pod manifests.
+    #[arg(long, value_name = "DIR")]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// The kubelet API's address.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub address: std::net::IpAddr,
+    /// The kubelet API's port.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// The kubelet API's serving certificate [default with --apiserver: issued by the cluster CA].
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// The CA whose client certificates the kubelet API accepts (the cluster CA).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// The node's pod CIDR; a bridge network over it is configured for the built-in CRI service
+    /// [default with --apiserver: 10.244.0.0/24].
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// The cgroup pods go under (<root>/kubepods/...).
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: String,
+    /// The cluster DNS service's IPs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolv.conf pods with dnsPolicy Default get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Where container logs go.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// With --apiserver: the API server's address.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    pub apiserver_listen: std::net::SocketAddr,
+    /// With --apiserver: the range of services' cluster IPs.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// The built-in CRI service's OCI runtime [default: runtime-rs next to this binary, else on PATH].
+    #[arg(long)]
+    pub oci_runtime: Option<PathBuf>,
+    /// The built-in CRI service's network configurations [default: generated under
+    /// <data-dir>/cni with --apiserver or --pod-cidr, else /etc/cni/net.d].
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where CNI plugins are [default: next to this binary, /opt/cni/bin, /usr/lib/cni].
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// A registry (`host:port`) to pull from over plain HTTP; may be repeated.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,4 +8,4 @@ pub use app::{GIT_VERSION, KUBERNETES_MINOR, app};
 pub use bootstrap::{SYSTEM_NAMESPACES, bootstrap, kubernetes_service_ip};
 mod run;
 
-pub use run::{Config, ServerError, StorageBackend, parse_cidr, run, write_node_kubeconfig};
+pub use run::{Config, ServerError, StorageBackend, parse_cidr, run, write_kubelet_serving_cert, write_node_kubeconfig};

@@ -82,6 +82,31 @@ pub fn write_node_kubeconfig(data_dir: &std::path::Path, node: &str, server: &st
         .map_err(|e| ServerError::Pki(e.to_string()))
 }
 
+/// The files of a kubelet's HTTPS API: a serving certificate for `node` answering to `hosts`,
+/// issued by the cluster CA under `data_dir`, its key, and the CA (whose client certificates,
+/// the API server's among them, the kubelet accepts), written to `out_dir` as `kubelet.crt`,
+/// `kubelet.key` (mode 600) and `ca.crt`; returns their paths in that order.
+pub fn write_kubelet_serving_cert(data_dir: &std::path::Path, node: &str, hosts: &[String], out_dir: &std::path::Path) -> Result<[PathBuf; 3], ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !data_dir.join("pki").join("ca.crt").exists() {
+        return Err(ServerError::Pki(format!("{} has no cluster CA yet (pki/ca.crt): start apiserver-lite with this --data-dir once first", data_dir.display())));
+    }
+    let pki = auth::Pki::load_or_create(data_dir, &[]).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let (cert, key) = pki.issue_serving_cert(node, hosts).map_err(|e| ServerError::Pki(e.to_string()))?;
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| ServerError::DataDir { path, source }
+    };
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let paths = [out_dir.join("kubelet.crt"), out_dir.join("kubelet.key"), out_dir.join("ca.crt")];
+    std::fs::write(&paths[0], cert).map_err(io(&paths[0]))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&paths[1]).map_err(io(&paths[1]))?;
+    f.write_all(key.as_bytes()).map_err(io(&paths[1]))?;
+    std::fs::write(&paths[2], pki.ca_cert_pem()).map_err(io(&paths[2]))?;
+    Ok(paths)
+}
+
 /// Serve until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
