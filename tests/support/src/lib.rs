@@ -16,8 +16,10 @@ pub mod containerd;
 pub mod bins;
 pub mod cutting_proxy;
 pub mod http;
+pub mod kubectl;
 pub mod netns;
 pub mod registry;
+pub mod relay;
 pub mod test_images;
 pub mod token_issuer;
 
