@@ -12,15 +12,18 @@ mod progress;
 use clap::Parser;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(if std::env::var_os("KUBELET_RS_DEBUG").is_some() {
-            tracing::Level::DEBUG
-        } else {
-            tracing::Level::ERROR
-        })
-        .init();
     let args = cli::Cli::parse();
+    // The agent is a daemon and logs what it does; the other commands only their errors.
+    let default_level = if args.command.is_none() { tracing::Level::INFO } else { tracing::Level::ERROR };
+    let level = match std::env::var("KUBELET_RS_LOG").ok().as_deref() {
+        Some("debug") => tracing::Level::DEBUG,
+        Some("info") => tracing::Level::INFO,
+        Some("warn") => tracing::Level::WARN,
+        Some("error") => tracing::Level::ERROR,
+        _ if std::env::var_os("KUBELET_RS_DEBUG").is_some() => tracing::Level::DEBUG,
+        _ => default_level,
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
     // The monitor forks first thing, so it must run before any runtime starts threads.
     if let Some(cli::Command::Monitor(m)) = &args.command {
         std::process::exit(kubelet_rs::cri::monitor::process::run(&m.monitor_args(), m.sync_fd));

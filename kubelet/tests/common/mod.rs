@@ -19,6 +19,8 @@ use cri_api::{ImageServiceClient, RuntimeServiceClient};
 use test_support::netns::TestNetns;
 use test_support::{CgroupParent, require_root};
 
+pub mod cluster;
+
 pub const BUSYBOX: &str = "docker.io/library/busybox:latest";
 
 pub fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {

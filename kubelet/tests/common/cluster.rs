@@ -1,0 +1,239 @@
+//! A whole `kubelet-rs --apiserver` cluster for end-to-end tests with the real kubectl: the
+//! process runs in a "node" network namespace of the test's own (its bridge, pods and
+//! firewall rules never touch the host's network), a loopback registry seeded with the
+//! busybox test image appears on the node's loopback at the same address through a relay,
+//! and the API server is reached from the host's kubectl through another relay. Pods'
+//! cgroups go under a `krs-test-*` cgroup. Dropping the cluster stops the process, removes
+//! every pod through a CRI service on the same directories, and unmounts what is left.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cri_api::RuntimeServiceClient;
+use cri_api::runtime::v1 as cri;
+use test_support::kubectl::Kubectl;
+use test_support::netns::TestNetns;
+use test_support::registry::{Auth, Registry};
+use test_support::relay::Relay;
+use test_support::{CgroupParent, require_root};
+
+/// The node's name.
+pub const NODE: &str = "krs-node";
+/// Where the API server listens inside the node namespace.
+const API_ADDR: &str = "127.0.0.1:6443";
+
+pub struct Cluster {
+    pub registry: Registry,
+    /// `127.0.0.1:PORT/library/busybox:1.36` (the same address on the host and on the node).
+    pub busybox: String,
+    pub kubectl: Kubectl,
+    pub node: TestNetns,
+    pub dir: tempfile::TempDir,
+    pub cgroup: CgroupParent,
+    child: Option<Child>,
+    relays: Vec<Relay>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        require_root();
+        for bin in ["krs-bridge", "krs-host-local", "krs-portmap"] {
+            test_support::bins::workspace_bin("cni", bin);
+        }
+        test_support::bins::workspace_bin("runtime-rs", "runtime-rs");
+        let registry = Registry::start(Auth::None);
+        registry.push("busybox", "library/busybox:1.36");
+        let busybox = registry.reference("library/busybox:1.36");
+        let node = TestNetns::new();
+        let registry_addr: SocketAddr = registry.host.parse().unwrap();
+        let relays = vec![Relay::start(Some(&node.path()), registry_addr.port(), None, registry_addr)];
+        let dir = tempfile::Builder::new().prefix("krs-test-cluster.").tempdir().unwrap();
+        let cgroup = CgroupParent::new();
+        cgroup.enable_controllers();
+        let kubeconfig = dir.path().join("kubectl.kubeconfig");
+        let mut cluster = Cluster { registry, busybox, kubectl: Kubectl::new(&kubeconfig), node, dir, cgroup, child: None, relays };
+        cluster.spawn();
+        let api = Relay::start(None, 0, Some(&cluster.node.path()), API_ADDR.parse().unwrap());
+        let admin = std::fs::read_to_string(cluster.data_dir().join("admin.kubeconfig")).unwrap();
+        std::fs::write(&kubeconfig, admin.replace(&format!("https://{API_ADDR}"), &format!("https://{}", api.addr))).unwrap();
+        cluster.relays.push(api);
+        cluster.wait_ready();
+        cluster
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kubelet-rs.log")).unwrap_or_default()
+    }
+
+    /// Start `kubelet-rs --apiserver` and wait for its admin kubeconfig.
+    pub fn spawn(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("kubelet-rs.log")).unwrap();
+        let admin = self.data_dir().join("admin.kubeconfig");
+        let _ = std::fs::remove_file(&admin);
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.node.path().display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .arg("--apiserver")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--pod-log-dir")
+            .arg(d.join("logs"))
+            .args(["--apiserver-listen", API_ADDR, "--hostname-override", NODE, "--node-ip", "127.0.0.1"])
+            .arg("--cgroup-root")
+            .arg(format!("/{}", self.cgroup.name))
+            .arg("--insecure-registry")
+            .arg(&self.registry.host)
+            .env("KUBELET_RS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while !admin.exists() {
+            assert!(start.elapsed() < Duration::from_secs(60), "kubelet-rs --apiserver did not start:\n{}", self.log());
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kubelet-rs --apiserver exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait for the node to be Ready.
+    pub fn wait_ready(&self) {
+        self.wait_for("the node to be Ready", Duration::from_secs(90), || {
+            let o = self.kubectl.run(&["get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            o.ok && o.stdout.trim() == "True"
+        });
+    }
+
+    /// Poll `check` every 250 ms until it holds; panic naming `what` with the log tail after `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            if start.elapsed() > limit {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                panic!("timed out after {limit:?} waiting for {what}; kubelet-rs log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// A jsonpath of a pod (empty when the pod is not there).
+    pub fn pod_field(&self, pod: &str, jsonpath: &str) -> String {
+        let o = self.kubectl.run(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+        if o.ok { o.stdout.trim().to_string() } else { String::new() }
+    }
+
+    /// Wait until the pod's phase is `phase`.
+    pub fn wait_phase(&self, pod: &str, phase: &str, limit: Duration) {
+        self.wait_for(&format!("pod {pod} to be {phase}"), limit, || self.pod_field(pod, "{.status.phase}") == phase);
+    }
+
+    /// SIGKILL the process (pods and their monitors keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (up to 20 s, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Remove every pod sandbox left, through a `kubelet-rs cri` on the cluster's directories.
+    fn remove_pods(&self) {
+        let d = self.dir.path();
+        let socket = d.join("cleanup-cri.sock");
+        let plugins = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
+        let Ok(mut cri) = Command::new("nsenter")
+            .arg(format!("--net={}", self.node.path().display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
+            .arg("cri")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--root")
+            .arg(self.data_dir())
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--oci-runtime")
+            .arg(test_support::bins::workspace_bin("runtime-rs", "runtime-rs"))
+            .arg("--cni-conf-dir")
+            .arg(self.data_dir().join("cni/net.d"))
+            .arg("--cni-bin-dir")
+            .arg(plugins)
+            .arg("--cni-cache-dir")
+            .arg(self.data_dir().join("cni/cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let cleanup = move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(ch) = cri_api::connect(&socket).await {
+                    let mut c = RuntimeServiceClient::new(ch);
+                    if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
+                        for s in list.into_inner().items {
+                            let _ = c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
+                            let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
+                        }
+                    }
+                }
+            });
+        };
+        let _ = std::thread::spawn(cleanup).join();
+        unsafe { libc::kill(cri.id() as i32, libc::SIGTERM) };
+        let _ = cri.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        self.remove_pods();
+        for m in test_support::mounts_under(self.dir.path()).iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Write `contents` to a file in `dir` and return its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
