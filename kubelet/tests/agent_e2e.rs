@@ -23,3 +23,13 @@ fn a_pod_from_the_registry_runs_and_kubectl_sees_it() {
     assert_eq!(out.trim(), "hello");
     cluster.kubectl.ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
 }
+
+#[test]
+#[ignore = "scratch"]
+fn scratch_start() {
+    let cluster = Cluster::start();
+    println!("{}", cluster.kubectl.ok(&["get", "ns"]));
+    println!("{}", cluster.kubectl.ok(&["version"]));
+    std::thread::sleep(Duration::from_secs(3));
+    println!("{}", cluster.log());
+}

@@ -3,6 +3,7 @@
 //! agent applies to the pod manager.
 
 pub mod api;
+pub mod mirror;
 pub mod static_pods;
 
 use std::collections::HashSet;
