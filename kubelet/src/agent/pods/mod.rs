@@ -13,3 +13,4 @@ pub mod cri_config;
 pub mod plan;
 pub mod qos;
 pub mod runtime_state;
+pub mod status;
