@@ -14,3 +14,7 @@ pub mod plan;
 pub mod qos;
 pub mod runtime_state;
 pub mod status;
+pub mod deps;
+pub mod images;
+pub mod sync;
+pub mod termination;
