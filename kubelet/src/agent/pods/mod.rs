@@ -18,3 +18,5 @@ pub mod deps;
 pub mod images;
 pub mod sync;
 pub mod termination;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -389,3 +389,183 @@ struct Start<'a> {
     cgroup_parent: &'a str,
     pod_ip: Option<&'a str>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{pod, Harness};
+    use super::*;
+
+    fn web(uid: &str) -> Pod {
+        pod(uid, serde_json::json!({"containers": [{"name": "app", "image": "busybox:1", "command": ["sleep", "1000"]}]}))
+    }
+
+    fn waiting_reason(s: &PodStatus, i: usize) -> Option<String> {
+        s.container_statuses.as_ref().unwrap()[i].state.as_ref().unwrap().waiting.as_ref().and_then(|w| w.reason.clone())
+    }
+
+    #[tokio::test]
+    async fn a_pod_starts_sandbox_then_containers() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = pod("u1", serde_json::json!({
+            "initContainers": [{"name": "init", "image": "busybox:1"}],
+            "containers": [{"name": "a", "image": "busybox:1"}, {"name": "b", "image": "busybox:1"}]}));
+        let mut mem = PodMemory::default();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(h.runtime.calls(), vec!["RunPodSandbox pod-u1", "PullImage busybox:1", "CreateContainer init", "StartContainer init"]);
+        assert_eq!(out.status.phase.as_deref(), Some("Pending"));
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("PodInitializing"));
+        // The init container finishes: the app containers start.
+        let init = h.runtime.running("init").unwrap();
+        h.runtime.exit_container(&init.id, 0, "");
+        h.runtime.clear_calls();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(h.runtime.calls(), vec!["CreateContainer a", "StartContainer a", "CreateContainer b", "StartContainer b"]);
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert_eq!(out.status.pod_ip.as_deref().map(|ip| ip.starts_with("10.88.0.")), Some(true));
+        assert!(h.events.reasons().contains(&"Pulled".to_string()));
+        assert_eq!(h.events.messages("Started"), vec!["Started container init", "Started container a", "Started container b"]);
+        assert_eq!(h.metrics.0.lock().unwrap().len(), 1, "start latency reported once");
+        // Nothing to do afterwards.
+        h.runtime.clear_calls();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        assert!(h.runtime.calls().is_empty(), "{:?}", h.runtime.calls());
+        assert_eq!(h.metrics.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_crashing_container_restarts_with_growing_backoff() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = web("u1");
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        let crash = || h.runtime.exit_container(&h.runtime.running("app").unwrap().id, 1, "");
+
+        crash();
+        // The first restart is immediate.
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(h.runtime.containers_named("app").len(), 2);
+        crash();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("CrashLoopBackOff"));
+        let w = out.status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(w.message.as_deref(), Some("back-off 10s restarting failed container=app pod=pod-u1_ns(u1)"));
+        assert!(out.retry_after.unwrap() <= Duration::from_secs(10));
+        assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 1);
+        assert!(h.events.messages("BackOff").contains(&"Back-off restarting failed container app in pod pod-u1_ns(u1)".to_string()));
+        // After 10 s it restarts, and the next back-off is 20 s.
+        h.clock.advance(Duration::from_secs(11));
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert!(out.status.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().running.is_some());
+        assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 2);
+        // (The fake runtime's exit times are wall-clock; the test clock is 11 s ahead.)
+        crash();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        let w = out.status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(w.message.as_deref(), Some("back-off 20s restarting failed container=app pod=pod-u1_ns(u1)"));
+        // Dead containers are removed but the newest exited one.
+        let exited = h.runtime.containers_named("app").iter().filter(|c| c.state == cri::ContainerState::ContainerExited).count();
+        assert_eq!(exited, 1);
+    }
+
+    #[tokio::test]
+    async fn a_changed_spec_restarts_the_container() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let mut pod = web("u1");
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        let first = h.runtime.running("app").unwrap();
+        pod.spec.as_mut().unwrap().containers[0].image = Some("busybox:2".into());
+        h.runtime.clear_calls();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(h.runtime.calls()[0], "StopContainer app 30");
+        assert!(h.runtime.calls().contains(&"StartContainer app".to_string()));
+        let second = h.runtime.running("app").unwrap();
+        assert_ne!(first.id, second.id);
+        assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 1);
+        assert!(h.events.messages("Killing").contains(&"Container app definition changed, will be restarted".to_string()));
+    }
+
+    #[tokio::test]
+    async fn pull_failures_back_off() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        h.runtime.fail_pull("busybox:1", Some("not found"));
+        let pod = web("u1");
+        let mut mem = PodMemory::default();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("ErrImagePull"));
+        assert_eq!(out.retry_after, Some(Duration::from_secs(2)));
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("ImagePullBackOff"));
+        h.runtime.fail_pull("busybox:1", None);
+        h.clock.advance(Duration::from_secs(11));
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+    }
+
+    #[tokio::test]
+    async fn never_pull_policy_and_config_errors_wait_with_reasons() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let mut pod = web("u1");
+        pod.spec.as_mut().unwrap().containers[0].image_pull_policy = Some("Never".into());
+        let mut mem = PodMemory::default();
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("ErrImageNeverPull"));
+        h.runtime.add_image("busybox:1");
+        *h.deps.env_error.lock().unwrap() = Some("configmap \"cfg\" not found".into());
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("CreateContainerConfigError"));
+        *h.deps.env_error.lock().unwrap() = None;
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert!(h.events.messages("Pulled").contains(&"Container image \"busybox:1\" already present on machine".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_start_hook_kills_the_container() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = pod("u1", serde_json::json!({"containers": [{"name": "app", "image": "busybox:1",
+            "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}]}));
+        *h.deps.post_start_error.lock().unwrap() = Some("exec false: exit code 1".into());
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        assert!(h.runtime.running("app").is_none());
+        assert_eq!(h.events.messages("FailedPostStartHook"), vec!["exec false: exit code 1"]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_sandbox_is_recreated() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = web("u1");
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        let sb = h.runtime.sandboxes()[0].id.clone();
+        h.runtime.kill_sandbox(&sb);
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        let sandboxes = h.runtime.sandboxes();
+        assert_eq!(sandboxes.iter().filter(|s| s.ready).count(), 1);
+        assert_eq!(sandboxes.last().unwrap().config.metadata.as_ref().unwrap().attempt, 1);
+        let app = h.runtime.running("app").unwrap();
+        assert_eq!(app.sandbox_id, sandboxes.last().unwrap().id);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_kubelet_adopts_running_containers() {
+        let h = Harness::new();
+        let pod = web("u1");
+        h.syncer().sync(&pod, &mut PodMemory::default()).await.unwrap();
+        h.runtime.clear_calls();
+        // A new syncer with no memory: the runtime state says it all.
+        let out = h.syncer().sync(&pod, &mut PodMemory::default()).await.unwrap();
+        assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create") && !c.starts_with("Run") && !c.starts_with("Stop")), "{:?}", h.runtime.calls());
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+    }
+}
