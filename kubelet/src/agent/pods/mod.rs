@@ -16,6 +16,7 @@ pub mod runtime_state;
 pub mod status;
 pub mod deps;
 pub mod images;
+pub mod manager;
 pub mod sync;
 pub mod termination;
 #[cfg(test)]
