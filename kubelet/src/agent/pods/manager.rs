@@ -23,7 +23,7 @@ use super::termination::{grace_period, remove_all};
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodEvent {
     /// The pod's status changed.
-    Status { uid: String, namespace: String, name: String, status: PodStatus },
+    Status { uid: String, namespace: String, name: String, status: Box<PodStatus> },
     /// The pod was deleted (or removed) and nothing of it is left in the runtime: the API
     /// deletion can be finished.
     Terminated { uid: String, namespace: String, name: String },
@@ -103,10 +103,10 @@ impl PodManager {
             return;
         }
         let mut workers = self.shared.workers.lock().unwrap();
-        if let Some(tx) = workers.get(&uid) {
-            if tx.send(Msg::Update(Box::new(pod.clone()))).is_ok() {
-                return;
-            }
+        if let Some(tx) = workers.get(&uid)
+            && tx.send(Msg::Update(Box::new(pod.clone()))).is_ok()
+        {
+            return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         workers.insert(uid.clone(), tx);
@@ -254,7 +254,7 @@ async fn worker(shared: Arc<Shared>, uid: String, mut pod: Pod, mut rx: mpsc::Un
         if published.as_ref() != Some(status) {
             *published = Some(status.clone());
             shared.statuses.lock().unwrap().insert(uid.clone(), status.clone());
-            let _ = shared.events.send(PodEvent::Status { uid: uid.clone(), namespace: namespace.clone(), name: name.clone(), status: status.clone() });
+            let _ = shared.events.send(PodEvent::Status { uid: uid.clone(), namespace: namespace.clone(), name: name.clone(), status: Box::new(status.clone()) });
         }
     };
     loop {

@@ -63,6 +63,27 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
+    /// A container this sync just started (before the runtime is read again).
+    pub fn just_started(id: &str, sandbox_id: &str, name: &str, restart_count: u32) -> Self {
+        ContainerInfo {
+            id: id.to_string(),
+            sandbox_id: sandbox_id.to_string(),
+            name: name.to_string(),
+            state: ContainerState::Running,
+            hash: String::new(),
+            restart_count,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            image: String::new(),
+            image_ref: String::new(),
+            annotations: HashMap::new(),
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
@@ -102,8 +123,8 @@ impl RuntimePod {
     }
 
     pub fn sort(&mut self) {
-        self.sandboxes.sort_by(|a, b| (b.attempt, b.created_at).cmp(&(a.attempt, a.created_at)));
-        self.containers.sort_by(|a, b| (b.restart_count, b.created_at).cmp(&(a.restart_count, a.created_at)));
+        self.sandboxes.sort_by_key(|s| std::cmp::Reverse((s.attempt, s.created_at)));
+        self.containers.sort_by_key(|c| std::cmp::Reverse((c.restart_count, c.created_at)));
     }
 }
 

@@ -181,11 +181,11 @@ impl Syncer {
             self.events.event(pod, Some(name), EventType::Warning, "BackOff", &message);
         }
 
-        if !actions.is_noop() {
-            if let Err(failed) = self.act(pod, &rt, &actions, memory).await {
-                tracing::warn!(pod = %pod_name, "sync: {failed}");
-                retry_after = Some(retry_after.map_or(RETRY, |r| r.min(RETRY)));
-            }
+        if !actions.is_noop()
+            && let Err(failed) = self.act(pod, &rt, &actions, memory).await
+        {
+            tracing::warn!(pod = %pod_name, "sync: {failed}");
+            retry_after = Some(retry_after.map_or(RETRY, |r| r.min(RETRY)));
         }
         if memory.errors.values().any(|w| w.reason != "CrashLoopBackOff") {
             retry_after = Some(retry_after.map_or(RETRY, |r| r.min(RETRY)));
@@ -339,32 +339,16 @@ impl Syncer {
         })?;
         self.events.event(pod, Some(name), EventType::Normal, "Started", &format!("Started container {name}"));
 
-        if c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some()) {
-            if let Err(message) = self.deps.post_start(pod, c, &id).await {
-                warn("FailedPostStartHook", &message);
-                let info = ContainerInfo {
-                    id: id.clone(),
-                    sandbox_id: s.sandbox_id.to_string(),
-                    name: name.to_string(),
-                    state: ContainerState::Running,
-                    hash: String::new(),
-                    restart_count,
-                    created_at: 0,
-                    started_at: 0,
-                    finished_at: 0,
-                    exit_code: 0,
-                    reason: String::new(),
-                    message: String::new(),
-                    image: String::new(),
-                    image_ref: String::new(),
-                    annotations: HashMap::new(),
-                };
-                let kill = format!("FailedPostStartHook: {message}");
-                if let Err(e) = self.terminator().stop_container(Some(pod), &info, grace_period(pod), Some(kill)).await {
-                    tracing::warn!("stopping container {name} after its postStart hook failed: {e}");
-                }
-                return Err(Waiting::new("PostStartHookError", message));
+        if c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some())
+            && let Err(message) = self.deps.post_start(pod, c, &id).await
+        {
+            warn("FailedPostStartHook", &message);
+            let info = ContainerInfo::just_started(&id, s.sandbox_id, name, restart_count);
+            let kill = format!("FailedPostStartHook: {message}");
+            if let Err(e) = self.terminator().stop_container(Some(pod), &info, grace_period(pod), Some(kill)).await {
+                tracing::warn!("stopping container {name} after its postStart hook failed: {e}");
             }
+            return Err(Waiting::new("PostStartHookError", message));
         }
         Ok(())
     }
