@@ -1,1 +1,2 @@
 //! (being written: issue 9)
+pub mod objects;
