@@ -46,9 +46,17 @@ pub enum EnvError {
     #[error("secret {0:?} not found")]
     SecretNotFound(String),
     #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
-    ConfigMapKey { key: String, namespace: String, name: String },
+    ConfigMapKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
     #[error("couldn't find key {key} in Secret {namespace}/{name}")]
-    SecretKey { key: String, namespace: String, name: String },
+    SecretKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
     #[error("env {name}: {source}")]
     Field { name: String, source: FieldError },
     #[error(transparent)]
@@ -56,8 +64,17 @@ pub enum EnvError {
 }
 
 /// The environment of `container` in `pod`.
-pub async fn resolve(pod: &Pod, container: &Container, ctx: &EnvContext, objects: &dyn Objects) -> Result<ResolvedEnv, EnvError> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub async fn resolve(
+    pod: &Pod,
+    container: &Container,
+    ctx: &EnvContext,
+    objects: &dyn Objects,
+) -> Result<ResolvedEnv, EnvError> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let service_env = service_env(pod, &namespace, objects).await?;
     let mut env = Env::default();
     let mut warnings = Vec::new();
@@ -106,7 +123,8 @@ pub async fn resolve(pod: &Pod, container: &Container, ctx: &EnvContext, objects
         let value = if let Some(from) = &var.value_from {
             if let Some(r) = &from.config_map_key_ref {
                 let optional = r.optional == Some(true);
-                let Some(cm) = config_map(&mut config_maps, objects, &namespace, &r.name).await? else {
+                let Some(cm) = config_map(&mut config_maps, objects, &namespace, &r.name).await?
+                else {
                     if optional {
                         continue;
                     }
@@ -115,7 +133,13 @@ pub async fn resolve(pod: &Pod, container: &Container, ctx: &EnvContext, objects
                 match cm.data.as_ref().and_then(|d| d.get(&r.key)) {
                     Some(v) => v.clone(),
                     None if optional => continue,
-                    None => return Err(EnvError::ConfigMapKey { key: r.key.clone(), namespace: namespace.clone(), name: r.name.clone() }),
+                    None => {
+                        return Err(EnvError::ConfigMapKey {
+                            key: r.key.clone(),
+                            namespace: namespace.clone(),
+                            name: r.name.clone(),
+                        });
+                    }
                 }
             } else if let Some(r) = &from.secret_key_ref {
                 let optional = r.optional == Some(true);
@@ -128,19 +152,40 @@ pub async fn resolve(pod: &Pod, container: &Container, ctx: &EnvContext, objects
                 match s.data.as_ref().and_then(|d| d.get(&r.key)) {
                     Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                     None if optional => continue,
-                    None => return Err(EnvError::SecretKey { key: r.key.clone(), namespace: namespace.clone(), name: r.name.clone() }),
+                    None => {
+                        return Err(EnvError::SecretKey {
+                            key: r.key.clone(),
+                            namespace: namespace.clone(),
+                            name: r.name.clone(),
+                        });
+                    }
                 }
             } else if let Some(f) = &from.field_ref {
-                fields::field_value(pod, f, ctx).map_err(|source| EnvError::Field { name: var.name.clone(), source })?
+                fields::field_value(pod, f, ctx).map_err(|source| EnvError::Field {
+                    name: var.name.clone(),
+                    source,
+                })?
             } else if let Some(r) = &from.resource_field_ref {
-                fields::resource_value(pod, r, Some(container), ctx).map_err(|source| EnvError::Field { name: var.name.clone(), source })?
+                fields::resource_value(pod, r, Some(container), ctx).map_err(|source| {
+                    EnvError::Field {
+                        name: var.name.clone(),
+                        source,
+                    }
+                })?
             } else {
                 String::new()
             }
         } else {
             // References see earlier variables, then the service variables.
             let raw = var.value.as_deref().unwrap_or("");
-            expand(raw, |name| env.get(name).or_else(|| service_env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())))
+            expand(raw, |name| {
+                env.get(name).or_else(|| {
+                    service_env
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                })
+            })
         };
         env.set(var.name.clone(), value);
     }
@@ -150,7 +195,10 @@ pub async fn resolve(pod: &Pod, container: &Container, ctx: &EnvContext, objects
             env.set(name, value);
         }
     }
-    Ok(ResolvedEnv { vars: env.0, warnings })
+    Ok(ResolvedEnv {
+        vars: env.0,
+        warnings,
+    })
 }
 
 /// Variables in definition order; a redefinition replaces the value in place.
@@ -166,7 +214,10 @@ impl Env {
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -176,14 +227,33 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=')
 }
 
-async fn service_env(pod: &Pod, namespace: &str, objects: &dyn Objects) -> Result<Vec<(String, String)>, EnvError> {
+async fn service_env(
+    pod: &Pod,
+    namespace: &str,
+    objects: &dyn Objects,
+) -> Result<Vec<(String, String)>, EnvError> {
     let links = pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
-    let own = if links { objects.services(namespace).await? } else { Vec::new() };
-    let default_ns = if namespace == services::MASTER_NAMESPACE && links { own.clone() } else { objects.services(services::MASTER_NAMESPACE).await? };
-    Ok(services::service_variables(&services::visible_services(namespace, links, own, default_ns)))
+    let own = if links {
+        objects.services(namespace).await?
+    } else {
+        Vec::new()
+    };
+    let default_ns = if namespace == services::MASTER_NAMESPACE && links {
+        own.clone()
+    } else {
+        objects.services(services::MASTER_NAMESPACE).await?
+    };
+    Ok(services::service_variables(&services::visible_services(
+        namespace, links, own, default_ns,
+    )))
 }
 
-async fn config_map(cache: &mut BTreeMap<String, Option<ConfigMap>>, objects: &dyn Objects, namespace: &str, name: &str) -> Result<Option<ConfigMap>, EnvError> {
+async fn config_map(
+    cache: &mut BTreeMap<String, Option<ConfigMap>>,
+    objects: &dyn Objects,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>, EnvError> {
     if let Some(found) = cache.get(name) {
         return Ok(found.clone());
     }
@@ -192,7 +262,12 @@ async fn config_map(cache: &mut BTreeMap<String, Option<ConfigMap>>, objects: &d
     Ok(found)
 }
 
-async fn secret(cache: &mut BTreeMap<String, Option<Secret>>, objects: &dyn Objects, namespace: &str, name: &str) -> Result<Option<Secret>, EnvError> {
+async fn secret(
+    cache: &mut BTreeMap<String, Option<Secret>>,
+    objects: &dyn Objects,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Secret>, EnvError> {
     if let Some(found) = cache.get(name) {
         return Ok(found.clone());
     }
@@ -203,7 +278,12 @@ async fn secret(cache: &mut BTreeMap<String, Option<Secret>>, objects: &dyn Obje
 
 /// A secret's data as strings (`stringData` is merged into `data` by the API server).
 fn secret_strings(secret: &Secret) -> BTreeMap<String, String> {
-    secret.data.iter().flatten().map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned())).collect()
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
 }
 
 #[cfg(test)]

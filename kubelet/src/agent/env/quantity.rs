@@ -8,7 +8,9 @@ pub struct Nanos(pub i128);
 const NANO: i128 = 1_000_000_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}")]
+#[error(
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}"
+)]
 pub struct QuantityError(pub String);
 
 /// Parse a quantity string.
@@ -19,7 +21,9 @@ pub fn parse(input: &str) -> Result<Nanos, QuantityError> {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(bad());
@@ -76,7 +80,11 @@ impl Nanos {
 
 fn ceil_div(a: i128, b: i128) -> i128 {
     let q = a / b;
-    if a % b != 0 && (a > 0) == (b > 0) { q + 1 } else { q }
+    if a % b != 0 && (a > 0) == (b > 0) {
+        q + 1
+    } else {
+        q
+    }
 }
 
 /// `ceil(value / divisor)` for a resource, as the downward API reports it: cpu in
@@ -110,9 +118,29 @@ mod tests {
 
     #[test]
     fn division_rounds_up_cpu_in_millicores() {
-        assert_eq!(divide("limits.cpu", parse("250m").unwrap(), parse("1").unwrap()), 1);
-        assert_eq!(divide("limits.cpu", parse("250m").unwrap(), parse("1m").unwrap()), 250);
-        assert_eq!(divide("limits.memory", parse("64Mi").unwrap(), parse("1Mi").unwrap()), 64);
-        assert_eq!(divide("limits.memory", parse("1000").unwrap(), parse("1Ki").unwrap()), 1);
+        assert_eq!(
+            divide("limits.cpu", parse("250m").unwrap(), parse("1").unwrap()),
+            1
+        );
+        assert_eq!(
+            divide("limits.cpu", parse("250m").unwrap(), parse("1m").unwrap()),
+            250
+        );
+        assert_eq!(
+            divide(
+                "limits.memory",
+                parse("64Mi").unwrap(),
+                parse("1Mi").unwrap()
+            ),
+            64
+        );
+        assert_eq!(
+            divide(
+                "limits.memory",
+                parse("1000").unwrap(),
+                parse("1Ki").unwrap()
+            ),
+            1
+        );
     }
 }

@@ -19,7 +19,11 @@ fn ctx() -> EnvContext {
     EnvContext {
         pod_ips: vec!["10.1.0.5".into(), "fd00::5".into()],
         host_ips: vec!["192.168.1.2".into()],
-        node_allocatable: [("cpu".to_string(), Quantity("4".into())), ("memory".to_string(), Quantity("8Gi".into()))].into(),
+        node_allocatable: [
+            ("cpu".to_string(), Quantity("4".into())),
+            ("memory".to_string(), Quantity("8Gi".into())),
+        ]
+        .into(),
     }
 }
 
@@ -29,13 +33,20 @@ async fn run(objects: &FakeObjects, spec: serde_json::Value) -> Result<ResolvedE
 }
 
 fn get<'a>(env: &'a ResolvedEnv, name: &str) -> Option<&'a str> {
-    env.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    env.vars
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[tokio::test]
 async fn env_overrides_env_from_and_references_see_earlier_values() {
     let objects = FakeObjects::default();
-    objects.add_config_map("ns", "cfg", &[("A", "from-cm"), ("B", "b"), ("bad=key", "x")]);
+    objects.add_config_map(
+        "ns",
+        "cfg",
+        &[("A", "from-cm"), ("B", "b"), ("bad=key", "x")],
+    );
     objects.add_secret("ns", "sec", &[("PASS", b"hunter2")]);
     let env = run(
         &objects,
@@ -66,8 +77,16 @@ async fn missing_objects_and_keys_are_named() {
     objects.add_config_map("ns", "cfg", &[("A", "1")]);
     objects.add_secret("ns", "sec", &[("A", b"1")]);
     let err = |spec| async { run(&objects, spec).await.unwrap_err().to_string() };
-    assert_eq!(err(json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "x"}}]}]})).await, "configmap \"x\" not found");
-    assert_eq!(err(json!({"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "x"}}]}]})).await, "secret \"x\" not found");
+    assert_eq!(
+        err(json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "x"}}]}]}))
+            .await,
+        "configmap \"x\" not found"
+    );
+    assert_eq!(
+        err(json!({"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "x"}}]}]}))
+            .await,
+        "secret \"x\" not found"
+    );
     assert_eq!(
         err(json!({"containers": [{"name": "c", "env": [{"name": "V", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}]})).await,
         "couldn't find key k in ConfigMap ns/cfg"
@@ -112,22 +131,48 @@ async fn downward_fields_and_resources() {
     .await
     .unwrap();
     let expected = [
-        ("NAME", "p"), ("NS", "ns"), ("UID", "u-1"), ("APP", "web"), ("TEAM", "x"), ("NODE", "n1"), ("SA", "sa"),
-        ("HOST", "192.168.1.2"), ("IP", "10.1.0.5"), ("IPS", "10.1.0.5,fd00::5"),
-        ("MEM", "64"), ("CPU_LIMIT", "4"), ("CPU_REQ", "250"), ("CPU_REQ_CORES", "1"),
+        ("NAME", "p"),
+        ("NS", "ns"),
+        ("UID", "u-1"),
+        ("APP", "web"),
+        ("TEAM", "x"),
+        ("NODE", "n1"),
+        ("SA", "sa"),
+        ("HOST", "192.168.1.2"),
+        ("IP", "10.1.0.5"),
+        ("IPS", "10.1.0.5,fd00::5"),
+        ("MEM", "64"),
+        ("CPU_LIMIT", "4"),
+        ("CPU_REQ", "250"),
+        ("CPU_REQ_CORES", "1"),
     ];
     for (name, value) in expected {
         assert_eq!(get(&env, name), Some(value), "{name}");
     }
-    let err = run(&objects, json!({"containers": [{"name": "c", "env": [field("X", "spec.bogus")]}]})).await.unwrap_err();
+    let err = run(
+        &objects,
+        json!({"containers": [{"name": "c", "env": [field("X", "spec.bogus")]}]}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.to_string(), "env X: unsupported fieldPath: spec.bogus");
 }
 
 #[tokio::test]
 async fn service_variables_come_last_and_do_not_override() {
     let objects = FakeObjects::default();
-    objects.add_service(service("ns", "web", "10.0.0.5", &[(80, Some("http")), (443, None)]));
-    objects.add_service(service("default", "kubernetes", "10.0.0.1", &[(443, Some("https"))]));
+    objects.add_service(service(
+        "ns",
+        "web",
+        "10.0.0.5",
+        &[(80, Some("http")), (443, None)],
+    ));
+    objects.add_service(service(
+        "default",
+        "kubernetes",
+        "10.0.0.1",
+        &[(443, Some("https"))],
+    ));
     objects.add_service(service("other", "db", "10.0.0.7", &[(5432, None)]));
     let env = run(&objects, json!({"containers": [{"name": "c", "env": [{"name": "WEB_SERVICE_HOST", "value": "mine"}, {"name": "U", "value": "$(WEB_PORT)"}]}]}))
         .await
@@ -138,7 +183,12 @@ async fn service_variables_come_last_and_do_not_override() {
     assert_eq!(get(&env, "KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
     assert_eq!(get(&env, "KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
     assert_eq!(get(&env, "DB_SERVICE_HOST"), None);
-    let off = run(&objects, json!({"enableServiceLinks": false, "containers": [{"name": "c"}]})).await.unwrap();
+    let off = run(
+        &objects,
+        json!({"enableServiceLinks": false, "containers": [{"name": "c"}]}),
+    )
+    .await
+    .unwrap();
     assert_eq!(get(&off, "WEB_SERVICE_HOST"), None);
     assert_eq!(get(&off, "KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
 }
