@@ -8,6 +8,7 @@
 //! - `host_path`, `claims`, `subpath` — host paths, PVCs, subPath safety.
 //! - `mounter` — tmpfs mounts behind a trait; `tokens` — service account token renewal.
 //! - `pull_secrets` — image pull credentials from the pod's imagePullSecrets.
+//! - `provisioner` — a minimal local-path provisioner (needs a client that may create PVs).
 
 pub mod atomic_writer;
 pub mod claims;
@@ -15,6 +16,7 @@ pub mod host_path;
 pub mod mounter;
 pub mod objects;
 pub mod payload;
+pub mod provisioner;
 pub mod pull_secrets;
 pub mod subpath;
 pub mod tokens;
