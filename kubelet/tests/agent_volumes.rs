@@ -16,7 +16,8 @@ fn tmpfs_options(path: &std::path::Path) -> Option<String> {
     info.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-")?;
-        (fields[4] == path.to_str()? && fields[sep + 1] == "tmpfs").then(|| fields[sep + 3].to_string())
+        (fields[4] == path.to_str()? && fields[sep + 1] == "tmpfs")
+            .then(|| fields[sep + 3].to_string())
     })
 }
 
@@ -51,9 +52,18 @@ async fn secret_and_memory_empty_dir_are_tmpfs_until_teardown() {
     result.expect("setup");
     again.expect("second setup");
     assert!(mounted_secret.is_some(), "the secret volume is a tmpfs");
-    assert!(mounted_fast.unwrap().contains("size=8192k"), "the emptyDir tmpfs has the sizeLimit");
+    assert!(
+        mounted_fast.unwrap().contains("size=8192k"),
+        "the emptyDir tmpfs has the sizeLimit"
+    );
     assert_eq!(content.unwrap(), "s3cret");
     assert_eq!(count, 2, "each tmpfs is mounted once");
-    assert!(tmpfs_options(&secret).is_none() && tmpfs_options(&fast).is_none(), "teardown unmounts");
-    assert!(!root.join("pods/uid-root-test").exists(), "teardown removes the pod directory");
+    assert!(
+        tmpfs_options(&secret).is_none() && tmpfs_options(&fast).is_none(),
+        "teardown unmounts"
+    );
+    assert!(
+        !root.join("pods/uid-root-test").exists(),
+        "teardown removes the pod directory"
+    );
 }

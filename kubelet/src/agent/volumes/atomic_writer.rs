@@ -10,6 +10,8 @@ use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
+use super::ownership;
+
 /// One file of a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileProjection {
@@ -32,6 +34,8 @@ pub enum AtomicWriteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Ownership(#[from] ownership::OwnershipError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AtomicWriteError + '_ {
@@ -48,8 +52,13 @@ pub enum Outcome {
     Written,
 }
 
-/// Make `dir` (which must exist) hold exactly `payload`.
-pub fn write(dir: &Path, payload: &Payload) -> Result<Outcome, AtomicWriteError> {
+/// Make `dir` (which must exist) hold exactly `payload`, its files in group `fs_group`
+/// (group-readable) if given.
+pub fn write(
+    dir: &Path,
+    payload: &Payload,
+    fs_group: Option<u32>,
+) -> Result<Outcome, AtomicWriteError> {
     for path in payload.keys() {
         validate(path)?;
     }
@@ -62,11 +71,30 @@ pub fn write(dir: &Path, payload: &Payload) -> Result<Outcome, AtomicWriteError>
         Some(ts) => Some(read_tree(&dir.join(ts))?),
         None => None,
     };
-    let changed = current.as_ref() != Some(payload);
+    // What the files look like on disk once fsGroup has added group read.
+    let expected: Payload = match fs_group {
+        Some(_) => payload
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    FileProjection {
+                        data: f.data.clone(),
+                        mode: ownership::file_mode(f.mode, true),
+                    },
+                )
+            })
+            .collect(),
+        None => payload.clone(),
+    };
+    let changed = current.as_ref() != Some(&expected);
     if changed {
         let ts_name = timestamped_dir(dir)?;
         let ts_dir = dir.join(&ts_name);
         write_tree(&ts_dir, payload)?;
+        if let Some(gid) = fs_group {
+            ownership::apply(&ts_dir, gid, true)?;
+        }
         let tmp = dir.join(DATA_DIR_TMP);
         let _ = fs::remove_file(&tmp);
         symlink(&ts_name, &tmp).map_err(io(&tmp))?;
@@ -236,7 +264,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         assert_eq!(
-            write(dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap(),
+            write(
+                dir,
+                &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]),
+                None
+            )
+            .unwrap(),
             Outcome::Written
         );
         let first = fs::read_link(dir.join(DATA_DIR)).unwrap();
@@ -263,14 +296,19 @@ mod tests {
 
         // Same contents: nothing happens.
         assert_eq!(
-            write(dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap(),
+            write(
+                dir,
+                &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]),
+                None
+            )
+            .unwrap(),
             Outcome::Unchanged
         );
         assert_eq!(fs::read_link(dir.join(DATA_DIR)).unwrap(), first);
 
         // A new value and a dropped key: a new dir, the old one gone, the stale link gone.
         assert_eq!(
-            write(dir, &payload(&[("a", "changed", 0o600)])).unwrap(),
+            write(dir, &payload(&[("a", "changed", 0o600)]), None).unwrap(),
             Outcome::Written
         );
         let second = fs::read_link(dir.join(DATA_DIR)).unwrap();
@@ -285,7 +323,7 @@ mod tests {
 
         // A mode change alone is a change.
         assert_eq!(
-            write(dir, &payload(&[("a", "changed", 0o644)])).unwrap(),
+            write(dir, &payload(&[("a", "changed", 0o644)]), None).unwrap(),
             Outcome::Written
         );
     }
@@ -295,7 +333,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for bad in ["../x", "/etc/passwd", "a/../../x", "..data", ""] {
             assert!(
-                write(tmp.path(), &payload(&[(bad, "", 0o644)])).is_err(),
+                write(tmp.path(), &payload(&[(bad, "", 0o644)]), None).is_err(),
                 "{bad}"
             );
         }
@@ -305,10 +343,10 @@ mod tests {
     #[test]
     fn empty_payload_gives_an_empty_data_dir() {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), &Payload::new()).unwrap();
+        write(tmp.path(), &Payload::new(), None).unwrap();
         assert!(tmp.path().join(DATA_DIR).is_dir());
         assert_eq!(
-            write(tmp.path(), &Payload::new()).unwrap(),
+            write(tmp.path(), &Payload::new(), None).unwrap(),
             Outcome::Unchanged
         );
     }

@@ -7,6 +7,7 @@
 //! - `payload` + `atomic_writer` — API data volumes' files, written atomically.
 //! - `host_path`, `claims`, `subpath` — host paths, PVCs, subPath safety.
 //! - `mounter` — tmpfs mounts behind a trait; `tokens` — service account token renewal.
+//! - `ownership` — the pod's fsGroup on its volumes' files.
 //! - `pull_secrets` — image pull credentials from the pod's imagePullSecrets.
 //! - `provisioner` — a minimal local-path provisioner (needs a client that may create PVs).
 
@@ -15,6 +16,7 @@ pub mod claims;
 pub mod host_path;
 pub mod mounter;
 pub mod objects;
+pub mod ownership;
 pub mod payload;
 pub mod provisioner;
 pub mod pull_secrets;
@@ -90,6 +92,8 @@ pub enum SetUpError {
     Claim(#[from] ClaimError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Ownership(#[from] ownership::OwnershipError),
     #[error("sizeLimit: {0}")]
     SizeLimit(#[from] QuantityError),
     #[error("{path}: {source}")]
@@ -235,6 +239,9 @@ impl VolumeManager {
             if created {
                 // emptyDirs are world-writable, as upstream: containers run as any user.
                 set_mode(&dir, 0o777)?;
+                if let Some(gid) = fs_group(pod) {
+                    ownership::apply(&dir, gid, false)?;
+                }
             }
             return Ok(writable(dir));
         }
@@ -246,25 +253,25 @@ impl VolumeManager {
         if let Some(c) = &volume.config_map {
             let files = payload::config_map(pod, c, s).await?;
             return self
-                .write_data(uid, "configmap", name, &files, false)
+                .write_data(pod, uid, "configmap", name, &files, false)
                 .map(api_data);
         }
         if let Some(secret) = &volume.secret {
             let files = payload::secret(pod, secret, s).await?;
             return self
-                .write_data(uid, "secret", name, &files, true)
+                .write_data(pod, uid, "secret", name, &files, true)
                 .map(api_data);
         }
         if let Some(d) = &volume.downward_api {
             let files = payload::downward_api(pod, d, s)?;
             return self
-                .write_data(uid, "downward-api", name, &files, true)
+                .write_data(pod, uid, "downward-api", name, &files, true)
                 .map(api_data);
         }
         if let Some(p) = &volume.projected {
             let files = payload::projected(pod, p, s).await?;
             return self
-                .write_data(uid, "projected", name, &files, true)
+                .write_data(pod, uid, "projected", name, &files, true)
                 .map(api_data);
         }
         if let Some(c) = &volume.persistent_volume_claim {
@@ -282,6 +289,7 @@ impl VolumeManager {
     /// their contents never reach the node's disk.
     fn write_data(
         &self,
+        pod: &Pod,
         uid: &str,
         plugin: &str,
         name: &str,
@@ -289,11 +297,15 @@ impl VolumeManager {
         memory: bool,
     ) -> Result<PathBuf, SetUpError> {
         let dir = self.volume_dir(uid, plugin, name);
-        ensure_dir(&dir)?;
+        let created = ensure_dir(&dir)?;
         if memory {
             self.ensure_tmpfs(&dir, None)?;
         }
-        atomic_writer::write(&dir, files)?;
+        let group = fs_group(pod);
+        if let (true, Some(gid)) = (created, group) {
+            ownership::apply(&dir, gid, true)?;
+        }
+        atomic_writer::write(&dir, files, group)?;
         Ok(dir)
     }
 
@@ -411,6 +423,12 @@ impl VolumeManager {
         }
         removed
     }
+}
+
+/// The pod's fsGroup, which its volumes' files get (hostPath and claims excepted).
+fn fs_group(pod: &Pod) -> Option<u32> {
+    let gid = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(gid).ok()
 }
 
 fn pod_uid(pod: &Pod) -> Result<String, VolumeError> {

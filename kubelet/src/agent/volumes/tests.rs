@@ -334,3 +334,33 @@ async fn teardown_unmounts_then_removes_and_orphans_go() {
     assert!(f.root.join("pods/uid-3").exists());
     assert!(f.mounter.mounted.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn fs_group_owns_volume_files_without_rewrites() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    // Our own group: no privilege needed to give files to it.
+    let gid = nix::unistd::getegid().as_raw();
+    f.objects.add_secret("ns", "s", &[("k", b"v")]);
+    let mut p = pod(
+        json!([{"name": "s", "secret": {"secretName": "s", "defaultMode": 0o400}}, {"name": "e", "emptyDir": {}}]),
+        json!([]),
+    );
+    p.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(json!({"fsGroup": gid})).unwrap());
+    f.manager.setup(&p).await.unwrap();
+    let secret = f.manager.volume_dir("uid-1", "secret", "s");
+    let data = fs::read_link(secret.join("..data")).unwrap();
+    assert_eq!(mode(&secret.join("k")), 0o440);
+    assert_eq!(fs::metadata(secret.join("k")).unwrap().gid(), gid);
+    assert_eq!(
+        mode(&f.manager.volume_dir("uid-1", "empty-dir", "e")),
+        0o2777
+    );
+    f.manager.setup(&p).await.unwrap();
+    assert_eq!(
+        fs::read_link(secret.join("..data")).unwrap(),
+        data,
+        "unchanged contents are not rewritten"
+    );
+}
