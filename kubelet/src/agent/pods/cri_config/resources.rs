@@ -44,17 +44,15 @@ fn get<'a>(list: Option<&'a BTreeMap<String, Quantity>>, name: &str) -> Option<&
 
 /// cpu request and limit (millicores) and memory limit (bytes) as CRI resources.
 pub fn linux_resources(cpu_request: Option<i64>, cpu_limit: Option<i64>, memory_limit: i64) -> cri::LinuxContainerResources {
-    let mut r = cri::LinuxContainerResources::default();
-    r.cpu_shares = match (cpu_request, cpu_limit) {
+    let cpu_shares = match (cpu_request, cpu_limit) {
         (None, Some(limit)) => milli_cpu_to_shares(limit),
         (request, _) => milli_cpu_to_shares(request.unwrap_or(0)),
     };
-    if let Some(limit) = cpu_limit.filter(|l| *l > 0) {
-        r.cpu_period = CPU_PERIOD;
-        r.cpu_quota = milli_cpu_to_quota(limit, CPU_PERIOD);
-    }
-    r.memory_limit_in_bytes = memory_limit;
-    r
+    let (cpu_period, cpu_quota) = match cpu_limit.filter(|l| *l > 0) {
+        Some(limit) => (CPU_PERIOD, milli_cpu_to_quota(limit, CPU_PERIOD)),
+        None => (0, 0),
+    };
+    cri::LinuxContainerResources { cpu_shares, cpu_period, cpu_quota, memory_limit_in_bytes: memory_limit, ..Default::default() }
 }
 
 /// `hugepages-2Mi` → `2MB`, the page size spelling runtimes expect.
