@@ -18,6 +18,8 @@ pub mod grpc;
 pub mod http;
 mod manager;
 #[cfg(test)]
+mod net_tests;
+#[cfg(test)]
 mod tests;
 mod worker;
 
