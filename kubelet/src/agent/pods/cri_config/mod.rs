@@ -6,6 +6,16 @@
 //! upstream kubelet, so containerd shows them the usual way). Pure functions: the caller
 //! resolves env, volumes and images first.
 
+mod container;
+pub mod dns;
+mod hash;
+pub mod quantity;
+pub mod resources;
+mod sandbox;
+mod security;
+#[cfg(test)]
+mod tests;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -30,6 +40,8 @@ pub mod labels {
     pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
     /// Label on containers: the kind of container (`init`, `sidecar` or `app`).
     pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
+    /// Annotation: the container's ports as JSON, as the upstream kubelet records them.
+    pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,21 +49,34 @@ pub enum ConfigError {
     /// Something in the pod the runtime cannot do; the message names the field.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The node's resolv.conf (dnsPolicy Default, or the searches of ClusterFirst) is
+    /// unreadable or malformed.
+    #[error("{}: {message}", path.display())]
+    ResolvConf { path: PathBuf, message: String },
 }
 
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// Where `Localhost` seccomp profiles live when no other root is given (the kubelet's
+/// `<root-dir>/seccomp`).
+pub const DEFAULT_SECCOMP_ROOT: &str = "/var/lib/kubelet-rs/seccomp";
+
 /// The node's DNS settings for pods (dnsPolicy ClusterFirst/Default/None).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DnsSettings {
     /// The cluster DNS service's IPs (`--cluster-dns`); empty: ClusterFirst falls back to Default.
     pub cluster_dns: Vec<IpAddr>,
     /// `cluster.local`.
     pub cluster_domain: String,
     /// The host's resolv.conf (dnsPolicy Default, and hostNetwork pods under ClusterFirst).
+    /// Empty: no host DNS (Default gives an empty config, which runtimes read as the node's).
     pub host_resolv_conf: PathBuf,
 }
 
 /// What the sandbox config needs beyond the pod.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxContext {
     /// The pod's cgroup (`<node cgroup root>/<qos>/pod<uid>`), as the CRI runtime expects it.
     pub cgroup_parent: String,
@@ -60,10 +85,12 @@ pub struct SandboxContext {
     pub dns: DnsSettings,
     /// How many sandboxes this pod had before (0 for the first).
     pub attempt: u32,
+    /// The folder `Localhost` seccomp profiles are relative to; empty: [`DEFAULT_SECCOMP_ROOT`].
+    pub seccomp_root: PathBuf,
 }
 
 /// What a container config needs beyond the pod and the container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainerContext {
     /// The image as the runtime knows it (reference or image ID) after the pull.
     pub image: String,
@@ -77,22 +104,25 @@ pub struct ContainerContext {
     pub cgroup_parent: String,
     /// The kind: `init`, `sidecar` or `app` (the CONTAINER_TYPE label).
     pub kind: &'static str,
+    /// The node's memory capacity in bytes, for a Burstable container's OOM score
+    /// (`1000 - 1000 * request / capacity`); 0: unknown, the score is 999.
+    pub node_memory_capacity: i64,
+    /// The folder `Localhost` seccomp profiles are relative to; empty: [`DEFAULT_SECCOMP_ROOT`].
+    pub seccomp_root: PathBuf,
 }
 
 /// The sandbox config of `pod`.
 pub fn sandbox_config(pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandboxConfig, ConfigError> {
-    let _ = (pod, ctx);
-    unimplemented!("issue 9: being written")
+    sandbox::sandbox_config(pod, ctx)
 }
 
 /// The config of `container` (an init, sidecar or app container of `pod`).
 pub fn container_config(pod: &Pod, container: &Container, ctx: &ContainerContext) -> Result<cri::ContainerConfig, ConfigError> {
-    let _ = (pod, container, ctx);
-    unimplemented!("issue 9: being written")
+    container::container_config(pod, container, ctx)
 }
 
 /// A hash of the container's spec: a container whose spec hash changed is restarted.
+/// See [`hash`] for what it covers.
 pub fn container_hash(container: &Container) -> String {
-    let _ = container;
-    unimplemented!("issue 9: being written")
+    hash::container_hash(container)
 }
