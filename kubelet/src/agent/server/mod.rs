@@ -30,3 +30,6 @@ pub use tls::{TlsFiles, server_config};
 pub const DEFAULT_PORT: u16 = 10250;
 /// The plain health port on loopback (upstream `--healthz-port`).
 pub const DEFAULT_HEALTHZ_PORT: u16 = 10248;
+
+#[cfg(test)]
+mod tests;
