@@ -200,13 +200,13 @@ fn allocatable(config: &NodeConfig, facts: &MachineFacts) -> BTreeMap<String, Qu
 
 /// CPU in the shortest form: whole cores as `4`, else millicores `3500m`.
 pub fn millis(m: u64) -> String {
-    if m % 1000 == 0 { (m / 1000).to_string() } else { format!("{m}m") }
+    if m.is_multiple_of(1000) { (m / 1000).to_string() } else { format!("{m}m") }
 }
 
 /// Bytes in the binary suffix that divides them (`8Gi`, `8130084Ki`), else plain.
 pub fn bytes(b: u64) -> String {
     for (shift, suffix) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if b != 0 && b % (1u64 << shift) == 0 {
+        if b != 0 && b.is_multiple_of(1u64 << shift) {
             return format!("{}{suffix}", b >> shift);
         }
     }

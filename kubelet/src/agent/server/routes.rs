@@ -153,10 +153,10 @@ fn flag(pairs: &[(String, String)], name: &str) -> bool {
 }
 
 /// The stream flags of an exec or attach, checked as upstream checks them.
-fn stream_flags(pairs: &[(String, String)]) -> Result<StreamFlags, Response> {
+fn stream_flags(pairs: &[(String, String)]) -> Result<StreamFlags, Box<Response>> {
     let mut f = StreamFlags { stdin: flag(pairs, "stdin"), stdout: flag(pairs, "stdout"), stderr: flag(pairs, "stderr"), tty: flag(pairs, "tty") };
     if !(f.stdin || f.stdout || f.stderr) {
-        return Err(error(StatusCode::BAD_REQUEST, "you must specify at least 1 of stdin, stdout, stderr"));
+        return Err(Box::new(error(StatusCode::BAD_REQUEST, "you must specify at least 1 of stdin, stdout, stderr")));
     }
     // With a terminal, stderr goes to stdout.
     if f.tty {
@@ -174,14 +174,14 @@ struct Streaming {
     upgrade: Option<OnUpgrade>,
 }
 
-async fn streaming(req: Request) -> Result<Streaming, Response> {
+async fn streaming(req: Request) -> Result<Streaming, Box<Response>> {
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<OnUpgrade>();
     let pairs = query_pairs(parts.uri.query().unwrap_or(""));
     let body = http_body_util::Limited::new(body, BODY_LIMIT)
         .collect()
         .await
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))))?
         .to_bytes();
     Ok(Streaming { method: parts.method, headers: parts.headers, pairs, body, upgrade })
 }
@@ -200,11 +200,11 @@ async fn relay(url: Result<String, String>, what: &str, req: Streaming) -> Respo
 async fn exec(State(s): State<ServerState>, Path((ns, pod, container)): Path<(String, String, String)>, req: Request) -> Response {
     let req = match streaming(req).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let flags = match stream_flags(&req.pairs) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let command: Vec<String> = req.pairs.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
     if command.is_empty() {
@@ -218,11 +218,11 @@ async fn exec(State(s): State<ServerState>, Path((ns, pod, container)): Path<(St
 async fn attach(State(s): State<ServerState>, Path((ns, pod, container)): Path<(String, String, String)>, req: Request) -> Response {
     let req = match streaming(req).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let flags = match stream_flags(&req.pairs) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(found) = s.lookup.container(&ns, &pod, &container).await else { return not_found(&ns, &pod, &container) };
     let url = s.streaming.attach_url(&found.id, flags).await;
@@ -232,7 +232,7 @@ async fn attach(State(s): State<ServerState>, Path((ns, pod, container)): Path<(
 async fn port_forward(State(s): State<ServerState>, Path((ns, pod)): Path<(String, String)>, req: Request) -> Response {
     let req = match streaming(req).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut ports = Vec::new();
     for (_, v) in req.pairs.iter().filter(|(k, _)| k == "port" || k == "ports") {
