@@ -35,6 +35,10 @@ pub struct SyncConfig {
     pub runtime_handler: String,
     /// The node's IPs (hostIP; podIPs of host-network pods).
     pub host_ips: Vec<String>,
+    /// The node's memory capacity in bytes (Burstable containers' OOM scores); 0: unknown.
+    pub node_memory_capacity: i64,
+    /// The folder of `Localhost` seccomp profiles; empty: the default.
+    pub seccomp_root: std::path::PathBuf,
 }
 
 /// Everything a sync uses; shared by all pod workers.
@@ -322,7 +326,7 @@ impl Syncer {
         let mounts = self.deps.mounts(pod, c).map_err(config_error)?;
         let previous = s.rt.latest(name);
         let restart_count = previous.map(|p| p.restart_count + 1).unwrap_or(0);
-        let ctx = ContainerContext { image, restart_count, envs, mounts, cgroup_parent: s.cgroup_parent.to_string(), kind };
+        let ctx = ContainerContext { image, restart_count, envs, mounts, cgroup_parent: s.cgroup_parent.to_string(), kind, node_memory_capacity: self.config.node_memory_capacity, seccomp_root: self.config.seccomp_root.clone() };
         let config = self.configs.container(pod, c, &ctx).map_err(|e| config_error(e.to_string()))?;
 
         if previous.is_some_and(|p| p.state == ContainerState::Exited) {

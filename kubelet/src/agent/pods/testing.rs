@@ -161,7 +161,7 @@ impl Harness {
     }
 
     pub fn syncer(&self) -> Syncer {
-        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()] };
+        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()], ..Default::default() };
         Syncer::new(self.runtime.clone(), self.deps.clone(), self.events.clone(), config)
             .with_configs(Arc::new(TestConfigs))
             .with_metrics(self.metrics.clone())

@@ -1,0 +1,67 @@
+//! Serving the routes: HTTPS with client certificates on the kubelet port (10250), each
+//! connection's caller put into its requests as [`Peer`]; and plain HTTP with healthz only
+//! on a loopback port (10248), as upstream serves its health check.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use super::auth::identity_from_cert;
+use super::routes::Peer;
+
+/// How long a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accept TLS connections on `listener` and serve `app` on each, forever (the caller
+/// aborts the task). HTTP/1.1 only: exec, attach and port-forward are upgrades.
+pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection to the kubelet API failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %remote, "a TLS handshake with the kubelet API failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let peer = Peer(stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identity_from_cert(c.as_ref())));
+            serve_connection(stream, app, peer).await;
+        });
+    }
+}
+
+/// Serve plain HTTP (the local healthz port), forever.
+pub async fn serve_plain(listener: TcpListener, app: Router) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        tokio::spawn(serve_connection(tcp, app.clone(), Peer(None)));
+    }
+}
+
+async fn serve_connection<IO>(io: IO, app: Router, peer: Peer)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        app.clone().oneshot(req.map(Body::new))
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await {
+        tracing::debug!(error = %e, "a connection to the kubelet API ended with an error");
+    }
+}
