@@ -16,6 +16,7 @@
 //! - `server/` — the kubelet's HTTPS API (logs, exec, attach, port-forward, healthz, metrics,
 //!   stats) the API server proxies to.
 
+pub mod adapters;
 pub mod config;
 pub mod env;
 pub mod events;
@@ -23,6 +24,7 @@ pub mod expand;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
+pub mod pod_deps;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
