@@ -371,10 +371,17 @@ impl VolumeManager {
                 Some("Bidirectional") => cri::MountPropagation::PropagationBidirectional,
                 _ => cri::MountPropagation::PropagationPrivate,
             };
+            let readonly = vm.read_only == Some(true) || volume.force_read_only;
+            // recursiveReadOnly: Enabled asks the runtime for it (which fails if it cannot);
+            // IfPossible would need the runtime's handler features, so it stays plain.
+            let recursive_read_only = readonly
+                && vm.recursive_read_only.as_deref() == Some("Enabled")
+                && propagation == cri::MountPropagation::PropagationPrivate;
             out.push(cri::Mount {
                 container_path: vm.mount_path.clone(),
                 host_path: host_path.to_string_lossy().into_owned(),
-                readonly: vm.read_only == Some(true) || volume.force_read_only,
+                readonly,
+                recursive_read_only,
                 propagation: propagation as i32,
                 ..Default::default()
             });

@@ -245,6 +245,7 @@ async fn mounts_with_sub_paths_read_only_and_propagation() {
             {"name": "scratch", "mountPath": "/logs", "subPathExpr": "logs/$(POD)"},
             {"name": "cfg", "mountPath": "/etc/app.conf", "subPath": "app.conf"},
             {"name": "host", "mountPath": "/host", "readOnly": true, "mountPropagation": "HostToContainer"},
+            {"name": "host", "mountPath": "/host-rro", "readOnly": true, "recursiveReadOnly": "Enabled"},
             {"name": "scratch", "mountPath": "/bad", "subPath": "../../etc"},
         ]),
     );
