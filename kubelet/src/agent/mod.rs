@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod node;
 pub mod pod_deps;
+pub mod pod_lookup;
 pub mod pods;
 pub mod probes;
 pub mod runtime;

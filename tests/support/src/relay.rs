@@ -21,27 +21,32 @@ pub struct Relay {
     stop: Arc<AtomicBool>,
 }
 
-/// Enter the network namespace at `path` on this thread (`None`: stay).
-fn enter(path: Option<&Path>) -> io::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let file = File::open(path)?;
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+/// Enter the network namespace of `ns` on this thread.
+fn enter(ns: &File) -> io::Result<()> {
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The namespace at `path`, or (`None`) the calling thread's own; opened now, since threads
+/// spawned later inherit whatever namespace their spawner entered.
+fn namespace(path: Option<&Path>) -> File {
+    let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/proc/thread-self/ns/net"));
+    File::open(&path).unwrap_or_else(|e| panic!("relay: opening network namespace {}: {e}", path.display()))
 }
 
 impl Relay {
     /// Listen on 127.0.0.1:`port` (0: any free port) in `listen_ns` and relay every client to
     /// `target`, connecting from `connect_ns` (`None`: the test process's own namespace).
     pub fn start(listen_ns: Option<&Path>, port: u16, connect_ns: Option<&Path>, target: SocketAddr) -> Relay {
-        let listen_ns = listen_ns.map(Path::to_path_buf);
-        let connect_ns: Option<PathBuf> = connect_ns.map(Path::to_path_buf);
+        let listen_ns = namespace(listen_ns);
+        let connect_ns = Arc::new(namespace(connect_ns));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         let stopped = stop.clone();
         std::thread::spawn(move || {
-            let listener = enter(listen_ns.as_deref()).and_then(|()| TcpListener::bind(("127.0.0.1", port)));
+            let listener = enter(&listen_ns).and_then(|()| TcpListener::bind(("127.0.0.1", port)));
             let listener = match listener {
                 Ok(l) => l,
                 Err(e) => {
@@ -55,7 +60,7 @@ impl Relay {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let connect_ns = connect_ns.clone();
-                        std::thread::spawn(move || relay(client, connect_ns.as_deref(), target));
+                        std::thread::spawn(move || relay(client, &connect_ns, target));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -67,7 +72,7 @@ impl Relay {
     }
 }
 
-fn relay(client: TcpStream, connect_ns: Option<&Path>, target: SocketAddr) {
+fn relay(client: TcpStream, connect_ns: &File, target: SocketAddr) {
     let _ = client.set_nonblocking(false);
     let upstream = enter(connect_ns).and_then(|()| TcpStream::connect_timeout(&target, Duration::from_secs(10)));
     let Ok(upstream) = upstream else {

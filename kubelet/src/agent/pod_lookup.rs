@@ -1,0 +1,126 @@
+//! What the kubelet API serves from, over the CRI runtime: a pod's containers and sandbox
+//! found by the labels the sync puts on them (so it works for pods adopted after a
+//! restart), the pods as the sources gave them, and the stats summary (the node's from the
+//! machine, the pods' from CRI `ListPodSandboxStats`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use cri_api::runtime::v1 as cri;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::node::Machine;
+use super::pods::cri_config::labels;
+use super::runtime::PodRuntime;
+use super::server::backend::{ContainerRef, PodLookup};
+use super::server::stats::{FsStats, MemoryStats, NodeStats, StatsProvider, Summary, pods_from_cri};
+
+pub struct RuntimeLookup {
+    runtime: Arc<dyn PodRuntime>,
+    pods: Arc<Mutex<HashMap<String, Pod>>>,
+}
+
+impl RuntimeLookup {
+    pub fn new(runtime: Arc<dyn PodRuntime>, pods: Arc<Mutex<HashMap<String, Pod>>>) -> RuntimeLookup {
+        RuntimeLookup { runtime, pods }
+    }
+
+    fn uid_of(&self, namespace: &str, pod: &str) -> Option<String> {
+        let pods = self.pods.lock().unwrap();
+        pods.values()
+            .find(|p| p.metadata.namespace.as_deref() == Some(namespace) && p.metadata.name.as_deref() == Some(pod))
+            .and_then(|p| p.metadata.uid.clone())
+    }
+}
+
+fn restart_count(c: &cri::Container) -> u32 {
+    c.annotations.get(labels::RESTART_COUNT).and_then(|n| n.parse().ok()).unwrap_or(c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0))
+}
+
+#[async_trait]
+impl PodLookup for RuntimeLookup {
+    async fn container(&self, namespace: &str, pod: &str, container: &str) -> Option<ContainerRef> {
+        let uid = self.uid_of(namespace, pod)?;
+        let filter = cri::ContainerFilter {
+            label_selector: HashMap::from([(labels::POD_UID.to_string(), uid), (labels::CONTAINER_NAME.to_string(), container.to_string())]),
+            ..Default::default()
+        };
+        let mut instances = self.runtime.list_containers(Some(filter)).await.ok()?;
+        // Newest first: by restart count, then creation.
+        instances.sort_by_key(|c| std::cmp::Reverse((restart_count(c), c.created_at)));
+        let current = instances.first()?;
+        let status = self.runtime.container_status(&current.id).await.ok()?;
+        let previous_log_path = match instances.get(1) {
+            Some(previous) => self.runtime.container_status(&previous.id).await.ok().map(|s| PathBuf::from(s.log_path)).filter(|p| !p.as_os_str().is_empty()),
+            None => None,
+        };
+        Some(ContainerRef {
+            id: current.id.clone(),
+            log_path: PathBuf::from(status.log_path),
+            previous_log_path,
+            running: status.state == cri::ContainerState::ContainerRunning as i32,
+        })
+    }
+
+    async fn sandbox(&self, namespace: &str, pod: &str) -> Option<String> {
+        let uid = self.uid_of(namespace, pod)?;
+        let filter = cri::PodSandboxFilter {
+            label_selector: HashMap::from([(labels::POD_UID.to_string(), uid)]),
+            state: Some(cri::PodSandboxStateValue { state: cri::PodSandboxState::SandboxReady as i32 }),
+            ..Default::default()
+        };
+        let mut sandboxes = self.runtime.list_pod_sandboxes(Some(filter)).await.ok()?;
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        sandboxes.into_iter().next().map(|s| s.id)
+    }
+
+    async fn pods(&self) -> Vec<Pod> {
+        self.pods.lock().unwrap().values().cloned().collect()
+    }
+}
+
+/// The Summary API: the node from the machine, the pods from the CRI runtime's stats.
+pub struct Stats {
+    pub node: String,
+    pub machine: Arc<dyn Machine>,
+    pub cri_socket: PathBuf,
+}
+
+#[async_trait]
+impl StatsProvider for Stats {
+    async fn summary(&self) -> Result<Summary, String> {
+        let now = jiff::Timestamp::now().to_string();
+        let facts = self.machine.facts().map_err(|e| e.to_string())?;
+        let usage = self.machine.usage().map_err(|e| e.to_string())?;
+        let node = NodeStats {
+            node_name: self.node.clone(),
+            memory: Some(MemoryStats {
+                time: now.clone(),
+                available_bytes: Some(usage.memory_available_bytes),
+                usage_bytes: Some(facts.memory_bytes.saturating_sub(usage.memory_available_bytes)),
+                working_set_bytes: Some(facts.memory_bytes.saturating_sub(usage.memory_available_bytes)),
+                rss_bytes: None,
+            }),
+            fs: Some(FsStats {
+                time: now,
+                available_bytes: Some(usage.fs_available_bytes),
+                capacity_bytes: Some(usage.fs_capacity_bytes),
+                used_bytes: Some(usage.fs_capacity_bytes.saturating_sub(usage.fs_available_bytes)),
+            }),
+            ..Default::default()
+        };
+        let channel = cri_api::connect(&self.cri_socket).await.map_err(|e| format!("the CRI runtime: {e}"))?;
+        let mut client = cri_api::RuntimeServiceClient::new(channel);
+        let pods = match client.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default()).await {
+            Ok(r) => pods_from_cri(&r.into_inner().stats),
+            // Runtimes without the call (older containerd) give node stats only.
+            Err(e) => {
+                tracing::debug!("ListPodSandboxStats: {e}");
+                Vec::new()
+            }
+        };
+        Ok(Summary { node, pods })
+    }
+}
