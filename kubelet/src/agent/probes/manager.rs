@@ -46,7 +46,9 @@ impl Shared {
     /// announced.
     pub fn set_result(&self, key: &Key, container_id: &str, result: bool) -> bool {
         let mut entries = self.entries.lock().unwrap();
-        let Some(entry) = entries.get_mut(key).filter(|e| e.container_id == container_id) else { return false };
+        let Some(entry) = entries.get_mut(key).filter(|e| e.container_id == container_id) else {
+            return false;
+        };
         let changed = entry.result != result;
         entry.result = result;
         let pod = entry.pod.clone();
@@ -103,7 +105,9 @@ impl ProbeManager {
     /// `pod_ip` is the default host of httpGet, tcpSocket and grpc probes.
     pub fn add_container(&self, pod: &Pod, container_name: &str, container_id: &str, pod_ip: &str) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let Some(container) = find_container(pod, container_name) else { return };
+        let Some(container) = find_container(pod, container_name) else {
+            return;
+        };
         let probes = probes(container);
         let gated = probes.iter().any(|(k, _)| *k == ProbeKind::Startup);
         let pod_ref = PodRef {
@@ -124,7 +128,11 @@ impl ProbeManager {
                 key: key.clone(),
                 pod: pod_ref.clone(),
                 probe: probe.clone(),
-                target: Target { container_id: container_id.to_string(), pod_ip: pod_ip.to_string(), container: container.clone() },
+                target: Target {
+                    container_id: container_id.to_string(),
+                    pod_ip: pod_ip.to_string(),
+                    container: container.clone(),
+                },
                 gated,
             };
             let task = tokio::spawn(worker::run(Arc::downgrade(&self.shared), spec)).abort_handle();

@@ -17,7 +17,10 @@ struct FakeExec {
 
 impl FakeExec {
     fn script(&self, cmd: &str, results: &[i32]) {
-        let q = results.iter().map(|c| Ok(ExecOutput { exit_code: *c, output: format!("exit {c}").into_bytes() })).collect();
+        let q = results
+            .iter()
+            .map(|c| Ok(ExecOutput { exit_code: *c, output: format!("exit {c}").into_bytes() }))
+            .collect();
         self.script.lock().unwrap().insert(cmd.into(), q);
     }
 
@@ -65,7 +68,9 @@ fn kills(events: &[ProbeEvent]) -> Vec<(String, ProbeKind, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            ProbeEvent::Kill { container_id, kind, message, .. } => Some((container_id.clone(), *kind, message.clone())),
+            ProbeEvent::Kill { container_id, kind, message, .. } => {
+                Some((container_id.clone(), *kind, message.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -103,7 +108,10 @@ async fn liveness_kills_after_the_failure_threshold_and_waits_for_a_new_containe
     assert_eq!(times, vec![3, 8, 13, 18, 23, 28, 33]);
     let events = drain(&mut rx);
     assert_eq!(unhealthy(&events), vec!["Liveness probe failed: exit 1"; 5]);
-    assert_eq!(kills(&events), vec![("c1".into(), ProbeKind::Liveness, "Container web failed liveness probe, will be restarted".into())]);
+    assert_eq!(
+        kills(&events),
+        vec![("c1".into(), ProbeKind::Liveness, "Container web failed liveness probe, will be restarted".into())]
+    );
     sleep(60.0).await;
     assert_eq!(exec.calls("live").len(), 7, "on hold until the container is replaced");
 }
@@ -206,10 +214,18 @@ async fn startup_failure_kills() {
     startup.failure_threshold = Some(2);
     startup.termination_grace_period_seconds = Some(5);
     let (m, mut rx) = ProbeManager::new(exec.clone());
-    m.add_container(&pod(Container { name: "web".into(), startup_probe: Some(startup), ..Default::default() }), "web", "c1", "");
+    m.add_container(
+        &pod(Container { name: "web".into(), startup_probe: Some(startup), ..Default::default() }),
+        "web",
+        "c1",
+        "",
+    );
     sleep(30.0).await;
     let events = drain(&mut rx);
-    assert_eq!(kills(&events), vec![("c1".into(), ProbeKind::Startup, "Container web failed startup probe, will be restarted".into())]);
+    assert_eq!(
+        kills(&events),
+        vec![("c1".into(), ProbeKind::Startup, "Container web failed startup probe, will be restarted".into())]
+    );
     assert!(events.iter().any(|e| matches!(e, ProbeEvent::Kill { grace_period: Some(5), .. })));
     assert_eq!(exec.calls("start").len(), 2);
     assert!(!m.started("u1", "web"));
@@ -230,7 +246,12 @@ async fn exec_errors_do_not_count_and_timeouts_do() {
     let mut probe = exec_probe("live");
     probe.failure_threshold = Some(1);
     let (m, mut rx) = ProbeManager::new(exec.clone());
-    m.add_container(&pod(Container { name: "web".into(), liveness_probe: Some(probe), ..Default::default() }), "web", "c1", "");
+    m.add_container(
+        &pod(Container { name: "web".into(), liveness_probe: Some(probe), ..Default::default() }),
+        "web",
+        "c1",
+        "",
+    );
     sleep(25.0).await;
     let events = drain(&mut rx);
     assert!(kills(&events).is_empty(), "errors are not failures");

@@ -52,7 +52,9 @@ pub(super) async fn run(shared: Weak<Shared>, spec: WorkerSpec) {
     let mut last: Option<bool> = None;
     let mut streak = 0u32;
     loop {
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let waiting_for_startup = spec.gated && kind != ProbeKind::Startup && !shared.started(&spec.key.0, &container);
         if !waiting_for_startup {
             let result = action::run(&spec.probe, &spec.target, shared.exec.as_ref()).await;

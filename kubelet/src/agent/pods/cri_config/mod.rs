@@ -117,7 +117,11 @@ pub fn sandbox_config(pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandbox
 }
 
 /// The config of `container` (an init, sidecar or app container of `pod`).
-pub fn container_config(pod: &Pod, container: &Container, ctx: &ContainerContext) -> Result<cri::ContainerConfig, ConfigError> {
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    ctx: &ContainerContext,
+) -> Result<cri::ContainerConfig, ConfigError> {
     container::container_config(pod, container, ctx)
 }
 
