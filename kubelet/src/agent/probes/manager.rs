@@ -184,6 +184,34 @@ impl ProbeManager {
         self.shared.started(pod_uid, container_name)
     }
 
+    /// Whether the container `container_id` is ready as far as its probes go, from the pod's
+    /// spec: with a readiness probe, its result for this very container (false until probed,
+    /// or if [`ProbeManager::add_container`] has not been told of it); without one, whether
+    /// it started; true without probes. The caller still requires the container to be running.
+    pub fn container_ready(&self, pod: &Pod, container_name: &str, container_id: &str) -> bool {
+        let Some(c) = find_container(pod, container_name) else { return true };
+        if c.readiness_probe.is_some() {
+            return self.result_for(pod, container_name, ProbeKind::Readiness, container_id).unwrap_or(false);
+        }
+        self.container_started(pod, container_name, container_id)
+    }
+
+    /// Whether the container `container_id` has passed its startup probe (false until then,
+    /// or if the manager has not been told of it); true without one.
+    pub fn container_started(&self, pod: &Pod, container_name: &str, container_id: &str) -> bool {
+        let Some(c) = find_container(pod, container_name) else { return true };
+        if c.startup_probe.is_none() {
+            return true;
+        }
+        self.result_for(pod, container_name, ProbeKind::Startup, container_id).unwrap_or(false)
+    }
+
+    fn result_for(&self, pod: &Pod, container_name: &str, kind: ProbeKind, container_id: &str) -> Option<bool> {
+        let key = (pod.metadata.uid.clone().unwrap_or_default(), container_name.to_string(), kind);
+        let entries = self.shared.entries.lock().unwrap();
+        entries.get(&key).filter(|e| e.container_id == container_id).map(|e| e.result)
+    }
+
     /// The container id whose probes are running for this container, if any.
     pub fn probed_container_id(&self, pod_uid: &str, container_name: &str) -> Option<String> {
         let entries = self.shared.entries.lock().unwrap();

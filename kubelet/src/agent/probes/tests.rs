@@ -282,3 +282,26 @@ async fn removing_stops_the_workers() {
     sleep(60.0).await;
     assert_eq!(exec.calls("ready").len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn per_container_id_answers_from_the_spec() {
+    let exec = Arc::new(FakeExec::default());
+    exec.script("ready", &[0]);
+    exec.script("start", &[0]);
+    let c = Container {
+        name: "web".into(),
+        readiness_probe: Some(exec_probe("ready")),
+        startup_probe: Some(exec_probe("start")),
+        ..Default::default()
+    };
+    let p = pod(c);
+    let (m, _rx) = ProbeManager::new(exec.clone());
+    assert!(!m.container_ready(&p, "web", "c1") && !m.container_started(&p, "web", "c1"), "not told of it yet");
+    assert!(m.ready("u1", "web"), "the plain query knows nothing of the spec");
+    m.add_container(&p, "web", "c1", "");
+    sleep(1.0).await;
+    assert!(m.container_started(&p, "web", "c1") && m.container_ready(&p, "web", "c1"));
+    assert!(!m.container_ready(&p, "web", "c2"), "another container of that name");
+    let plain = pod(Container { name: "web".into(), ..Default::default() });
+    assert!(m.container_ready(&plain, "web", "c9") && m.container_started(&plain, "web", "c9"));
+}
