@@ -53,6 +53,9 @@ pub enum ConfigError {
     /// unreadable or malformed.
     #[error("{}: {message}", path.display())]
     ResolvConf { path: PathBuf, message: String },
+    /// runAsNonRoot with a user that is, or may be, root (upstream's wording).
+    #[error("{0}")]
+    RunAsNonRoot(String),
 }
 
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -123,6 +126,13 @@ pub fn container_config(
     ctx: &ContainerContext,
 ) -> Result<cri::ContainerConfig, ConfigError> {
     container::container_config(pod, container, ctx)
+}
+
+/// Checks runAsNonRoot (the container's, else the pod's) against the user the container
+/// will run as: its runAsUser, else the image config's `User` (`image_user`, e.g. `1000`,
+/// `nginx:nginx`; empty is root). A user name cannot be checked and is refused, as upstream.
+pub fn verify_run_as_non_root(pod: &Pod, container: &Container, image_user: &str) -> Result<(), ConfigError> {
+    security::verify_run_as_non_root(pod, container, image_user)
 }
 
 /// A hash of the container's spec: a container whose spec hash changed is restarted.

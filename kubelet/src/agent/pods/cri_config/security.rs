@@ -167,3 +167,42 @@ pub fn container_security_context(
         ..Default::default()
     })
 }
+
+/// See [`super::verify_run_as_non_root`].
+pub fn verify_run_as_non_root(pod: &Pod, container: &Container, image_user: &str) -> Result<(), ConfigError> {
+    let psc = pod_sc(pod);
+    let csc = container.security_context.as_ref();
+    let non_root = csc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root)).unwrap_or(false);
+    if !non_root {
+        return Ok(());
+    }
+    let m = &pod.metadata;
+    let pod_name = format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or_default(),
+        m.namespace.as_deref().unwrap_or("default"),
+        m.uid.as_deref().unwrap_or_default()
+    );
+    let name = &container.name;
+    if let Some(uid) = csc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)) {
+        if uid == 0 {
+            return Err(ConfigError::RunAsNonRoot(format!(
+                "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {name})"
+            )));
+        }
+        return Ok(());
+    }
+    let user = image_user.split(':').next().unwrap_or_default();
+    match user.parse::<u32>() {
+        _ if user.is_empty() => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+        ))),
+        Ok(0) => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+        ))),
+        Ok(_) => Ok(()),
+        Err(_) => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod_name:?}, container: {name})"
+        ))),
+    }
+}

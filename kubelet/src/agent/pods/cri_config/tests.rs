@@ -424,3 +424,28 @@ fn bad_security_settings_name_the_field() {
     let err = container_config(&pod(vec![c.clone()]), &c, &container_ctx()).unwrap_err();
     assert!(err.to_string().contains("procMount"), "{err}");
 }
+
+#[test]
+fn run_as_non_root_is_checked_against_the_user() {
+    let mut c = container("a");
+    let p = pod(vec![c.clone()]);
+    assert_eq!(verify_run_as_non_root(&p, &c, ""), Ok(()), "not asked for");
+    c.security_context = Some(SecurityContext { run_as_non_root: Some(true), ..Default::default() });
+    let err = verify_run_as_non_root(&p, &c, "").unwrap_err().to_string();
+    assert_eq!(err, "container has runAsNonRoot and image will run as root (pod: \"web-0_shop(u-1)\", container: a)");
+    assert!(verify_run_as_non_root(&p, &c, "0:0").is_err());
+    assert_eq!(verify_run_as_non_root(&p, &c, "1000:1000"), Ok(()));
+    let err = verify_run_as_non_root(&p, &c, "nginx").unwrap_err().to_string();
+    assert!(
+        err.starts_with("container has runAsNonRoot and image has non-numeric user (nginx), cannot verify"),
+        "{err}"
+    );
+    // runAsUser decides when given, the pod's runAsNonRoot applies to containers.
+    let mut p2 = pod(vec![container("b")]);
+    spec(&mut p2).security_context =
+        Some(PodSecurityContext { run_as_non_root: Some(true), run_as_user: Some(0), ..Default::default() });
+    let err = verify_run_as_non_root(&p2, &container("b"), "1000").unwrap_err().to_string();
+    assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
+    spec(&mut p2).security_context.as_mut().unwrap().run_as_user = Some(1000);
+    assert_eq!(verify_run_as_non_root(&p2, &container("b"), ""), Ok(()));
+}
