@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::mpsc;
@@ -102,8 +103,25 @@ impl ProbeManager {
     /// keeps probing it: calling again with the same container id changes nothing, so the
     /// pod sync may call this on every pass. A new container id (the container was
     /// restarted) starts its probes afresh: readiness false, liveness true, not started.
-    /// `pod_ip` is the default host of httpGet, tcpSocket and grpc probes.
+    /// `pod_ip` is the default host of httpGet, tcpSocket and grpc probes. The initial
+    /// delay counts from now: for a container found running (after a restart of the agent)
+    /// use [`ProbeManager::add_container_started_at`].
     pub fn add_container(&self, pod: &Pod, container_name: &str, container_id: &str, pod_ip: &str) {
+        self.add_container_started_at(pod, container_name, container_id, pod_ip, SystemTime::now());
+    }
+
+    /// [`ProbeManager::add_container`] for a container that started at `started_at` (its
+    /// CRI status): the initial delays count from then, as upstream, so a container adopted
+    /// after a restart of the agent is probed at once if its delay has passed.
+    pub fn add_container_started_at(
+        &self,
+        pod: &Pod,
+        container_name: &str,
+        container_id: &str,
+        pod_ip: &str,
+        started_at: SystemTime,
+    ) {
+        let running_for = SystemTime::now().duration_since(started_at).unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let Some(container) = find_container(pod, container_name) else {
             return;
@@ -134,6 +152,7 @@ impl ProbeManager {
                     container: container.clone(),
                 },
                 gated,
+                running_for,
             };
             let task = tokio::spawn(worker::run(Arc::downgrade(&self.shared), spec)).abort_handle();
             // Readiness starts unready, liveness alive, startup not started.

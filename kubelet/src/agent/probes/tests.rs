@@ -305,3 +305,23 @@ async fn per_container_id_answers_from_the_spec() {
     let plain = pod(Container { name: "web".into(), ..Default::default() });
     assert!(m.container_ready(&plain, "web", "c9") && m.container_started(&plain, "web", "c9"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_initial_delay_counts_from_the_container_start() {
+    let exec = Arc::new(FakeExec::default());
+    exec.script("ready", &[0]);
+    let mut probe = exec_probe("ready");
+    probe.initial_delay_seconds = Some(30);
+    let p = pod(Container { name: "web".into(), readiness_probe: Some(probe), ..Default::default() });
+    let (m, _rx) = ProbeManager::new(exec.clone());
+    let started = std::time::SystemTime::now() - Duration::from_secs(20);
+    let start = Instant::now();
+    m.add_container_started_at(&p, "web", "c1", "", started);
+    sleep(11.0).await;
+    assert!(m.ready("u1", "web"));
+    let first = (exec.calls("ready")[0].1 - start).as_secs();
+    assert!((9..=10).contains(&first), "30 s after the start, 20 s of which had passed: {first}");
+    m.add_container_started_at(&p, "web", "c2", "", std::time::SystemTime::now() - Duration::from_secs(3600));
+    sleep(0.5).await;
+    assert_eq!(exec.calls("ready").last().unwrap().0, "c2", "long past the delay: probed at once");
+}
