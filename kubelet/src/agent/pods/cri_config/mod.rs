@@ -5,6 +5,12 @@
 //! container behind any CRI object can be found again after a restart (the same keys as the
 //! upstream kubelet, so containerd shows them the usual way). Pure functions: the caller
 //! resolves env, volumes and images first.
+//!
+//! - `sandbox.rs` — the sandbox config; `dns.rs` — DNS by dnsPolicy from the node's settings
+//! - `container.rs` — a container's config; `hash.rs` — the container hash
+//! - `resources.rs` — requests and limits as CRI resources, OOM scores; `quantity.rs` —
+//!   resource quantities as numbers
+//! - `security.rs` — namespaces and security contexts, seccomp, runAsNonRoot
 
 mod container;
 pub mod dns;
