@@ -60,7 +60,9 @@ fn requests_and_limits(c: &Container) -> (BTreeMap<&'static str, i128>, BTreeMap
 /// or limits cpu or memory; Guaranteed when every container limits both and the pod's
 /// summed requests equal its summed limits; Burstable otherwise.
 pub fn qos_class(pod: &Pod) -> QosClass {
-    let Some(spec) = pod.spec.as_ref() else { return QosClass::BestEffort };
+    let Some(spec) = pod.spec.as_ref() else {
+        return QosClass::BestEffort;
+    };
     let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
     let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
     let mut guaranteed = true;
@@ -112,7 +114,11 @@ mod tests {
     fn container(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Container {
         Container {
             name: "c".into(),
-            resources: Some(ResourceRequirements { requests: list(requests), limits: list(limits), ..Default::default() }),
+            resources: Some(ResourceRequirements {
+                requests: list(requests),
+                limits: list(limits),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -120,7 +126,8 @@ mod tests {
     fn pod(containers: Vec<Container>, init: Vec<Container>) -> Pod {
         let mut p = Pod::default();
         p.metadata.uid = Some("u1".into());
-        p.spec = Some(PodSpec { containers, init_containers: (!init.is_empty()).then_some(init), ..Default::default() });
+        p.spec =
+            Some(PodSpec { containers, init_containers: (!init.is_empty()).then_some(init), ..Default::default() });
         p
     }
 
@@ -131,7 +138,10 @@ mod tests {
         assert_eq!(qos_class(&pod(vec![container(&[], &[])], vec![])), QosClass::BestEffort);
         assert_eq!(qos_class(&pod(vec![Container::default()], vec![])), QosClass::BestEffort);
         // Resources other than cpu and memory do not count.
-        assert_eq!(qos_class(&pod(vec![container(&[("ephemeral-storage", "1Gi")], &[])], vec![])), QosClass::BestEffort);
+        assert_eq!(
+            qos_class(&pod(vec![container(&[("ephemeral-storage", "1Gi")], &[])], vec![])),
+            QosClass::BestEffort
+        );
         assert_eq!(qos_class(&pod(vec![container(&[("cpu", "0")], &[])], vec![])), QosClass::BestEffort);
     }
 
@@ -148,20 +158,33 @@ mod tests {
     #[test]
     fn anything_less_is_burstable() {
         assert_eq!(qos_class(&pod(vec![container(&[("cpu", "100m")], &[])], vec![])), QosClass::Burstable);
-        assert_eq!(qos_class(&pod(vec![container(&[("cpu", "50m"), ("memory", "64Mi")], BOTH)], vec![])), QosClass::Burstable);
-        assert_eq!(qos_class(&pod(vec![container(&[], &[("cpu", "1")])], vec![])), QosClass::Burstable, "memory not limited");
+        assert_eq!(
+            qos_class(&pod(vec![container(&[("cpu", "50m"), ("memory", "64Mi")], BOTH)], vec![])),
+            QosClass::Burstable
+        );
+        assert_eq!(
+            qos_class(&pod(vec![container(&[], &[("cpu", "1")])], vec![])),
+            QosClass::Burstable,
+            "memory not limited"
+        );
         // One guaranteed container and one without limits.
         assert_eq!(qos_class(&pod(vec![container(BOTH, BOTH), container(&[], &[])], vec![])), QosClass::Burstable);
         // Init containers count too.
         assert_eq!(qos_class(&pod(vec![container(BOTH, BOTH)], vec![container(&[], &[])])), QosClass::Burstable);
-        assert_eq!(qos_class(&pod(vec![container(&[], &[])], vec![container(&[("memory", "1Mi")], &[])])), QosClass::Burstable);
+        assert_eq!(
+            qos_class(&pod(vec![container(&[], &[])], vec![container(&[("memory", "1Mi")], &[])])),
+            QosClass::Burstable
+        );
     }
 
     #[test]
     fn pod_cgroups_by_class() {
         assert_eq!(pod_cgroup("", &pod(vec![container(BOTH, BOTH)], vec![])), "/kubepods/podu1");
         assert_eq!(pod_cgroup("/", &pod(vec![container(&[("cpu", "1")], &[])], vec![])), "/kubepods/burstable/podu1");
-        assert_eq!(pod_cgroup("/kubelet-rs/", &pod(vec![container(&[], &[])], vec![])), "/kubelet-rs/kubepods/besteffort/podu1");
+        assert_eq!(
+            pod_cgroup("/kubelet-rs/", &pod(vec![container(&[], &[])], vec![])),
+            "/kubelet-rs/kubepods/besteffort/podu1"
+        );
         assert_eq!(pod_cgroup("node", &pod(vec![container(&[], &[])], vec![])), "/node/kubepods/besteffort/podu1");
         assert_eq!(QosClass::Burstable.as_str(), "Burstable");
     }

@@ -71,6 +71,13 @@ pub fn timeout(probe: &Probe) -> Duration {
     Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64)
 }
 
+/// The runtime enforces an exec probe's timeout; this guard only catches a runtime that
+/// does not answer, so it allows for the call's own overhead.
+const EXEC_SLACK: Duration = Duration::from_secs(1);
+
+/// How much of an exec probe's output is kept.
+pub const MAX_OUTPUT: usize = 10 * 1024;
+
 pub async fn run(probe: &Probe, target: &Target, exec: &dyn ProbeExec) -> ProbeResult {
     let timeout = timeout(probe);
     if let Some(e) = &probe.exec {
@@ -78,10 +85,14 @@ pub async fn run(probe: &Probe, target: &Target, exec: &dyn ProbeExec) -> ProbeR
         if cmd.is_empty() {
             return ProbeResult::Error("exec probe without a command".into());
         }
-        let outcome = tokio::time::timeout(timeout, exec.exec_sync(&target.container_id, &cmd, timeout)).await;
+        let outcome = tokio::time::timeout(timeout + EXEC_SLACK, exec.exec_sync(&target.container_id, &cmd, timeout)).await;
         return match outcome {
             Ok(Ok(out)) if out.exit_code == 0 => ProbeResult::Success,
-            Ok(Ok(out)) => ProbeResult::Failure(String::from_utf8_lossy(&out.output).into_owned()),
+            Ok(Ok(out)) => {
+                // As upstream, at most 10 KiB of output make it into the message.
+                let output = &out.output[..out.output.len().min(MAX_OUTPUT)];
+                ProbeResult::Failure(String::from_utf8_lossy(output).into_owned())
+            }
             Ok(Err(ExecError::Timeout)) | Err(_) => {
                 ProbeResult::Failure(format!("command {:?} timed out", cmd.join(" ")))
             }

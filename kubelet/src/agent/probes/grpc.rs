@@ -46,8 +46,14 @@ pub async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> R
         .timeout(timeout);
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(format!("timeout: failed to connect service {addr:?} within {secs}s: {}", source_chain(&e))),
-        Err(_) => return Err(format!("timeout: failed to connect service {addr:?} within {secs}s: context deadline exceeded")),
+        Ok(Err(e)) => {
+            return Err(format!("timeout: failed to connect service {addr:?} within {secs}s: {}", source_chain(&e)));
+        }
+        Err(_) => {
+            return Err(format!(
+                "timeout: failed to connect service {addr:?} within {secs}s: context deadline exceeded"
+            ));
+        }
     };
     let mut client = tonic::client::Grpc::new(channel);
     let call = async {
@@ -57,13 +63,20 @@ pub async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> R
         client.unary(request, PathAndQuery::from_static(CHECK_PATH), codec).await
     };
     let response = match tokio::time::timeout(timeout, call).await {
-        Err(_) => return Err(format!("timeout: health rpc did not complete within {secs}s")),
+        Err(_) => {
+            return Err(format!("timeout: health rpc did not complete within {secs}s"));
+        }
         Ok(Err(status)) => {
             return Err(match status.code() {
                 tonic::Code::Unimplemented => {
-                    format!("this server does not implement the grpc health protocol (grpc.health.v1.Health): {}", status.message())
+                    format!(
+                        "this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                        status.message()
+                    )
                 }
-                tonic::Code::DeadlineExceeded => format!("timeout: health rpc did not complete within {secs}s"),
+                tonic::Code::DeadlineExceeded => {
+                    format!("timeout: health rpc did not complete within {secs}s")
+                }
                 _ => format!("error: health rpc probe failed: {}: {}", status.code(), status.message()),
             });
         }

@@ -102,7 +102,8 @@ fn headers(t: &HttpTarget) -> Result<HeaderMap, String> {
         map.insert(ACCEPT, HeaderValue::from_static("*/*"));
     }
     if !map.contains_key(HOST) {
-        let host = HeaderValue::from_str(&join_host_port(&t.host, t.port)).map_err(|_| format!("invalid host {:?}", t.host))?;
+        let host = HeaderValue::from_str(&join_host_port(&t.host, t.port))
+            .map_err(|_| format!("invalid host {:?}", t.host))?;
         map.insert(HOST, host);
     }
     Ok(map)
@@ -115,7 +116,9 @@ pub async fn get(t: &HttpTarget, timeout: Duration) -> Result<u16, String> {
     match tokio::time::timeout(timeout, get_inner(t)).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(e)) => Err(format!("Get {url:?}: {e}")),
-        Err(_) => Err(format!("Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
+        Err(_) => {
+            Err(format!("Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"))
+        }
     }
 }
 

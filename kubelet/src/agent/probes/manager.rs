@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::mpsc;
@@ -46,7 +47,9 @@ impl Shared {
     /// announced.
     pub fn set_result(&self, key: &Key, container_id: &str, result: bool) -> bool {
         let mut entries = self.entries.lock().unwrap();
-        let Some(entry) = entries.get_mut(key).filter(|e| e.container_id == container_id) else { return false };
+        let Some(entry) = entries.get_mut(key).filter(|e| e.container_id == container_id) else {
+            return false;
+        };
         let changed = entry.result != result;
         entry.result = result;
         let pod = entry.pod.clone();
@@ -100,10 +103,29 @@ impl ProbeManager {
     /// keeps probing it: calling again with the same container id changes nothing, so the
     /// pod sync may call this on every pass. A new container id (the container was
     /// restarted) starts its probes afresh: readiness false, liveness true, not started.
-    /// `pod_ip` is the default host of httpGet, tcpSocket and grpc probes.
+    /// `pod_ip` is the default host of httpGet, tcpSocket and grpc probes. The initial
+    /// delay counts from now: for a container found running (after a restart of the agent)
+    /// use [`ProbeManager::add_container_started_at`].
     pub fn add_container(&self, pod: &Pod, container_name: &str, container_id: &str, pod_ip: &str) {
+        self.add_container_started_at(pod, container_name, container_id, pod_ip, SystemTime::now());
+    }
+
+    /// [`ProbeManager::add_container`] for a container that started at `started_at` (its
+    /// CRI status): the initial delays count from then, as upstream, so a container adopted
+    /// after a restart of the agent is probed at once if its delay has passed.
+    pub fn add_container_started_at(
+        &self,
+        pod: &Pod,
+        container_name: &str,
+        container_id: &str,
+        pod_ip: &str,
+        started_at: SystemTime,
+    ) {
+        let running_for = SystemTime::now().duration_since(started_at).unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let Some(container) = find_container(pod, container_name) else { return };
+        let Some(container) = find_container(pod, container_name) else {
+            return;
+        };
         let probes = probes(container);
         let gated = probes.iter().any(|(k, _)| *k == ProbeKind::Startup);
         let pod_ref = PodRef {
@@ -124,8 +146,13 @@ impl ProbeManager {
                 key: key.clone(),
                 pod: pod_ref.clone(),
                 probe: probe.clone(),
-                target: Target { container_id: container_id.to_string(), pod_ip: pod_ip.to_string(), container: container.clone() },
+                target: Target {
+                    container_id: container_id.to_string(),
+                    pod_ip: pod_ip.to_string(),
+                    container: container.clone(),
+                },
                 gated,
+                running_for,
             };
             let task = tokio::spawn(worker::run(Arc::downgrade(&self.shared), spec)).abort_handle();
             // Readiness starts unready, liveness alive, startup not started.
@@ -174,6 +201,34 @@ impl ProbeManager {
     /// Whether the container's startup probe has succeeded; true without one.
     pub fn started(&self, pod_uid: &str, container_name: &str) -> bool {
         self.shared.started(pod_uid, container_name)
+    }
+
+    /// Whether the container `container_id` is ready as far as its probes go, from the pod's
+    /// spec: with a readiness probe, its result for this very container (false until probed,
+    /// or if [`ProbeManager::add_container`] has not been told of it); without one, whether
+    /// it started; true without probes. The caller still requires the container to be running.
+    pub fn container_ready(&self, pod: &Pod, container_name: &str, container_id: &str) -> bool {
+        let Some(c) = find_container(pod, container_name) else { return true };
+        if c.readiness_probe.is_some() {
+            return self.result_for(pod, container_name, ProbeKind::Readiness, container_id).unwrap_or(false);
+        }
+        self.container_started(pod, container_name, container_id)
+    }
+
+    /// Whether the container `container_id` has passed its startup probe (false until then,
+    /// or if the manager has not been told of it); true without one.
+    pub fn container_started(&self, pod: &Pod, container_name: &str, container_id: &str) -> bool {
+        let Some(c) = find_container(pod, container_name) else { return true };
+        if c.startup_probe.is_none() {
+            return true;
+        }
+        self.result_for(pod, container_name, ProbeKind::Startup, container_id).unwrap_or(false)
+    }
+
+    fn result_for(&self, pod: &Pod, container_name: &str, kind: ProbeKind, container_id: &str) -> Option<bool> {
+        let key = (pod.metadata.uid.clone().unwrap_or_default(), container_name.to_string(), kind);
+        let entries = self.shared.entries.lock().unwrap();
+        entries.get(&key).filter(|e| e.container_id == container_id).map(|e| e.result)
     }
 
     /// The container id whose probes are running for this container, if any.

@@ -100,8 +100,10 @@ async fn http_request_has_the_path_headers_and_user_agent() {
     let mut t = target();
     t.container.ports.as_mut().unwrap()[0].container_port = port as i32;
     let mut probe = http_probe(IntOrString::String("http".into()), "/healthz?full=1");
-    probe.http_get.as_mut().unwrap().http_headers =
-        Some(vec![HTTPHeader { name: "X-Probe".into(), value: "yes".into() }, HTTPHeader { name: "Host".into(), value: "web.local".into() }]);
+    probe.http_get.as_mut().unwrap().http_headers = Some(vec![
+        HTTPHeader { name: "X-Probe".into(), value: "yes".into() },
+        HTTPHeader { name: "Host".into(), value: "web.local".into() },
+    ]);
     assert_eq!(action::run(&probe, &t, &NoExec).await, ProbeResult::Success);
     let head = seen.lock().unwrap()[0].to_lowercase();
     assert!(head.starts_with("get /healthz?full=1 http/1.1\r\n"), "{head}");
@@ -128,7 +130,9 @@ async fn http_connection_refused_and_timeout_are_worded_as_upstream() {
     let err = http::get(&t, Duration::from_millis(200)).await.unwrap_err();
     assert_eq!(
         err,
-        format!("Get \"http://127.0.0.1:{port}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
+        format!(
+            "Get \"http://127.0.0.1:{port}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )
     );
     drop(silent);
 }
@@ -156,7 +160,9 @@ async fn https_without_certificate_verification() {
         while let Ok((s, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 read_head(&mut tls).await;
                 let _ = tls.write_all(b"HTTP/1.1 503 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
                 let _ = tls.shutdown().await;
@@ -224,7 +230,8 @@ impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> f
     fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
         let status = self.0;
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+            let mut grpc =
+                tonic::server::Grpc::new(tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
             Ok(grpc.unary(Check(status), request).await)
         })
     }
@@ -252,12 +259,17 @@ async fn grpc_health_checks() {
         ProbeResult::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
     );
     match action::run(&grpc_probe(serving, "missing"), &target(), &NoExec).await {
-        ProbeResult::Failure(m) => assert!(m.starts_with("error: health rpc probe failed: "), "{m}"),
+        ProbeResult::Failure(m) => {
+            assert!(m.starts_with("error: health rpc probe failed: "), "{m}")
+        }
         other => panic!("{other:?}"),
     }
     let closed = closed_port().await;
     match action::run(&grpc_probe(closed, ""), &target(), &NoExec).await {
-        ProbeResult::Failure(m) => assert!(m.starts_with(&format!("timeout: failed to connect service \"127.0.0.1:{closed}\" within 1s")), "{m}"),
+        ProbeResult::Failure(m) => assert!(
+            m.starts_with(&format!("timeout: failed to connect service \"127.0.0.1:{closed}\" within 1s")),
+            "{m}"
+        ),
         other => panic!("{other:?}"),
     }
 }

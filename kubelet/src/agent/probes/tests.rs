@@ -17,7 +17,10 @@ struct FakeExec {
 
 impl FakeExec {
     fn script(&self, cmd: &str, results: &[i32]) {
-        let q = results.iter().map(|c| Ok(ExecOutput { exit_code: *c, output: format!("exit {c}").into_bytes() })).collect();
+        let q = results
+            .iter()
+            .map(|c| Ok(ExecOutput { exit_code: *c, output: format!("exit {c}").into_bytes() }))
+            .collect();
         self.script.lock().unwrap().insert(cmd.into(), q);
     }
 
@@ -65,7 +68,9 @@ fn kills(events: &[ProbeEvent]) -> Vec<(String, ProbeKind, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            ProbeEvent::Kill { container_id, kind, message, .. } => Some((container_id.clone(), *kind, message.clone())),
+            ProbeEvent::Kill { container_id, kind, message, .. } => {
+                Some((container_id.clone(), *kind, message.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -103,7 +108,10 @@ async fn liveness_kills_after_the_failure_threshold_and_waits_for_a_new_containe
     assert_eq!(times, vec![3, 8, 13, 18, 23, 28, 33]);
     let events = drain(&mut rx);
     assert_eq!(unhealthy(&events), vec!["Liveness probe failed: exit 1"; 5]);
-    assert_eq!(kills(&events), vec![("c1".into(), ProbeKind::Liveness, "Container web failed liveness probe, will be restarted".into())]);
+    assert_eq!(
+        kills(&events),
+        vec![("c1".into(), ProbeKind::Liveness, "Container web failed liveness probe, will be restarted".into())]
+    );
     sleep(60.0).await;
     assert_eq!(exec.calls("live").len(), 7, "on hold until the container is replaced");
 }
@@ -206,10 +214,18 @@ async fn startup_failure_kills() {
     startup.failure_threshold = Some(2);
     startup.termination_grace_period_seconds = Some(5);
     let (m, mut rx) = ProbeManager::new(exec.clone());
-    m.add_container(&pod(Container { name: "web".into(), startup_probe: Some(startup), ..Default::default() }), "web", "c1", "");
+    m.add_container(
+        &pod(Container { name: "web".into(), startup_probe: Some(startup), ..Default::default() }),
+        "web",
+        "c1",
+        "",
+    );
     sleep(30.0).await;
     let events = drain(&mut rx);
-    assert_eq!(kills(&events), vec![("c1".into(), ProbeKind::Startup, "Container web failed startup probe, will be restarted".into())]);
+    assert_eq!(
+        kills(&events),
+        vec![("c1".into(), ProbeKind::Startup, "Container web failed startup probe, will be restarted".into())]
+    );
     assert!(events.iter().any(|e| matches!(e, ProbeEvent::Kill { grace_period: Some(5), .. })));
     assert_eq!(exec.calls("start").len(), 2);
     assert!(!m.started("u1", "web"));
@@ -230,7 +246,12 @@ async fn exec_errors_do_not_count_and_timeouts_do() {
     let mut probe = exec_probe("live");
     probe.failure_threshold = Some(1);
     let (m, mut rx) = ProbeManager::new(exec.clone());
-    m.add_container(&pod(Container { name: "web".into(), liveness_probe: Some(probe), ..Default::default() }), "web", "c1", "");
+    m.add_container(
+        &pod(Container { name: "web".into(), liveness_probe: Some(probe), ..Default::default() }),
+        "web",
+        "c1",
+        "",
+    );
     sleep(25.0).await;
     let events = drain(&mut rx);
     assert!(kills(&events).is_empty(), "errors are not failures");
@@ -260,4 +281,47 @@ async fn removing_stops_the_workers() {
     m.remove_container("u1", "web");
     sleep(60.0).await;
     assert_eq!(exec.calls("ready").len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_container_id_answers_from_the_spec() {
+    let exec = Arc::new(FakeExec::default());
+    exec.script("ready", &[0]);
+    exec.script("start", &[0]);
+    let c = Container {
+        name: "web".into(),
+        readiness_probe: Some(exec_probe("ready")),
+        startup_probe: Some(exec_probe("start")),
+        ..Default::default()
+    };
+    let p = pod(c);
+    let (m, _rx) = ProbeManager::new(exec.clone());
+    assert!(!m.container_ready(&p, "web", "c1") && !m.container_started(&p, "web", "c1"), "not told of it yet");
+    assert!(m.ready("u1", "web"), "the plain query knows nothing of the spec");
+    m.add_container(&p, "web", "c1", "");
+    sleep(1.0).await;
+    assert!(m.container_started(&p, "web", "c1") && m.container_ready(&p, "web", "c1"));
+    assert!(!m.container_ready(&p, "web", "c2"), "another container of that name");
+    let plain = pod(Container { name: "web".into(), ..Default::default() });
+    assert!(m.container_ready(&plain, "web", "c9") && m.container_started(&plain, "web", "c9"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_initial_delay_counts_from_the_container_start() {
+    let exec = Arc::new(FakeExec::default());
+    exec.script("ready", &[0]);
+    let mut probe = exec_probe("ready");
+    probe.initial_delay_seconds = Some(30);
+    let p = pod(Container { name: "web".into(), readiness_probe: Some(probe), ..Default::default() });
+    let (m, _rx) = ProbeManager::new(exec.clone());
+    let started = std::time::SystemTime::now() - Duration::from_secs(20);
+    let start = Instant::now();
+    m.add_container_started_at(&p, "web", "c1", "", started);
+    sleep(11.0).await;
+    assert!(m.ready("u1", "web"));
+    let first = (exec.calls("ready")[0].1 - start).as_secs();
+    assert!((9..=10).contains(&first), "30 s after the start, 20 s of which had passed: {first}");
+    m.add_container_started_at(&p, "web", "c2", "", std::time::SystemTime::now() - Duration::from_secs(3600));
+    sleep(0.5).await;
+    assert_eq!(exec.calls("ready").last().unwrap().0, "c2", "long past the delay: probed at once");
 }

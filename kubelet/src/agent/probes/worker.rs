@@ -18,6 +18,9 @@ pub(super) struct WorkerSpec {
     pub target: Target,
     /// The container has a startup probe: liveness and readiness wait for it.
     pub gated: bool,
+    /// How long the container had been running when the worker started (counts toward the
+    /// initial delay).
+    pub running_for: Duration,
 }
 
 /// The probe's timing and thresholds with the API's defaults; liveness and startup probes
@@ -47,12 +50,14 @@ pub(super) async fn run(shared: Weak<Shared>, spec: WorkerSpec) {
     let timing = Timing::of(&spec.probe, kind);
     let container = spec.key.1.clone();
     let container_id = spec.target.container_id.clone();
-    tokio::time::sleep(timing.initial_delay).await;
+    tokio::time::sleep(timing.initial_delay.saturating_sub(spec.running_for)).await;
     // The current streak: the result and how many times in a row it came.
     let mut last: Option<bool> = None;
     let mut streak = 0u32;
     loop {
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let waiting_for_startup = spec.gated && kind != ProbeKind::Startup && !shared.started(&spec.key.0, &container);
         if !waiting_for_startup {
             let result = action::run(&spec.probe, &spec.target, shared.exec.as_ref()).await;

@@ -13,7 +13,11 @@ use crate::agent::expand::expand;
 
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
-pub fn container_config(pod: &Pod, container: &Container, ctx: &ContainerContext) -> Result<cri::ContainerConfig, ConfigError> {
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    ctx: &ContainerContext,
+) -> Result<cri::ContainerConfig, ConfigError> {
     let lookup = |name: &str| ctx.envs.iter().rev().find(|kv| kv.key == name).map(|kv| kv.value.clone());
     let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, lookup)).collect::<Vec<_>>();
     let linux_resources = resources::container_resources(pod, container, ctx.node_memory_capacity);

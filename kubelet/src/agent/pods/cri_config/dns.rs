@@ -39,14 +39,19 @@ pub fn parse_resolv_conf(text: &str) -> Result<ResolvConf, String> {
     for (n, line) in text.lines().enumerate() {
         let line = line.split(['#', ';']).next().unwrap_or_default();
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some((&key, rest)) = fields.split_first() else { continue };
+        let Some((&key, rest)) = fields.split_first() else {
+            continue;
+        };
         match key {
             "nameserver" => match rest.first() {
                 Some(s) => out.servers.push(s.to_string()),
-                None => return Err(format!("line {}: a nameserver line without an address", n + 1)),
+                None => {
+                    return Err(format!("line {}: a nameserver line without an address", n + 1));
+                }
             },
             "search" | "domain" => {
-                out.searches = rest.iter().filter(|s| **s != ".").map(|s| s.trim_end_matches('.').to_string()).collect();
+                out.searches =
+                    rest.iter().filter(|s| **s != ".").map(|s| s.trim_end_matches('.').to_string()).collect();
             }
             "options" => {
                 for o in rest {
@@ -140,7 +145,9 @@ pub fn pod_dns(pod: &Pod, settings: &DnsSettings) -> Result<cri::DnsConfig, Conf
         push_unique(&mut conf.servers, dc.nameservers.iter().flatten().cloned());
         push_unique(&mut conf.searches, dc.searches.iter().flatten().cloned());
         for o in dc.options.iter().flatten() {
-            let Some(name) = o.name.as_deref().filter(|n| !n.is_empty()) else { continue };
+            let Some(name) = o.name.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
             let option = match o.value.as_deref() {
                 Some(v) if !v.is_empty() => format!("{name}:{v}"),
                 _ => name.to_string(),

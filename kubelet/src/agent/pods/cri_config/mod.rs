@@ -5,6 +5,12 @@
 //! container behind any CRI object can be found again after a restart (the same keys as the
 //! upstream kubelet, so containerd shows them the usual way). Pure functions: the caller
 //! resolves env, volumes and images first.
+//!
+//! - `sandbox.rs` — the sandbox config; `dns.rs` — DNS by dnsPolicy from the node's settings
+//! - `container.rs` — a container's config; `hash.rs` — the container hash
+//! - `resources.rs` — requests and limits as CRI resources, OOM scores; `quantity.rs` —
+//!   resource quantities as numbers
+//! - `security.rs` — namespaces and security contexts, seccomp, runAsNonRoot
 
 mod container;
 pub mod dns;
@@ -53,6 +59,9 @@ pub enum ConfigError {
     /// unreadable or malformed.
     #[error("{}: {message}", path.display())]
     ResolvConf { path: PathBuf, message: String },
+    /// runAsNonRoot with a user that is, or may be, root (upstream's wording).
+    #[error("{0}")]
+    RunAsNonRoot(String),
 }
 
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -117,8 +126,19 @@ pub fn sandbox_config(pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandbox
 }
 
 /// The config of `container` (an init, sidecar or app container of `pod`).
-pub fn container_config(pod: &Pod, container: &Container, ctx: &ContainerContext) -> Result<cri::ContainerConfig, ConfigError> {
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    ctx: &ContainerContext,
+) -> Result<cri::ContainerConfig, ConfigError> {
     container::container_config(pod, container, ctx)
+}
+
+/// Checks runAsNonRoot (the container's, else the pod's) against the user the container
+/// will run as: its runAsUser, else the image config's `User` (`image_user`, e.g. `1000`,
+/// `nginx:nginx`; empty is root). A user name cannot be checked and is refused, as upstream.
+pub fn verify_run_as_non_root(pod: &Pod, container: &Container, image_user: &str) -> Result<(), ConfigError> {
+    security::verify_run_as_non_root(pod, container, image_user)
 }
 
 /// A hash of the container's spec: a container whose spec hash changed is restarted.

@@ -43,7 +43,11 @@ fn get<'a>(list: Option<&'a BTreeMap<String, Quantity>>, name: &str) -> Option<&
 }
 
 /// cpu request and limit (millicores) and memory limit (bytes) as CRI resources.
-pub fn linux_resources(cpu_request: Option<i64>, cpu_limit: Option<i64>, memory_limit: i64) -> cri::LinuxContainerResources {
+pub fn linux_resources(
+    cpu_request: Option<i64>,
+    cpu_limit: Option<i64>,
+    memory_limit: i64,
+) -> cri::LinuxContainerResources {
     let cpu_shares = match (cpu_request, cpu_limit) {
         (None, Some(limit)) => milli_cpu_to_shares(limit),
         (request, _) => milli_cpu_to_shares(request.unwrap_or(0)),
@@ -52,7 +56,13 @@ pub fn linux_resources(cpu_request: Option<i64>, cpu_limit: Option<i64>, memory_
         Some(limit) => (CPU_PERIOD, milli_cpu_to_quota(limit, CPU_PERIOD)),
         None => (0, 0),
     };
-    cri::LinuxContainerResources { cpu_shares, cpu_period, cpu_quota, memory_limit_in_bytes: memory_limit, ..Default::default() }
+    cri::LinuxContainerResources {
+        cpu_shares,
+        cpu_period,
+        cpu_quota,
+        memory_limit_in_bytes: memory_limit,
+        ..Default::default()
+    }
 }
 
 /// `hugepages-2Mi` → `2MB`, the page size spelling runtimes expect.
@@ -63,11 +73,19 @@ fn page_size(resource: &str) -> Option<String> {
         return None;
     }
     let units = [("PB", 1i64 << 50), ("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)];
-    units.iter().find(|(_, u)| bytes % u == 0).map(|(name, u)| format!("{}{name}", bytes / u)).or(Some(format!("{bytes}B")))
+    units
+        .iter()
+        .find(|(_, u)| bytes % u == 0)
+        .map(|(name, u)| format!("{}{name}", bytes / u))
+        .or(Some(format!("{bytes}B")))
 }
 
 /// The container's resources, OOM score included.
-pub fn container_resources(pod: &Pod, container: &Container, node_memory_capacity: i64) -> cri::LinuxContainerResources {
+pub fn container_resources(
+    pod: &Pod,
+    container: &Container,
+    node_memory_capacity: i64,
+) -> cri::LinuxContainerResources {
     let res = container.resources.as_ref();
     let requests = res.and_then(|r| r.requests.as_ref());
     let limits = res.and_then(|r| r.limits.as_ref());
@@ -100,7 +118,8 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, node_memory_capacity: i64
         QosClass::Burstable => {}
     }
     let burstable = |c: &Container| {
-        let request = get(c.resources.as_ref().and_then(|r| r.requests.as_ref()), "memory").map(quantity::value).unwrap_or(0);
+        let request =
+            get(c.resources.as_ref().and_then(|r| r.requests.as_ref()), "memory").map(quantity::value).unwrap_or(0);
         let adj = if node_memory_capacity > 0 {
             1000 - (1000 * request as i128 / node_memory_capacity as i128) as i64
         } else {
@@ -125,7 +144,8 @@ pub fn pod_resources(pod: &Pod) -> Option<cri::LinuxContainerResources> {
     let spec = pod.spec.as_ref()?;
     let all_limit = |name: &str| {
         spec.containers.iter().chain(spec.init_containers.iter().flatten()).all(|c| {
-            get(c.resources.as_ref().and_then(|r| r.limits.as_ref()), name).is_some_and(|q| quantity::milli_value(q) > 0)
+            get(c.resources.as_ref().and_then(|r| r.limits.as_ref()), name)
+                .is_some_and(|q| quantity::milli_value(q) > 0)
         })
     };
     let total = |name: &str, limits: bool, to: fn(&Quantity) -> i64| -> i64 {
@@ -133,7 +153,8 @@ pub fn pod_resources(pod: &Pod) -> Option<cri::LinuxContainerResources> {
             let r = c.resources.as_ref();
             let list = if limits { r.and_then(|r| r.limits.as_ref()) } else { r.and_then(|r| r.requests.as_ref()) };
             // A request not given is the limit, as the API server defaults it.
-            let q = get(list, name).or_else(|| if limits { None } else { get(r.and_then(|r| r.limits.as_ref()), name) });
+            let q =
+                get(list, name).or_else(|| if limits { None } else { get(r.and_then(|r| r.limits.as_ref()), name) });
             q.map(to).unwrap_or(0)
         };
         let inits = spec.init_containers.iter().flatten();

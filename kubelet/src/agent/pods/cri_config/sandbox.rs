@@ -20,7 +20,12 @@ pub fn sandbox_config(pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandbox
     }
     let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
     Ok(cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt: ctx.attempt }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.clone(),
+            uid: uid.clone(),
+            namespace: namespace.clone(),
+            attempt: ctx.attempt,
+        }),
         // A host-network pod keeps the node's hostname.
         hostname: if host_network { String::new() } else { hostname(pod, &ctx.dns.cluster_domain)? },
         log_directory: ctx.log_directory.to_string_lossy().into_owned(),
@@ -41,7 +46,8 @@ pub fn sandbox_config(pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandbox
 
 /// The pod's labels and the kubelet's (which win).
 fn sandbox_labels(pod: &Pod) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> = pod.metadata.labels.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: HashMap<String, String> =
+        pod.metadata.labels.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
     out.insert(labels::POD_NAME.into(), pod.metadata.name.clone().unwrap_or_default());
     out.insert(labels::POD_NAMESPACE.into(), pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()));
     out.insert(labels::POD_UID.into(), pod.metadata.uid.clone().unwrap_or_default());
@@ -77,13 +83,18 @@ fn port_mappings(pod: &Pod) -> Result<Vec<cri::PortMapping>, ConfigError> {
     let mut out: Vec<cri::PortMapping> = Vec::new();
     for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
         for p in c.ports.iter().flatten() {
-            let Some(host_port) = p.host_port.filter(|h| *h > 0) else { continue };
+            let Some(host_port) = p.host_port.filter(|h| *h > 0) else {
+                continue;
+            };
             let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
                 "TCP" => cri::Protocol::Tcp,
                 "UDP" => cri::Protocol::Udp,
                 "SCTP" => cri::Protocol::Sctp,
                 other => {
-                    return Err(invalid(format!("container {:?} ports.protocol", c.name), format!("{other:?} is not TCP, UDP or SCTP")));
+                    return Err(invalid(
+                        format!("container {:?} ports.protocol", c.name),
+                        format!("{other:?} is not TCP, UDP or SCTP"),
+                    ));
                 }
             };
             let mapping = cri::PortMapping {
@@ -111,13 +122,14 @@ fn sysctls(pod: &Pod) -> HashMap<String, String> {
 /// When the first separator is `/`, the name is in path form: `/` and `.` swap.
 fn dotted(name: &str) -> String {
     match name.find(['.', '/']) {
-        Some(i) if name.as_bytes()[i] == b'/' => {
-            name.chars().map(|c| match c {
+        Some(i) if name.as_bytes()[i] == b'/' => name
+            .chars()
+            .map(|c| match c {
                 '/' => '.',
                 '.' => '/',
                 c => c,
-            }).collect()
-        }
+            })
+            .collect(),
         _ => name.to_string(),
     }
 }

@@ -37,7 +37,9 @@ pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
 
 /// fsGroup first, then the supplemental groups.
 fn supplemental_groups(pod: &Pod) -> Vec<i64> {
-    let Some(sc) = pod_sc(pod) else { return Vec::new() };
+    let Some(sc) = pod_sc(pod) else {
+        return Vec::new();
+    };
     let mut groups: Vec<i64> = sc.fs_group.into_iter().collect();
     for g in sc.supplemental_groups.iter().flatten() {
         if !groups.contains(g) {
@@ -51,10 +53,9 @@ fn supplemental_groups_policy(pod: &Pod) -> Result<i32, ConfigError> {
     match pod_sc(pod).and_then(|s| s.supplemental_groups_policy.as_deref()) {
         None | Some("Merge") => Ok(cri::SupplementalGroupsPolicy::Merge as i32),
         Some("Strict") => Ok(cri::SupplementalGroupsPolicy::Strict as i32),
-        Some(other) => Err(invalid(
-            "spec.securityContext.supplementalGroupsPolicy",
-            format!("{other:?} is not Merge or Strict"),
-        )),
+        Some(other) => {
+            Err(invalid("spec.securityContext.supplementalGroupsPolicy", format!("{other:?} is not Merge or Strict")))
+        }
     }
 }
 
@@ -74,12 +75,19 @@ fn seccomp(profile: Option<&SeccompProfile>, root: &Path, field: &str) -> Result
         return Ok(cri::SecurityProfile { profile_type: ProfileType::Unconfined as i32, localhost_ref: String::new() });
     };
     match p.type_.as_str() {
-        "RuntimeDefault" => Ok(cri::SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() }),
-        "Unconfined" => Ok(cri::SecurityProfile { profile_type: ProfileType::Unconfined as i32, localhost_ref: String::new() }),
+        "RuntimeDefault" => {
+            Ok(cri::SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() })
+        }
+        "Unconfined" => {
+            Ok(cri::SecurityProfile { profile_type: ProfileType::Unconfined as i32, localhost_ref: String::new() })
+        }
         "Localhost" => {
             let name = p.localhost_profile.as_deref().unwrap_or_default();
             if name.is_empty() || Path::new(name).is_absolute() || name.split('/').any(|c| c == "..") {
-                return Err(invalid(format!("{field}.localhostProfile"), format!("{name:?} must be a relative path under the seccomp root")));
+                return Err(invalid(
+                    format!("{field}.localhostProfile"),
+                    format!("{name:?} must be a relative path under the seccomp root"),
+                ));
             }
             let root = if root.as_os_str().is_empty() { Path::new(DEFAULT_SECCOMP_ROOT) } else { root };
             Ok(cri::SecurityProfile {
@@ -87,12 +95,17 @@ fn seccomp(profile: Option<&SeccompProfile>, root: &Path, field: &str) -> Result
                 localhost_ref: root.join(name).to_string_lossy().into_owned(),
             })
         }
-        other => Err(invalid(format!("{field}.type"), format!("{other:?} is not RuntimeDefault, Unconfined or Localhost"))),
+        other => {
+            Err(invalid(format!("{field}.type"), format!("{other:?} is not RuntimeDefault, Unconfined or Localhost")))
+        }
     }
 }
 
 /// The sandbox's security context.
-pub fn sandbox_security_context(pod: &Pod, seccomp_root: &Path) -> Result<cri::LinuxSandboxSecurityContext, ConfigError> {
+pub fn sandbox_security_context(
+    pod: &Pod,
+    seccomp_root: &Path,
+) -> Result<cri::LinuxSandboxSecurityContext, ConfigError> {
     let sc = pod_sc(pod);
     Ok(cri::LinuxSandboxSecurityContext {
         namespace_options: Some(namespace_options(pod)),
@@ -101,7 +114,11 @@ pub fn sandbox_security_context(pod: &Pod, seccomp_root: &Path) -> Result<cri::L
         supplemental_groups: supplemental_groups(pod),
         supplemental_groups_policy: supplemental_groups_policy(pod)?,
         privileged: all_containers(pod).any(is_privileged),
-        seccomp: Some(seccomp(sc.and_then(|s| s.seccomp_profile.as_ref()), seccomp_root, "spec.securityContext.seccompProfile")?),
+        seccomp: Some(seccomp(
+            sc.and_then(|s| s.seccomp_profile.as_ref()),
+            seccomp_root,
+            "spec.securityContext.seccompProfile",
+        )?),
         ..Default::default()
     })
 }
@@ -131,7 +148,9 @@ pub fn container_security_context(
     match csc.and_then(|s| s.proc_mount.as_deref()) {
         None | Some("Default") => {}
         // Unmasked needs a user namespace, which the pod cannot have here.
-        Some(other) => return Err(invalid(field("procMount"), format!("{other:?} is not supported (only Default)"))),
+        Some(other) => {
+            return Err(invalid(field("procMount"), format!("{other:?} is not supported (only Default)")));
+        }
     }
     Ok(cri::LinuxContainerSecurityContext {
         capabilities,
@@ -147,4 +166,43 @@ pub fn container_security_context(
         seccomp: Some(seccomp(profile, seccomp_root, &profile_field)?),
         ..Default::default()
     })
+}
+
+/// See [`super::verify_run_as_non_root`].
+pub fn verify_run_as_non_root(pod: &Pod, container: &Container, image_user: &str) -> Result<(), ConfigError> {
+    let psc = pod_sc(pod);
+    let csc = container.security_context.as_ref();
+    let non_root = csc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root)).unwrap_or(false);
+    if !non_root {
+        return Ok(());
+    }
+    let m = &pod.metadata;
+    let pod_name = format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or_default(),
+        m.namespace.as_deref().unwrap_or("default"),
+        m.uid.as_deref().unwrap_or_default()
+    );
+    let name = &container.name;
+    if let Some(uid) = csc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)) {
+        if uid == 0 {
+            return Err(ConfigError::RunAsNonRoot(format!(
+                "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {name})"
+            )));
+        }
+        return Ok(());
+    }
+    let user = image_user.split(':').next().unwrap_or_default();
+    match user.parse::<u32>() {
+        _ if user.is_empty() => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+        ))),
+        Ok(0) => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+        ))),
+        Ok(_) => Ok(()),
+        Err(_) => Err(ConfigError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod_name:?}, container: {name})"
+        ))),
+    }
 }

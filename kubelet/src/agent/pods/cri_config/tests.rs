@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use cri::security_profile::ProfileType;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ContainerPort, ExecAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, ResourceRequirements,
-    SeccompProfile, SecurityContext, Sysctl,
+    Capabilities, ContainerPort, ExecAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Sysctl,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -51,7 +51,11 @@ fn container_ctx() -> ContainerContext {
             cri::KeyValue { key: "GREETING".into(), value: "hello".into() },
             cri::KeyValue { key: "PORT".into(), value: "8080".into() },
         ],
-        mounts: vec![cri::Mount { container_path: "/data".into(), host_path: "/var/lib/x".into(), ..Default::default() }],
+        mounts: vec![cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/var/lib/x".into(),
+            ..Default::default()
+        }],
         cgroup_parent: "/kubepods/burstable/podu-1".into(),
         kind: "app",
         node_memory_capacity: 8 * GI,
@@ -107,7 +111,11 @@ fn sandbox_dns_comes_from_the_policy() {
     let mut p = pod(vec![]);
     spec(&mut p).dns_policy = None;
     let mut ctx = sandbox_ctx();
-    ctx.dns = DnsSettings { cluster_dns: vec!["10.96.0.10".parse().unwrap()], cluster_domain: "cluster.local".into(), host_resolv_conf: resolv };
+    ctx.dns = DnsSettings {
+        cluster_dns: vec!["10.96.0.10".parse().unwrap()],
+        cluster_domain: "cluster.local".into(),
+        host_resolv_conf: resolv,
+    };
     let dns = sandbox_config(&p, &ctx).unwrap().dns_config.unwrap();
     assert_eq!(dns.servers, vec!["10.96.0.10"]);
     assert_eq!(dns.searches, vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "lan"]);
@@ -131,18 +139,43 @@ fn host_ports_become_port_mappings() {
         },
     ]);
     let mut b = container("b");
-    b.ports = Some(vec![ContainerPort { container_port: 9, host_port: Some(9009), protocol: Some("SCTP".into()), ..Default::default() }]);
+    b.ports = Some(vec![ContainerPort {
+        container_port: 9,
+        host_port: Some(9009),
+        protocol: Some("SCTP".into()),
+        ..Default::default()
+    }]);
     let c = sandbox_config(&pod(vec![a, b]), &sandbox_ctx()).unwrap();
     assert_eq!(
         c.port_mappings,
         vec![
-            cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 80, host_port: 8080, host_ip: String::new() },
-            cri::PortMapping { protocol: cri::Protocol::Udp as i32, container_port: 53, host_port: 5353, host_ip: "127.0.0.1".into() },
-            cri::PortMapping { protocol: cri::Protocol::Sctp as i32, container_port: 9, host_port: 9009, host_ip: String::new() },
+            cri::PortMapping {
+                protocol: cri::Protocol::Tcp as i32,
+                container_port: 80,
+                host_port: 8080,
+                host_ip: String::new()
+            },
+            cri::PortMapping {
+                protocol: cri::Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: "127.0.0.1".into()
+            },
+            cri::PortMapping {
+                protocol: cri::Protocol::Sctp as i32,
+                container_port: 9,
+                host_port: 9009,
+                host_ip: String::new()
+            },
         ]
     );
     let mut bad = container("c");
-    bad.ports = Some(vec![ContainerPort { container_port: 1, host_port: Some(1), protocol: Some("ICMP".into()), ..Default::default() }]);
+    bad.ports = Some(vec![ContainerPort {
+        container_port: 1,
+        host_port: Some(1),
+        protocol: Some("ICMP".into()),
+        ..Default::default()
+    }]);
     assert!(sandbox_config(&pod(vec![bad]), &sandbox_ctx()).unwrap_err().to_string().contains("ICMP"));
 }
 
@@ -194,7 +227,8 @@ fn sandbox_resources_and_overhead() {
         with_resources(container("a"), &[("cpu", "250m")], &[("cpu", "500m"), ("memory", "128Mi")]),
         with_resources(container("b"), &[], &[("cpu", "1"), ("memory", "64Mi")]),
     ]);
-    spec(&mut p).overhead = Some(BTreeMap::from([("cpu".into(), Quantity("100m".into())), ("memory".into(), Quantity("10Mi".into()))]));
+    spec(&mut p).overhead =
+        Some(BTreeMap::from([("cpu".into(), Quantity("100m".into())), ("memory".into(), Quantity("10Mi".into()))]));
     let linux = sandbox_config(&p, &sandbox_ctx()).unwrap().linux.unwrap();
     let r = linux.resources.unwrap();
     assert_eq!(r.cpu_shares, 1350 * 1024 / 1000, "250m + 1 (defaulted from the limit) + 100m overhead");
@@ -235,7 +269,10 @@ fn container_basics() {
 fn container_labels_and_annotations() {
     let mut c = container("web");
     c.lifecycle = Some(Lifecycle {
-        pre_stop: Some(LifecycleHandler { exec: Some(ExecAction { command: Some(vec!["drain".into()]) }), ..Default::default() }),
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction { command: Some(vec!["drain".into()]) }),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     c.ports = Some(vec![ContainerPort { container_port: 80, name: Some("http".into()), ..Default::default() }]);
@@ -267,7 +304,8 @@ fn resources_of(p: &Pod, c: &Container) -> cri::LinuxContainerResources {
 
 #[test]
 fn cpu_and_memory_math() {
-    let c = with_resources(container("a"), &[("cpu", "250m"), ("memory", "1Gi")], &[("cpu", "500m"), ("memory", "2Gi")]);
+    let c =
+        with_resources(container("a"), &[("cpu", "250m"), ("memory", "1Gi")], &[("cpu", "500m"), ("memory", "2Gi")]);
     let r = resources_of(&pod(vec![c.clone()]), &c);
     assert_eq!(r.cpu_shares, 256);
     assert_eq!((r.cpu_period, r.cpu_quota), (100_000, 50_000));
@@ -285,7 +323,8 @@ fn cpu_and_memory_math() {
     let r = resources_of(&pod(vec![none.clone()]), &none);
     assert_eq!((r.cpu_shares, r.cpu_period, r.cpu_quota, r.memory_limit_in_bytes), (2, 0, 0, 0));
 
-    let huge = with_resources(container("a"), &[], &[("hugepages-2Mi", "100Mi"), ("hugepages-1Gi", "2Gi"), ("memory", "1Gi")]);
+    let huge =
+        with_resources(container("a"), &[], &[("hugepages-2Mi", "100Mi"), ("hugepages-1Gi", "2Gi"), ("memory", "1Gi")]);
     let r = resources_of(&pod(vec![huge.clone()]), &huge);
     let mut pages: Vec<(String, u64)> = r.hugepage_limits.iter().map(|h| (h.page_size.clone(), h.limit)).collect();
     pages.sort();
@@ -324,7 +363,10 @@ fn container_security_context_merges_pod_and_container() {
         capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: Some(vec!["ALL".into()]) }),
         read_only_root_filesystem: Some(true),
         allow_privilege_escalation: Some(false),
-        seccomp_profile: Some(SeccompProfile { type_: "Localhost".into(), localhost_profile: Some("profiles/audit.json".into()) }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some("profiles/audit.json".into()),
+        }),
         ..Default::default()
     });
     let mut p = pod(vec![c.clone()]);
@@ -345,7 +387,10 @@ fn container_security_context_merges_pod_and_container() {
     assert_eq!(sc.supplemental_groups, vec![2000]);
     assert_eq!(sc.supplemental_groups_policy, cri::SupplementalGroupsPolicy::Strict as i32);
     let caps = sc.capabilities.unwrap();
-    assert_eq!((caps.add_capabilities, caps.drop_capabilities), (vec!["NET_ADMIN".to_string()], vec!["ALL".to_string()]));
+    assert_eq!(
+        (caps.add_capabilities, caps.drop_capabilities),
+        (vec!["NET_ADMIN".to_string()], vec!["ALL".to_string()])
+    );
     assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
     let seccomp = sc.seccomp.unwrap();
     assert_eq!(seccomp.profile_type, ProfileType::Localhost as i32);
@@ -374,7 +419,33 @@ fn bad_security_settings_name_the_field() {
     });
     let err = container_config(&pod(vec![c.clone()]), &c, &container_ctx()).unwrap_err();
     assert!(err.to_string().contains("seccompProfile.localhostProfile"), "{err}");
-    c.security_context = Some(SecurityContext { proc_mount: Some("Unmasked".into()), privileged: Some(true), ..Default::default() });
+    c.security_context =
+        Some(SecurityContext { proc_mount: Some("Unmasked".into()), privileged: Some(true), ..Default::default() });
     let err = container_config(&pod(vec![c.clone()]), &c, &container_ctx()).unwrap_err();
     assert!(err.to_string().contains("procMount"), "{err}");
+}
+
+#[test]
+fn run_as_non_root_is_checked_against_the_user() {
+    let mut c = container("a");
+    let p = pod(vec![c.clone()]);
+    assert_eq!(verify_run_as_non_root(&p, &c, ""), Ok(()), "not asked for");
+    c.security_context = Some(SecurityContext { run_as_non_root: Some(true), ..Default::default() });
+    let err = verify_run_as_non_root(&p, &c, "").unwrap_err().to_string();
+    assert_eq!(err, "container has runAsNonRoot and image will run as root (pod: \"web-0_shop(u-1)\", container: a)");
+    assert!(verify_run_as_non_root(&p, &c, "0:0").is_err());
+    assert_eq!(verify_run_as_non_root(&p, &c, "1000:1000"), Ok(()));
+    let err = verify_run_as_non_root(&p, &c, "nginx").unwrap_err().to_string();
+    assert!(
+        err.starts_with("container has runAsNonRoot and image has non-numeric user (nginx), cannot verify"),
+        "{err}"
+    );
+    // runAsUser decides when given, the pod's runAsNonRoot applies to containers.
+    let mut p2 = pod(vec![container("b")]);
+    spec(&mut p2).security_context =
+        Some(PodSecurityContext { run_as_non_root: Some(true), run_as_user: Some(0), ..Default::default() });
+    let err = verify_run_as_non_root(&p2, &container("b"), "1000").unwrap_err().to_string();
+    assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
+    spec(&mut p2).security_context.as_mut().unwrap().run_as_user = Some(1000);
+    assert_eq!(verify_run_as_non_root(&p2, &container("b"), ""), Ok(()));
 }
