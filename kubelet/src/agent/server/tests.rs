@@ -312,7 +312,7 @@ async fn https_with_client_certificates_and_an_upgrade_proxied() {
     assert_eq!(&got, b"hello through the kubelet");
 
     let head = heads.lock().unwrap()[0].clone();
-    assert!(head.starts_with("POST /exec/token-1 HTTP/1.1\r\n"), "{head}");
+    assert!(head.starts_with("GET /exec/token-1 HTTP/1.1\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("upgrade: spdy/3.1") && lower.contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
     assert!(lower.contains(&format!("host: 127.0.0.1:{stream_port}")), "{head}");
