@@ -6,12 +6,14 @@
 //!
 //! - `auth` — who the caller is and whether it may; `tls` — the serving configuration.
 //! - `routes` — the handlers; `proxy` — the upgrade proxy to the streaming server.
-//! - `backend` — the traits the integrator implements (pods, containers, streaming URLs).
+//! - `backend` — the traits the integrator implements (pods, containers, streaming URLs);
+//!   `cri` — the streaming URLs over any CRI runtime.
 //! - `metrics`, `stats` — `/metrics` and `/stats/summary`.
 //! - `serve` — the accept loops.
 
 pub mod auth;
 pub mod backend;
+pub mod cri;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
@@ -20,6 +22,7 @@ pub mod stats;
 pub mod tls;
 
 pub use backend::{ContainerRef, PodLookup, StreamFlags, StreamingRuntime};
+pub use cri::CriStreaming;
 pub use metrics::Metrics;
 pub use routes::{ServerState, healthz_router, router};
 pub use serve::{serve_plain, serve_tls};
