@@ -4,8 +4,8 @@
 //! (implemented for `kube::Client`); `cri_facts` is [`RuntimeFacts`] over any CRI runtime.
 //!
 //! The integrator builds a [`NodeStatusManager`] and a [`LeaseRenewer`] and spawns their
-//! `run()`; it implements [`RuntimeFacts`] over CRI and marks [`LoopActivity`] after each
-//! pass of the pod sync loop.
+//! `run()`; it passes [`CriRuntimeFacts`] (or its own [`RuntimeFacts`]) and marks
+//! [`LoopActivity`] after each pass of the pod sync loop.
 
 pub mod api;
 pub mod conditions;

@@ -26,7 +26,7 @@ pub use cri::CriStreaming;
 pub use metrics::Metrics;
 pub use routes::{ServerState, healthz_router, router};
 pub use serve::{serve_plain, serve_tls};
-pub use stats::{StatsProvider, Summary};
+pub use stats::{CpuSampler, StatsProvider, Summary, node_stats, pods_from_cri};
 pub use tls::{TlsFiles, server_config};
 
 /// The kubelet API's port unless configured (upstream `--port`).
