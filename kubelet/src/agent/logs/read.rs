@@ -276,6 +276,11 @@ pub async fn write_logs<W: AsyncWrite + Unpin>(path: &Path, options: &LogOptions
                 return Ok(());
             }
         }
+        // A client that went away is seen only on a write: an empty one tells (a closed
+        // pipe refuses even that) without sending anything.
+        if sink.out.write(&[]).await.is_err() {
+            return Ok(());
+        }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
 }
@@ -338,6 +343,22 @@ mod tests {
         async fn still_running(&self) -> bool {
             self.0.load(Ordering::SeqCst)
         }
+    }
+
+    #[tokio::test]
+    async fn following_ends_when_the_client_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "2024-01-01T00:00:01Z stdout F first\n").unwrap();
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let flag = Flag(Arc::new(AtomicBool::new(true)));
+        let task = tokio::spawn(async move {
+            let o = LogOptions { follow: true, ..Default::default() };
+            write_logs(&path, &o, Some(&flag), &mut server).await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(2), task).await.expect("the follower noticed the client is gone").unwrap();
     }
 
     #[tokio::test]
