@@ -25,7 +25,7 @@ pub use backend::{ContainerRef, PodLookup, StreamFlags, StreamingRuntime};
 pub use cri::CriStreaming;
 pub use metrics::Metrics;
 pub use routes::{ServerState, healthz_router, router};
-pub use serve::{serve_plain, serve_tls};
+pub use serve::{ServeError, Servers, serve_plain, serve_tls, start};
 pub use stats::{CpuSampler, StatsProvider, Summary, node_stats, pods_from_cri};
 pub use tls::{TlsFiles, server_config};
 
