@@ -1,7 +1,8 @@
 //! The Node object and its upkeep: the machine's facts (`machine`), the Node to register
 //! and its status (`object`), its conditions (`conditions`), registration and the status
-//! loop (`registration`), the heartbeat Lease (`lease`), all over the API calls of `api`
-//! (implemented for `kube::Client`); `cri_facts` is [`RuntimeFacts`] over any CRI runtime.
+//! loop (`registration`), the heartbeat Lease (`lease`), the flags that shape it (`flags`),
+//! all over the API calls of `api` (implemented for `kube::Client`); `cri_facts` is
+//! [`RuntimeFacts`] over any CRI runtime.
 //!
 //! The integrator builds a [`NodeStatusManager`] and a [`LeaseRenewer`] and spawns their
 //! `run()`; it passes [`CriRuntimeFacts`] (or its own [`RuntimeFacts`]) and marks
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod conditions;
 pub mod cri_facts;
+pub mod flags;
 pub mod lease;
 pub mod machine;
 pub mod object;
