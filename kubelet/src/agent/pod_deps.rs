@@ -40,13 +40,17 @@ pub struct AgentDeps {
     /// Containers (pod UID, container id) whose liveness or startup probe failed past its
     /// threshold: the next sync kills them.
     pub failed: Mutex<HashSet<(String, String, ProbeKind)>>,
+    /// The pods as the sources last gave them, by UID.
+    pub pods: Arc<Mutex<HashMap<String, Pod>>>,
     /// Each container's last resolved environment, for its mounts' subPathExpr.
     envs: Mutex<HashMap<(String, String), Vec<(String, String)>>>,
 }
 
 impl AgentDeps {
-    pub fn new(volumes: Arc<VolumeManager>, objects: Arc<dyn Objects>, probes: Arc<ProbeManager>, exec: Arc<dyn ProbeExec>, cgroup_root: String, pod_log_dir: PathBuf, dns: DnsSettings, host_ips: Vec<String>) -> AgentDeps {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(volumes: Arc<VolumeManager>, objects: Arc<dyn Objects>, probes: Arc<ProbeManager>, exec: Arc<dyn ProbeExec>, pods: Arc<Mutex<HashMap<String, Pod>>>, cgroup_root: String, pod_log_dir: PathBuf, dns: DnsSettings, host_ips: Vec<String>) -> AgentDeps {
         AgentDeps {
+            pods,
             volumes,
             objects,
             probes,
@@ -148,14 +152,13 @@ impl PodDeps for AgentDeps {
     fn probe_state(&self, uid: &str, container: &str, container_id: &str) -> ProbeState {
         let failed = self.failed.lock().unwrap();
         let key = |kind| (uid.to_string(), container_id.to_string(), kind);
-        // Results of an earlier instance of the container say nothing about this one.
-        let current = self.probes.probed_container_id(uid, container).as_deref() == Some(container_id);
-        ProbeState {
-            liveness_failed: failed.contains(&key(ProbeKind::Liveness)),
-            startup_failed: failed.contains(&key(ProbeKind::Startup)),
-            started: current && self.probes.started(uid, container),
-            ready: current && self.probes.ready(uid, container),
-        }
+        let pod = self.pods.lock().unwrap().get(uid).cloned();
+        // Readiness and startup of this very instance (true for a container without such probes).
+        let (started, ready) = match &pod {
+            Some(pod) => (self.probes.container_started(pod, container, container_id), self.probes.container_ready(pod, container, container_id)),
+            None => (false, false),
+        };
+        ProbeState { liveness_failed: failed.contains(&key(ProbeKind::Liveness)), startup_failed: failed.contains(&key(ProbeKind::Startup)), started, ready }
     }
 
     async fn cleanup(&self, uid: &str) {

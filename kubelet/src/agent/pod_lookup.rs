@@ -15,7 +15,7 @@ use super::node::Machine;
 use super::pods::cri_config::labels;
 use super::runtime::PodRuntime;
 use super::server::backend::{ContainerRef, PodLookup};
-use super::server::stats::{FsStats, MemoryStats, NodeStats, StatsProvider, Summary, pods_from_cri};
+use super::server::stats::{CpuSampler, StatsProvider, Summary, node_stats, pods_from_cri};
 
 pub struct RuntimeLookup {
     runtime: Arc<dyn PodRuntime>,
@@ -86,31 +86,17 @@ pub struct Stats {
     pub node: String,
     pub machine: Arc<dyn Machine>,
     pub cri_socket: PathBuf,
+    /// When the agent started (the node's startTime).
+    pub started: jiff::Timestamp,
+    pub cpu: CpuSampler,
 }
 
 #[async_trait]
 impl StatsProvider for Stats {
     async fn summary(&self) -> Result<Summary, String> {
-        let now = jiff::Timestamp::now().to_string();
         let facts = self.machine.facts().map_err(|e| e.to_string())?;
         let usage = self.machine.usage().map_err(|e| e.to_string())?;
-        let node = NodeStats {
-            node_name: self.node.clone(),
-            memory: Some(MemoryStats {
-                time: now.clone(),
-                available_bytes: Some(usage.memory_available_bytes),
-                usage_bytes: Some(facts.memory_bytes.saturating_sub(usage.memory_available_bytes)),
-                working_set_bytes: Some(facts.memory_bytes.saturating_sub(usage.memory_available_bytes)),
-                rss_bytes: None,
-            }),
-            fs: Some(FsStats {
-                time: now,
-                available_bytes: Some(usage.fs_available_bytes),
-                capacity_bytes: Some(usage.fs_capacity_bytes),
-                used_bytes: Some(usage.fs_capacity_bytes.saturating_sub(usage.fs_available_bytes)),
-            }),
-            ..Default::default()
-        };
+        let node = node_stats(&self.node, self.started, facts.memory_bytes, &usage, self.cpu.sample());
         let channel = cri_api::connect(&self.cri_socket).await.map_err(|e| format!("the CRI runtime: {e}"))?;
         let mut client = cri_api::RuntimeServiceClient::new(channel);
         let pods = match client.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default()).await {

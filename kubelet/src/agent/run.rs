@@ -27,9 +27,12 @@ use super::probes::{ProbeEvent, ProbeManager};
 use super::runtime::{CriRuntime, PodRuntime};
 use super::pod_lookup::{RuntimeLookup, Stats};
 use super::server::metrics::Metrics;
-use super::server::routes::{ServerState, healthz_router, router};
-use super::server::serve::{serve_plain, serve_tls};
+use super::server::cri::CriStreaming;
+use super::server::routes::ServerState;
+use super::server::stats::CpuSampler;
 use super::server::tls::TlsFiles;
+use super::logs::cri::CriLogRuntime;
+use super::node::cri_facts::CriRuntimeFacts;
 use super::sources::{self, PodUpdate, Source};
 use super::status_writer::{StatusUpdate, StatusWriter};
 use super::volumes::VolumeManager;
@@ -61,6 +64,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let client = apiserver_lite::controllers::kubeconfig_client(&config.kubeconfig).await?;
     let runtime: Arc<dyn PodRuntime> = Arc::new(connect_cri(&config).await?);
+    let channel = cri_api::connect(&config.cri_socket).await.map_err(|e| AgentError::Cri { path: config.cri_socket.display().to_string(), message: e.to_string() })?;
+    let cri_client = cri_api::RuntimeServiceClient::new(channel.clone());
     let cri = Cri(runtime.clone());
     let version = runtime.version().await.map_err(|e| AgentError::Cri { path: config.cri_socket.display().to_string(), message: e.to_string() })?;
     tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %node, "node agent starting");
@@ -78,7 +83,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     node_config.pod_cidrs = config.pod_cidr.iter().cloned().collect();
     node_config.node_ip = config.node_ip;
     node_config.kubelet_port = config.server.address.port();
-    let mut node_status = NodeStatusManager::new(node_config, node_api.clone(), Arc::new(cri.clone()), machine.clone(), Arc::new(events.clone()), activity.clone());
+    let mut node_status = NodeStatusManager::new(node_config, node_api.clone(), Arc::new(CriRuntimeFacts::new(channel)), machine.clone(), Arc::new(events.clone()), activity.clone());
     let registered = node_status.register_until_done().await;
     *events.node_uid.lock().unwrap() = registered.metadata.uid.clone();
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
@@ -94,25 +99,26 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let (probes, mut probe_events) = ProbeManager::new(Arc::new(cri.clone()));
     let probes = Arc::new(probes);
     let dns = DnsSettings { cluster_dns: config.cluster_dns.clone(), cluster_domain: config.cluster_domain.clone(), host_resolv_conf: config.host_resolv_conf.clone() };
-    let deps = Arc::new(AgentDeps::new(volumes.clone(), objects, probes.clone(), Arc::new(cri.clone()), config.cgroup_root.clone(), config.pod_log_dir.clone(), dns, host_ips.clone()));
+    // The pods as the sources last gave them, for the kubelet API and the probes.
+    let pods: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
+    let deps = Arc::new(AgentDeps::new(volumes.clone(), objects, probes.clone(), Arc::new(cri.clone()), pods.clone(), config.cgroup_root.clone(), config.pod_log_dir.clone(), dns, host_ips.clone()));
     *deps.node_allocatable.write().unwrap() = allocatable;
     let sync_config = SyncConfig { runtime_name: version.runtime_name.clone(), runtime_handler: String::new(), host_ips, node_memory_capacity: memory_capacity, seccomp_root: Default::default() };
     let syncer = Syncer::new(runtime.clone(), deps.clone(), Arc::new(events.clone()), sync_config).with_metrics(Arc::new(StartLatency(metrics.clone())));
     let (manager, mut pod_events) = PodManager::new(Arc::new(syncer), ManagerConfig { resync: config.resync_period, relist: Duration::from_secs(1) });
     manager.start_relist();
 
-    // The pods as the sources last gave them, for the kubelet API and the probes.
-    let pods: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
-
     // The kubelet API and log rotation.
     let state = ServerState {
         lookup: Arc::new(RuntimeLookup::new(runtime.clone(), pods.clone())),
-        streaming: Arc::new(cri.clone()),
-        stats: Arc::new(Stats { node: node.clone(), machine, cri_socket: config.cri_socket.clone() }),
+        streaming: Arc::new(CriStreaming { runtime: cri_client.clone() }),
+        stats: Arc::new(Stats { node: node.clone(), machine, cri_socket: config.cri_socket.clone(), started: jiff::Timestamp::now(), cpu: CpuSampler::default() }),
         metrics: metrics.clone(),
     };
-    background.extend(serve_api(&config, state).await?);
-    background.push(tokio::spawn(LogRotator::new(RotationPolicy::default(), Arc::new(cri.clone())).run()));
+    let files = TlsFiles { cert: config.server.cert_file.clone(), key: config.server.key_file.clone(), client_ca: config.server.client_ca_file.clone() };
+    let healthz = std::net::SocketAddr::from(([127, 0, 0, 1], HEALTHZ_PORT));
+    let servers = super::server::start(state, &files, config.server.address, Some(healthz)).await.map_err(|e| AgentError::Server(e.to_string()))?;
+    background.push(tokio::spawn(LogRotator::new(RotationPolicy::default(), Arc::new(CriLogRuntime { runtime: cri_client })).run()));
 
     // Status writes go through one task so a slow API never holds up the loop.
     let (status_tx, status_rx) = mpsc::unbounded_channel::<StatusUpdate>();
@@ -177,25 +183,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         }
     }
     probes.shutdown();
+    servers.abort();
     for task in background {
         task.abort();
     }
     tracing::info!("node agent stopped; pods keep running");
     Ok(())
-}
-
-/// The kubelet API on its HTTPS port, and healthz on plain HTTP at 127.0.0.1:10248 (when free).
-async fn serve_api(config: &AgentConfig, state: ServerState) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
-    let files = TlsFiles { cert: config.server.cert_file.clone(), key: config.server.key_file.clone(), client_ca: config.server.client_ca_file.clone() };
-    let tls = files.server_config().map_err(|e| AgentError::Server(e.to_string()))?;
-    let address = config.server.address;
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| AgentError::Server(format!("listening on {address}: {e}")))?;
-    let mut tasks = vec![tokio::spawn(serve_tls(listener, tls, router(state)))];
-    match tokio::net::TcpListener::bind(("127.0.0.1", HEALTHZ_PORT)).await {
-        Ok(listener) => tasks.push(tokio::spawn(serve_plain(listener, healthz_router()))),
-        Err(e) => tracing::warn!("healthz on 127.0.0.1:{HEALTHZ_PORT}: {e}"),
-    }
-    Ok(tasks)
 }
 
 /// Connect to the CRI runtime, waiting for its socket (it may be starting beside us).

@@ -127,7 +127,8 @@ pub trait StillRunning: Send + Sync {
     async fn still_running(&self) -> bool;
 }
 
-/// Turns entries into output lines: partial entries joined, since and timestamps applied.
+/// Turns entries into output lines: partial entries joined, timestamps applied; each line
+/// keeps its time for `since`, which upstream applies after `tailLines`.
 #[derive(Debug, Default)]
 struct Lines {
     timestamps: bool,
@@ -141,8 +142,14 @@ impl Lines {
         Lines { timestamps: o.timestamps, since: o.since, pending: None }
     }
 
+    /// The lines at or after `since`.
+    fn since(&self, lines: impl IntoIterator<Item = (Timestamp, Vec<u8>)>) -> impl Iterator<Item = Vec<u8>> {
+        let since = self.since;
+        lines.into_iter().filter(move |(t, _)| since.is_none_or(|s| *t >= s)).map(|(_, line)| line)
+    }
+
     /// Every complete output line in `data`'s complete lines; the bytes consumed.
-    fn feed(&mut self, data: &[u8], out: &mut Vec<Vec<u8>>) -> usize {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<(Timestamp, Vec<u8>)>) -> usize {
         let mut used = 0;
         while let Some(nl) = data[used..].iter().position(|b| *b == b'\n') {
             let line = &data[used..used + nl];
@@ -162,9 +169,6 @@ impl Lines {
                 self.pending = Some((raw, time, content));
                 continue;
             }
-            if self.since.is_some_and(|since| time < since) {
-                continue;
-            }
             content.push(b'\n');
             if self.timestamps {
                 let mut line = Vec::with_capacity(raw.len() + 1 + content.len());
@@ -173,7 +177,7 @@ impl Lines {
                 line.extend_from_slice(&content);
                 content = line;
             }
-            out.push(content);
+            out.push((time, content));
         }
         used
     }
@@ -229,7 +233,7 @@ pub async fn write_logs<W: AsyncWrite + Unpin>(path: &Path, options: &LogOptions
     let used = lines.feed(&buf, &mut first);
     buf.drain(..used);
     let skip = options.tail_lines.map_or(0, |n| first.len().saturating_sub(n as usize));
-    let first: VecDeque<Vec<u8>> = first.into_iter().skip(skip).collect();
+    let first: VecDeque<Vec<u8>> = lines.since(first.into_iter().skip(skip)).collect();
     if !sink.write(first).await || !options.follow {
         return Ok(());
     }
@@ -242,7 +246,7 @@ pub async fn write_logs<W: AsyncWrite + Unpin>(path: &Path, options: &LogOptions
             let mut out = Vec::new();
             let used = lines.feed(&buf, &mut out);
             buf.drain(..used);
-            if !sink.write(out).await {
+            if !sink.write(lines.since(out)).await {
                 return Ok(());
             }
             continue;
@@ -272,9 +276,14 @@ pub async fn write_logs<W: AsyncWrite + Unpin>(path: &Path, options: &LogOptions
                 buf.extend_from_slice(&rest);
                 let mut out = Vec::new();
                 lines.feed(&buf, &mut out);
-                sink.write(out).await;
+                sink.write(lines.since(out)).await;
                 return Ok(());
             }
+        }
+        // A client that went away is seen only on a write: an empty one tells (a closed
+        // pipe refuses even that) without sending anything.
+        if sink.out.write(&[]).await.is_err() {
+            return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
@@ -319,6 +328,8 @@ mod tests {
         assert_eq!(read(LOG, "timestamps=true&tailLines=2").await, "2024-01-01T00:00:02Z two\n2024-01-01T00:00:03Z three\n");
         assert_eq!(read(LOG, "sinceTime=2024-01-01T00%3A00%3A02Z").await, "two\nthree\n");
         assert_eq!(read(LOG, "sinceSeconds=8").await, "two\nthree\n");
+        // Upstream takes the tail first, then leaves out what is too old.
+        assert_eq!(read(LOG, "tailLines=2&sinceTime=2024-01-01T00:00:03Z").await, "three\n");
         assert_eq!(read(LOG, "limitBytes=6").await, "one\ntw");
         assert_eq!(read("garbage\n2024-01-01T00:00:03Z stdout F ok\n2024-01-01T00:00:04Z stdout F unfinis", "").await, "ok\n");
     }
@@ -338,6 +349,22 @@ mod tests {
         async fn still_running(&self) -> bool {
             self.0.load(Ordering::SeqCst)
         }
+    }
+
+    #[tokio::test]
+    async fn following_ends_when_the_client_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "2024-01-01T00:00:01Z stdout F first\n").unwrap();
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let flag = Flag(Arc::new(AtomicBool::new(true)));
+        let task = tokio::spawn(async move {
+            let o = LogOptions { follow: true, ..Default::default() };
+            write_logs(&path, &o, Some(&flag), &mut server).await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(2), task).await.expect("the follower noticed the client is gone").unwrap();
     }
 
     #[tokio::test]

@@ -207,3 +207,67 @@ pub mod fake {
         }
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    //! What `kube::Client` puts on the wire for these calls, and how answers map to errors.
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper::{Request, Response};
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+    fn status(code: u16, reason: &str) -> String {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("{reason} here"), "reason": reason, "code": code}).to_string()
+    }
+
+    fn client(seen: Seen) -> kube::Client {
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let body = String::from_utf8_lossy(&req.into_body().collect().await.unwrap().to_bytes()).into_owned();
+                seen.lock().unwrap().push((method.clone(), path.clone(), ct, body));
+                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a", "uid": "u1"}}).to_string();
+                let (code, body) = match (method.as_str(), path.as_str()) {
+                    ("GET", "/api/v1/nodes/node-a") => (404, status(404, "NotFound")),
+                    ("POST", "/api/v1/nodes") => (409, status(409, "AlreadyExists")),
+                    ("PATCH", "/api/v1/nodes/node-a/status") => (200, node),
+                    ("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a") => (409, status(409, "Conflict")),
+                    _ => (500, status(500, "InternalError")),
+                };
+                Ok::<_, Infallible>(Response::builder().status(code).header("content-type", "application/json").body(Full::new(Bytes::from(body))).unwrap())
+            }
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    #[tokio::test]
+    async fn calls_and_answers() {
+        let seen: Seen = Arc::default();
+        let c = client(seen.clone());
+        assert_eq!(c.get_node("node-a").await.unwrap(), None);
+        let mut node = Node::default();
+        node.metadata.name = Some("node-a".into());
+        assert!(matches!(c.create_node(&node).await, Err(ApiCallError::Conflict(_))));
+        let patched = c.patch_node_status("node-a", &serde_json::json!({"status": {"conditions": []}})).await.unwrap();
+        assert_eq!(patched.metadata.uid.as_deref(), Some("u1"));
+        let mut lease = Lease::default();
+        lease.metadata.name = Some("node-a".into());
+        lease.metadata.resource_version = Some("5".into());
+        assert!(matches!(c.replace_lease(&lease).await, Err(ApiCallError::Conflict(_))));
+        assert!(matches!(c.get_lease("node-a").await, Err(ApiCallError::Other(_))));
+        let seen = seen.lock().unwrap().clone();
+        let patch = seen.iter().find(|(m, ..)| m == "PATCH").unwrap();
+        assert_eq!(patch.2, "application/strategic-merge-patch+json");
+        assert_eq!(patch.3, r#"{"status":{"conditions":[]}}"#);
+        assert!(seen.iter().any(|(m, p, _, b)| m == "PUT" && p.ends_with("/leases/node-a") && b.contains("\"resourceVersion\":\"5\"")));
+    }
+}

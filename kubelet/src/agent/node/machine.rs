@@ -115,10 +115,15 @@ impl Machine for HostMachine {
     }
 }
 
-/// CPUs this process may run on (the affinity mask, as upstream's cadvisor counts online
-/// CPUs), at least 1.
+/// CPUs this process may run on (its affinity mask, as upstream counts the CPUs it can
+/// use; not the cgroup quota, which is the node's business), at least 1.
 fn num_cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let n = match sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count()).filter(|i| set.is_set(*i).unwrap_or(false)).count() as u32,
+        Err(_) => 0,
+    };
+    if n > 0 { n } else { std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1) }
 }
 
 /// /proc/meminfo's `Name: N kB` lines in bytes.

@@ -21,6 +21,8 @@ use super::object::{self, NodeConfig};
 pub const STATUS_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often an unchanged status is sent anyway (upstream nodeStatusReportFrequency).
 pub const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(300);
+/// How long one CRI call of the status computation may take.
+const RUNTIME_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
@@ -122,6 +124,9 @@ pub struct NodeStatusManager {
     /// The last status sent, and when.
     reported: Option<(NodeStatus, Instant)>,
     conditions: Vec<NodeCondition>,
+    /// The runtime's version and images as it last told them.
+    runtime_version: String,
+    images: Vec<ContainerImage>,
 }
 
 impl NodeStatusManager {
@@ -133,21 +138,29 @@ impl NodeStatusManager {
         events: Arc<dyn NodeEventSink>,
         activity: Arc<LoopActivity>,
     ) -> NodeStatusManager {
-        NodeStatusManager { api, runtime, machine, events, activity, config, registered: false, reported: None, conditions: Vec::new() }
+        NodeStatusManager { api, runtime, machine, events, activity, config, registered: false, reported: None, conditions: Vec::new(), runtime_version: String::new(), images: Vec::new() }
     }
 
     /// The status as of now, from the machine and the runtime; conditions carry their
     /// transition times over from the last computation.
     pub async fn compute_status(&mut self) -> Result<NodeStatus, RegistrationError> {
         let facts = self.machine.facts().map_err(|source| RegistrationError::Machine { node: self.config.name.clone(), source })?;
-        let version = self.runtime.version().await.unwrap_or_default();
-        let runtime = Some(self.runtime.status().await);
-        let images = self.runtime.images().await.unwrap_or_default();
+        // A runtime that does not answer must not stall the heartbeat: each call is bounded,
+        // and the last known version and images stand in for ones it could not give.
+        let bounded = |what: &str| format!("the runtime did not answer {what} within {}s", RUNTIME_CALL_TIMEOUT.as_secs());
+        if let Ok(Ok(version)) = tokio::time::timeout(RUNTIME_CALL_TIMEOUT, self.runtime.version()).await {
+            self.runtime_version = version;
+        }
+        let runtime = Some(tokio::time::timeout(RUNTIME_CALL_TIMEOUT, self.runtime.status()).await.unwrap_or_else(|_| Err(bounded("Status"))));
+        if let Ok(Ok(images)) = tokio::time::timeout(RUNTIME_CALL_TIMEOUT, self.runtime.images()).await {
+            self.images = images;
+        }
+        let (version, images) = (&self.runtime_version, &self.images);
         let observed = Observed { runtime, usage: self.machine.usage().ok(), loop_idle: self.activity.idle() };
         let conditions = conditions::conditions(&self.conditions, &observed, Timestamp::now());
         self.condition_events(&conditions);
         self.conditions = conditions.clone();
-        Ok(object::status(&self.config, &facts, &version, &images, conditions))
+        Ok(object::status(&self.config, &facts, version, images, conditions))
     }
 
     /// Upstream's events on a condition's first report or change: NodeHasSufficientMemory,

@@ -6,12 +6,14 @@
 //!
 //! - `auth` — who the caller is and whether it may; `tls` — the serving configuration.
 //! - `routes` — the handlers; `proxy` — the upgrade proxy to the streaming server.
-//! - `backend` — the traits the integrator implements (pods, containers, streaming URLs).
+//! - `backend` — the traits the integrator implements (pods, containers, streaming URLs);
+//!   `cri` — the streaming URLs over any CRI runtime.
 //! - `metrics`, `stats` — `/metrics` and `/stats/summary`.
 //! - `serve` — the accept loops.
 
 pub mod auth;
 pub mod backend;
+pub mod cri;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
@@ -20,10 +22,11 @@ pub mod stats;
 pub mod tls;
 
 pub use backend::{ContainerRef, PodLookup, StreamFlags, StreamingRuntime};
+pub use cri::CriStreaming;
 pub use metrics::Metrics;
 pub use routes::{ServerState, healthz_router, router};
-pub use serve::{serve_plain, serve_tls};
-pub use stats::{StatsProvider, Summary};
+pub use serve::{ServeError, Servers, serve_plain, serve_tls, start};
+pub use stats::{CpuSampler, StatsProvider, Summary, node_stats, pods_from_cri};
 pub use tls::{TlsFiles, server_config};
 
 /// The kubelet API's port unless configured (upstream `--port`).

@@ -53,7 +53,11 @@ pub async fn forward(url: &str, method: &Method, headers: &HeaderMap, body: Byte
         None => format!("{authority}:80"),
     };
     let upgrading = headers.contains_key(header::UPGRADE);
-    let mut req = Request::builder().method(method.clone()).uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")).header(header::HOST, &authority);
+    // kubectl asks for SPDY sessions with POST, WebSocket ones with GET; an upgrade has no
+    // body either way, and streaming servers serve GET (ours serves only GET, containerd's
+    // both), so upgrades go as GET.
+    let method = if upgrading { Method::GET } else { method.clone() };
+    let mut req = Request::builder().method(method).uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")).header(header::HOST, &authority);
     for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n, upgrading)) {
         req = req.header(name, value);
     }

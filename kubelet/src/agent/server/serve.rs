@@ -65,3 +65,55 @@ where
         tracing::debug!(error = %e, "a connection to the kubelet API ended with an error");
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listening on {addr} for the kubelet API: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
+}
+
+/// The two running servers; dropping this does not stop them, [`Servers::abort`] does.
+pub struct Servers {
+    pub api: tokio::task::JoinHandle<()>,
+    pub healthz: Option<tokio::task::JoinHandle<()>>,
+    /// Where the API listens (the port is the one asked for, or the one given for 0).
+    pub api_addr: std::net::SocketAddr,
+    pub healthz_addr: Option<std::net::SocketAddr>,
+}
+
+impl Servers {
+    pub fn abort(&self) {
+        self.api.abort();
+        if let Some(h) = &self.healthz {
+            h.abort();
+        }
+    }
+}
+
+/// Bind the kubelet API at `api_addr` (e.g. 0.0.0.0:10250) with the certificates of
+/// `tls`, and, when given, the plain healthz at `healthz_addr` (upstream 127.0.0.1:10248),
+/// and serve both in tasks of their own.
+pub async fn start(
+    state: super::routes::ServerState,
+    tls: &super::tls::TlsFiles,
+    api_addr: std::net::SocketAddr,
+    healthz_addr: Option<std::net::SocketAddr>,
+) -> Result<Servers, ServeError> {
+    let config = tls.server_config()?;
+    let bind = |addr| async move { TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source }) };
+    let api_listener = bind(api_addr).await?;
+    let api_addr = api_listener.local_addr().unwrap_or(api_addr);
+    let (healthz, healthz_addr) = match healthz_addr {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let addr = listener.local_addr().unwrap_or(addr);
+            (Some(tokio::spawn(serve_plain(listener, super::routes::healthz_router()))), Some(addr))
+        }
+        None => (None, None),
+    };
+    let api = tokio::spawn(serve_tls(api_listener, config, super::routes::router(state)));
+    tracing::info!(%api_addr, "serving the kubelet API");
+    Ok(Servers { api, healthz, api_addr, healthz_addr })
+}

@@ -242,3 +242,82 @@ mod tests {
         assert_eq!(pod["containers"][0]["memory"]["workingSetBytes"], 1 << 20);
     }
 }
+
+/// The node's part of the Summary from the machine: memory and the node filesystem from
+/// `node::machine`, CPU from /proc/stat through a [`CpuSampler`].
+pub fn node_stats(node_name: &str, start_time: Timestamp, memory_total: u64, usage: &crate::agent::node::MachineUsage, cpu: Option<CpuStats>) -> NodeStats {
+    let now = Timestamp::now().to_string();
+    let used = memory_total.saturating_sub(usage.memory_available_bytes);
+    NodeStats {
+        node_name: node_name.to_string(),
+        start_time: Some(start_time.to_string()),
+        cpu,
+        memory: Some(MemoryStats { time: now.clone(), available_bytes: Some(usage.memory_available_bytes), usage_bytes: Some(used), working_set_bytes: Some(used), rss_bytes: None }),
+        network: None,
+        fs: Some(FsStats {
+            time: now,
+            available_bytes: Some(usage.fs_available_bytes),
+            capacity_bytes: Some(usage.fs_capacity_bytes),
+            used_bytes: Some(usage.fs_capacity_bytes.saturating_sub(usage.fs_available_bytes)),
+        }),
+    }
+}
+
+/// The host's CPU time from /proc/stat's `cpu` line, and its rate since the last sample.
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// Busy time in nanoseconds from a /proc/stat `cpu` line (user, nice, system, irq,
+/// softirq, steal; idle and iowait left out), at USER_HZ 100.
+pub fn busy_nanos(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let ticks = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum::<u64>();
+    Some(ticks * 10_000_000)
+}
+
+impl CpuSampler {
+    /// Read /proc/stat now; None when it cannot be read.
+    pub fn sample(&self) -> Option<CpuStats> {
+        let total = busy_nanos(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        Some(self.observe(std::time::Instant::now(), total))
+    }
+
+    fn observe(&self, at: std::time::Instant, total: u64) -> CpuStats {
+        let mut last = self.last.lock().unwrap();
+        let rate = last.and_then(|(t, prev)| {
+            let secs = at.duration_since(t).as_secs_f64();
+            (secs > 0.0).then(|| (total.saturating_sub(prev) as f64 / secs) as u64)
+        });
+        *last = Some((at, total));
+        CpuStats { time: Timestamp::now().to_string(), usage_nano_cores: rate, usage_core_nano_seconds: Some(total) }
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_busy_time_and_its_rate() {
+        assert_eq!(busy_nanos("cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 1 2 3\n"), Some((100 + 5 + 50 + 3 + 2 + 1) * 10_000_000));
+        let s = CpuSampler::default();
+        let t = std::time::Instant::now();
+        assert_eq!(s.observe(t, 1_000).usage_nano_cores, None);
+        let second = s.observe(t + std::time::Duration::from_secs(2), 1_000 + 4_000_000_000);
+        assert_eq!(second.usage_nano_cores, Some(2_000_000_000));
+        assert_eq!(second.usage_core_nano_seconds, Some(4_000_001_000));
+    }
+
+    #[test]
+    fn node_memory_and_fs() {
+        let usage = crate::agent::node::MachineUsage { memory_available_bytes: 3 << 30, fs_capacity_bytes: 100, fs_available_bytes: 40 };
+        let n = node_stats("node-a", Timestamp::from_second(0).unwrap(), 8 << 30, &usage, None);
+        let m = n.memory.unwrap();
+        assert_eq!((m.available_bytes, m.working_set_bytes), (Some(3 << 30), Some(5 << 30)));
+        assert_eq!(n.fs.unwrap().used_bytes, Some(60));
+        assert_eq!(n.start_time.as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+}

@@ -312,10 +312,33 @@ async fn https_with_client_certificates_and_an_upgrade_proxied() {
     assert_eq!(&got, b"hello through the kubelet");
 
     let head = heads.lock().unwrap()[0].clone();
-    assert!(head.starts_with("POST /exec/token-1 HTTP/1.1\r\n"), "{head}");
+    assert!(head.starts_with("GET /exec/token-1 HTTP/1.1\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("upgrade: spdy/3.1") && lower.contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
     assert!(lower.contains(&format!("host: 127.0.0.1:{stream_port}")), "{head}");
     assert_eq!(s.streaming.asked.lock().unwrap()[0], "exec c-app [\"cat\"] stdin=true tty=false");
     server.abort();
+}
+
+#[tokio::test]
+async fn start_binds_both_ports_and_names_bad_files() {
+    let pki = Pki::new("cluster-ca");
+    let (cert, key) = pki.issue("node-a", None, true);
+    let dir = tempfile::tempdir().unwrap();
+    let files = super::tls::TlsFiles { cert: dir.path().join("kubelet.crt"), key: dir.path().join("kubelet.key"), client_ca: dir.path().join("ca.crt") };
+    let s = setup("http://127.0.0.1:1");
+    let err = super::serve::start(s.state.clone(), &files, "127.0.0.1:0".parse().unwrap(), None).await.err().unwrap();
+    assert!(err.to_string().contains("kubelet.crt"), "{err}");
+    std::fs::write(&files.cert, cert).unwrap();
+    std::fs::write(&files.key, key).unwrap();
+    std::fs::write(&files.client_ca, &pki.ca_pem).unwrap();
+    let servers = super::serve::start(s.state.clone(), &files, "127.0.0.1:0".parse().unwrap(), Some("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(servers.healthz_addr.unwrap()).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+    let resp = send(servers.api_addr.port(), client_tls(&pki.ca_pem, None), get("/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    servers.abort();
 }
