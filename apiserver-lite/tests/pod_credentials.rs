@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{TestServer, eventually};
+use common::{Kubectl, ServerProcess, TestServer, eventually};
 use serde_json::{Value, json};
 
 const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
@@ -116,4 +116,26 @@ async fn a_pod_of_a_missing_service_account_is_refused() {
     let (code, created) = s.post("/api/v1/namespaces/default/pods", pod("web", json!({"serviceAccountName": "ghost", "containers": [{"name": "app", "image": "busybox"}]}))).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     assert_eq!(created["spec"]["serviceAccount"], "ghost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_publishes_its_own_ca_and_kubectl_runs_pods_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let ca = std::fs::read_to_string(dir.path().join("pki/ca.crt")).unwrap();
+    let k = Kubectl::new(&server.kubeconfig());
+    k.ok(&["create", "namespace", "team"]);
+    let (k2, ca2) = (&k, &ca);
+    eventually("kube-root-ca.crt in team", 20, || async move {
+        let out = k2.run(&["get", "configmap", "-n", "team", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"]);
+        let got = out.stdout.clone();
+        if got.trim() == ca2.trim() { Ok(()) } else { Err(format!("{got} {}", out.stderr)) }
+    })
+    .await;
+    k.ok(&["run", "web", "-n", "team", "--image=busybox:1.36", "--restart=Never"]);
+    let mounts = k.ok(&["get", "pod", "web", "-n", "team", "-o", "jsonpath={.spec.containers[0].volumeMounts[0].mountPath} {.spec.volumes[0].projected.sources[1].configMap.name}"]);
+    assert_eq!(mounts.trim(), format!("{MOUNT_PATH} kube-root-ca.crt"));
+    let refused = k.run(&["run", "ghost", "-n", "team", "--image=busybox:1.36", "--restart=Never", "--overrides={\"spec\": {\"serviceAccountName\": \"ghost\"}}"]);
+    let stderr = &refused.stderr;
+    assert!(stderr.contains("Error from server (Forbidden): pods \"ghost\" is forbidden: error looking up service account team/ghost: serviceaccount \"ghost\" not found"), "{stderr}");
 }
