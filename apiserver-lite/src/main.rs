@@ -176,7 +176,13 @@ fn main() {
             return;
         }
         Some(Command::ControllerManager { kubeconfig, leader_elect, election, node_monitor }) => {
-            return run_component(Component::ControllerManager, kubeconfig, options(*leader_elect, election, Some(node_monitor)));
+            let mut options = options(*leader_elect, election, Some(node_monitor));
+            // What kube-controller-manager publishes as kube-root-ca.crt without --root-ca-file.
+            match apiserver_lite::controllers::root_ca_publisher::ca_from_kubeconfig(kubeconfig) {
+                Ok(pem) => options.controllers.root_ca_pem = Some(pem),
+                Err(e) => tracing::warn!("{e}; kube-root-ca.crt is not published"),
+            }
+            return run_component(Component::ControllerManager, kubeconfig, options);
         }
         Some(Command::Scheduler { kubeconfig, leader_elect, election }) => return run_component(Component::Scheduler, kubeconfig, options(*leader_elect, election, None)),
         None => {}

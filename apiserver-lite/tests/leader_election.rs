@@ -425,4 +425,13 @@ async fn the_controller_manager_and_the_scheduler_run_as_processes_of_their_own(
     }
     let scheduled = events(&k, "default", "Scheduled");
     assert!(scheduled.iter().filter(|(m, _)| m.ends_with(" to n1")).count() == 2, "{scheduled:?}");
+    // The controller manager publishes the CA its kubeconfig trusts.
+    let ca = std::fs::read_to_string(dir.path().join("server/pki/ca.crt")).unwrap();
+    let (k2, ca) = (&k, &ca);
+    eventually("kube-root-ca.crt with the cluster CA", 10, || async move {
+        let out = k2.run(&["get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"]);
+        let got = out.stdout.clone();
+        if got.trim() == ca.trim() { Ok(()) } else { Err(got) }
+    })
+    .await;
 }

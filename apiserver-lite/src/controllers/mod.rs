@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod root_ca_publisher;
 pub mod ttl_after_finished;
 
 use crate::auth::authn::UserInfo;
@@ -27,6 +28,9 @@ use crate::auth::authn::UserInfo;
 pub struct ControllersConfig {
     /// --node-monitor-grace-period and --node-monitor-period.
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt` (upstream's --root-ca-file, else its kubeconfig's CA); None: not published.
+    pub root_ca_pem: Option<String>,
 }
 
 /// Run every controller until the process ends (each is level-triggered and restartable:
@@ -45,6 +49,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(job::run(client.clone(), job::JobConfig::default())),
         tokio::spawn(cronjob::run(client.clone(), cronjob::CronJobConfig::default())),
         tokio::spawn(ttl_after_finished::run(client.clone())),
+        tokio::spawn(root_ca_publisher::run(client.clone(), config.root_ca_pem.clone())),
     ];
     drop(client);
     for t in tasks {

@@ -1,7 +1,7 @@
 //! Service accounts on the server side: the `serviceaccounts/NAME/token` subresource
 //! (TokenRequest, which kubelets and `kubectl create token` use), the lookups that let the
-//! authenticator check a token's objects in storage, and the `default` service account
-//! every namespace gets when it is created.
+//! authenticator check a token's objects in storage, the `default` service account
+//! every namespace gets when it is created, and the ServiceAccount admission of a new pod.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -171,4 +171,44 @@ pub(crate) async fn ensure_default_service_account(api: &Api, namespace: &str) -
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The ServiceAccount admission step of a pod's create (admission/service_account.rs) with
+/// its lookup: the pod's service account is read from storage; the `default` one is tried
+/// ten times over one to two seconds, as upstream does, in case its namespace was only just
+/// created. `display_name` is the pod's name, or its generateName prefix when it has none
+/// yet, as upstream's message shows it.
+pub(crate) async fn admit_pod(api: &Api, namespace: &str, display_name: &str, pod: &mut Value) -> Result<(), ApiError> {
+    use crate::admission::service_account;
+    let service_account = match service_account::service_account_to_look_up(pod) {
+        None => None,
+        Some(name) => {
+            let attempts = if name == DEFAULT_SERVICE_ACCOUNT { 10 } else { 1 };
+            let mut found = None;
+            for attempt in 0..attempts {
+                if attempt > 0 {
+                    let mut jitter = [0u8; 1];
+                    let _ = getrandom::fill(&mut jitter);
+                    tokio::time::sleep(std::time::Duration::from_millis(100 + u64::from(jitter[0]) * 100 / 256)).await;
+                }
+                match current(api, &lookup_info(api, "serviceaccounts", Some(namespace), &name)).await {
+                    Ok((sa, _)) => {
+                        found = Some(sa);
+                        break;
+                    }
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(forbidden_pod(display_name, &format!("error looking up service account {namespace}/{name}: {}", e.message))),
+                }
+            }
+            found
+        }
+    };
+    service_account::admit(pod, namespace, service_account.as_ref()).map_err(|e| forbidden_pod(display_name, &e.to_string()))
+}
+
+/// 403 `pods "NAME" is forbidden: WHY`, as upstream's admission refusals.
+fn forbidden_pod(name: &str, why: &str) -> ApiError {
+    let mut e = ApiError::forbidden(format!("pods \"{name}\" is forbidden: {why}"));
+    e.details = Some(json!({"name": name, "kind": "pods"}));
+    e
 }

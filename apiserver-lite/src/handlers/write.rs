@@ -137,11 +137,6 @@ fn prepare_create(info: &RequestInfo, object: &mut Value) -> Result<(), ApiError
         };
     }
     namespace_name_label(r, object);
-    if r.kind == "Pod" && r.group.is_empty() && object["spec"]["serviceAccountName"].as_str().unwrap_or("").is_empty() {
-        // The ServiceAccount admission plugin's default.
-        object["spec"]["serviceAccountName"] = json!("default");
-        object["spec"]["serviceAccount"] = json!("default");
-    }
     crate::admission::defaults::apply(&r.group, &r.kind, object);
     if r.kind == "Pod" && r.group.is_empty() {
         object["status"]["qosClass"] = json!(qos_class(&object["spec"]));
@@ -220,11 +215,25 @@ pub(crate) async fn create_value(api: &Api, call: &Call) -> Result<Value, ApiErr
 async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(), ApiError> {
     let info = &call.info;
     let r = &info.resource;
+    // Admission names an object without a name yet by its generateName prefix.
+    let display_name = match objects::name(object) {
+        "" => object["metadata"]["generateName"].as_str().unwrap_or("").to_string(),
+        name => name.to_string(),
+    };
     prepare_create(info, object)?;
-    validate(r, object, None)?;
+    // Upstream's order: the namespace's lifecycle (404), admission (403), validation (422).
     if r.namespaced {
         check_namespace(api, info.namespace.as_deref().unwrap_or("")).await?;
     }
+    // What the client sent (defaulted) is what its field manager owns: fields admission adds
+    // belong to no one, as upstream records managedFields before admission, so a later apply
+    // without them keeps them.
+    let mut before_admission = None;
+    if r.kind == "Pod" && r.group.is_empty() {
+        before_admission = Some(object.clone());
+        super::token::admit_pod(api, info.namespace.as_deref().unwrap_or(""), &display_name, object).await?;
+    }
+    validate(r, object, None)?;
     let name = objects::name(object).to_string();
     let key = r.key(info.namespace.as_deref(), &name);
     let _guard = if services::allocates(r) { Some(api.allocations.lock().await) } else { None };
@@ -232,7 +241,15 @@ async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(),
         services::allocate(api, object, None).await?;
     }
     if !applying(call) {
-        *object = patch::record_update(&Value::Null, object, &field_manager(call), &objects::timestamp(objects::now()));
+        let recorded = patch::record_update(&Value::Null, before_admission.as_ref().unwrap_or(object), &field_manager(call), &objects::timestamp(objects::now()));
+        match recorded["metadata"].get("managedFields") {
+            Some(fields) => {
+                metadata_mut(object).insert("managedFields".into(), fields.clone());
+            }
+            None => {
+                metadata_mut(object).remove("managedFields");
+            }
+        }
     }
     if dry_run(call) {
         return Ok(());

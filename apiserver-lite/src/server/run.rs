@@ -108,7 +108,7 @@ pub fn write_kubelet_serving_cert(data_dir: &std::path::Path, node: &str, hosts:
 }
 
 /// Serve until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
     let advertise = config.advertise_address.unwrap_or(match config.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -117,6 +117,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let mut hosts = vec![advertise.to_string()];
     hosts.extend(config.tls_sans.iter().cloned());
     let pki = auth::Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| ServerError::Pki(e.to_string()))?;
+    // In-process controllers have no kubeconfig to read the CA from: they get it here.
+    config.components.controllers.root_ca_pem.get_or_insert_with(|| pki.ca_cert_pem().to_string());
     let server_url = match advertise {
         IpAddr::V6(ip) => format!("https://[{ip}]:{}", config.listen.port()),
         IpAddr::V4(ip) => format!("https://{ip}:{}", config.listen.port()),
