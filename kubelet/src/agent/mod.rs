@@ -24,6 +24,7 @@ pub mod expand;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
+pub mod node_cgroups;
 pub mod pod_deps;
 pub mod pod_lookup;
 pub mod pods;

@@ -18,6 +18,7 @@ use super::config::AgentConfig;
 use super::events::EventRecorder;
 use super::logs::rotate::{LogRotator, RotationPolicy};
 use super::node::{HostMachine, LeaseRenewer, LoopActivity, Machine, NodeApi, NodeConfig, NodeStatusManager};
+use super::node_cgroups;
 use super::pod_deps::AgentDeps;
 use super::pods::cri_config::DnsSettings;
 use super::pods::deps::{EventSink, EventType, PodStartMetrics};
@@ -104,7 +105,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let deps = Arc::new(AgentDeps::new(volumes.clone(), objects, probes.clone(), Arc::new(cri.clone()), pods.clone(), config.cgroup_root.clone(), config.pod_log_dir.clone(), dns, host_ips.clone()));
     *deps.node_allocatable.write().unwrap() = allocatable;
     let sync_config = SyncConfig { runtime_name: version.runtime_name.clone(), runtime_handler: String::new(), host_ips, node_memory_capacity: memory_capacity, seccomp_root: Default::default() };
-    let syncer = Syncer::new(runtime.clone(), deps.clone(), Arc::new(events.clone()), sync_config).with_metrics(Arc::new(StartLatency(metrics.clone())));
+    let available = node_cgroups::detect(&config.cgroup_root).unwrap_or_default();
+    let missing = node_cgroups::missing(&available);
+    if !missing.is_empty() {
+        tracing::warn!(cgroup_root = %config.cgroup_root, "the cgroup v2 hierarchy offers no {} controller here: pods run without those limits", missing.join(", "));
+    }
+    let syncer = Syncer::new(runtime.clone(), deps.clone(), Arc::new(events.clone()), sync_config)
+        .with_metrics(Arc::new(StartLatency(metrics.clone())))
+        .with_configs(Arc::new(node_cgroups::TrimmedConfigs { available }));
     let (manager, mut pod_events) = PodManager::new(Arc::new(syncer), ManagerConfig { resync: config.resync_period, relist: Duration::from_secs(1) });
     manager.start_relist();
 

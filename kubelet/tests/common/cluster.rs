@@ -127,10 +127,17 @@ impl Cluster {
             if start.elapsed() > limit {
                 let log = self.log();
                 let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                panic!("timed out after {limit:?} waiting for {what}; kubelet-rs log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                panic!("timed out after {limit:?} waiting for {what}; kubelet-rs log tail:\n{}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"), self.diagnose());
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The cluster's pods (as YAML) and events, for failure messages.
+    pub fn diagnose(&self) -> String {
+        let pods = self.kubectl.run(&["get", "pods", "-A", "-o", "yaml"]);
+        let events = self.kubectl.run(&["get", "events", "-A"]);
+        format!("pods:\n{}{}\nevents:\n{}{}", pods.stdout, pods.stderr, events.stdout, events.stderr)
     }
 
     /// A jsonpath of a pod (empty when the pod is not there).

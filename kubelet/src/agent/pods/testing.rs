@@ -34,6 +34,7 @@ impl PodDeps for TestDeps {
             log_directory: PathBuf::from("/var/log/pods/x"),
             dns: DnsSettings { cluster_dns: vec![], cluster_domain: "cluster.local".into(), host_resolv_conf: "/etc/resolv.conf".into() },
             attempt,
+            seccomp_root: PathBuf::new(),
         }
     }
     async fn prepare_volumes(&self, _pod: &Pod) -> Result<(), String> {
