@@ -11,9 +11,10 @@ use cri_api::runtime::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 
 use super::backoff::{Backoff, Clock, SystemClock};
-use super::cri_config::ContainerContext;
+use super::cri_config::{ContainerContext, SandboxContext};
 use super::deps::{CriConfigs, EventSink, EventType, KubeletConfigs, NoMetrics, PodDeps, PodStartMetrics};
 use super::images::ImagePuller;
+use super::qos;
 use super::plan::{self, is_sidecar, BackoffWait, PlanInput, PodActions, ProbeState, Waiting};
 use super::runtime_state::{observe, ContainerInfo, ContainerState, RuntimePod};
 use super::status::{pod_status, time_from_nanos, StatusInput};
@@ -35,6 +36,8 @@ pub struct SyncConfig {
     pub runtime_handler: String,
     /// The node's IPs (hostIP; podIPs of host-network pods).
     pub host_ips: Vec<String>,
+    /// The node's memory in bytes (OOM scores of Burstable containers); 0: unknown.
+    pub node_memory_capacity: i64,
 }
 
 /// Everything a sync uses; shared by all pod workers.
@@ -160,7 +163,7 @@ impl Syncer {
             waiting,
             host_ips: &self.config.host_ips,
             previous,
-            qos_class: None,
+            qos_class: Some(qos::qos_class(pod).as_str().to_string()),
             now: self.now(),
         })
     }
@@ -258,7 +261,7 @@ impl Syncer {
         };
         let ctx = self.deps.sandbox_context(pod, attempt);
         let sandbox_config = self.configs.sandbox(pod, &ctx).map_err(|e| format!("sandbox config: {e}"))?;
-        let start = Start { pod, rt, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, cgroup_parent: &ctx.cgroup_parent, pod_ip: ips.first().map(String::as_str) };
+        let start = Start { pod, rt, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, sandbox_context: &ctx, pod_ip: ips.first().map(String::as_str) };
 
         let spec = pod.spec.as_ref().ok_or("pod without spec")?;
         let init = spec.init_containers.as_deref().unwrap_or_default();
@@ -322,7 +325,16 @@ impl Syncer {
         let mounts = self.deps.mounts(pod, c).map_err(config_error)?;
         let previous = s.rt.latest(name);
         let restart_count = previous.map(|p| p.restart_count + 1).unwrap_or(0);
-        let ctx = ContainerContext { image, restart_count, envs, mounts, cgroup_parent: s.cgroup_parent.to_string(), kind };
+        let ctx = ContainerContext {
+            image,
+            restart_count,
+            envs,
+            mounts,
+            cgroup_parent: s.sandbox_context.cgroup_parent.clone(),
+            kind,
+            node_memory_capacity: self.config.node_memory_capacity,
+            seccomp_root: s.sandbox_context.seccomp_root.clone(),
+        };
         let config = self.configs.container(pod, c, &ctx).map_err(|e| config_error(e.to_string()))?;
 
         if previous.is_some_and(|p| p.state == ContainerState::Exited) {
@@ -370,7 +382,7 @@ struct Start<'a> {
     rt: &'a RuntimePod,
     sandbox_id: &'a str,
     sandbox_config: &'a cri::PodSandboxConfig,
-    cgroup_parent: &'a str,
+    sandbox_context: &'a SandboxContext,
     pod_ip: Option<&'a str>,
 }
 
@@ -551,5 +563,25 @@ mod tests {
         let out = h.syncer().sync(&pod, &mut PodMemory::default()).await.unwrap();
         assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create") && !c.starts_with("Run") && !c.starts_with("Stop")), "{:?}", h.runtime.calls());
         assert_eq!(out.status.phase.as_deref(), Some("Running"));
+    }
+
+    #[tokio::test]
+    async fn the_real_cri_configs_carry_what_adoption_needs() {
+        let h = Harness::new();
+        let syncer = |h: &Harness| {
+            let config = SyncConfig { runtime_name: "fake".into(), ..Default::default() };
+            Syncer::new(h.runtime.clone(), h.deps.clone(), h.events.clone(), config).with_clock(h.clock.clone())
+        };
+        let pod = web("u1");
+        let out = syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert_eq!(out.status.qos_class.as_deref(), Some("BestEffort"));
+        let app = h.runtime.running("app").unwrap();
+        h.runtime.exit_container(&app.id, 1, "");
+        syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        h.runtime.clear_calls();
+        let out = syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create")), "{:?}", h.runtime.calls());
+        assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 1);
     }
 }

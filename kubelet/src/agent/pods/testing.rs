@@ -34,6 +34,7 @@ impl PodDeps for TestDeps {
             log_directory: PathBuf::from("/var/log/pods/x"),
             dns: DnsSettings { cluster_dns: vec![], cluster_domain: "cluster.local".into(), host_resolv_conf: "/etc/resolv.conf".into() },
             attempt,
+            seccomp_root: PathBuf::new(),
         }
     }
     async fn prepare_volumes(&self, _pod: &Pod) -> Result<(), String> {
@@ -161,7 +162,7 @@ impl Harness {
     }
 
     pub fn syncer(&self) -> Syncer {
-        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()] };
+        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()], node_memory_capacity: 0 };
         Syncer::new(self.runtime.clone(), self.deps.clone(), self.events.clone(), config)
             .with_configs(Arc::new(TestConfigs))
             .with_metrics(self.metrics.clone())
