@@ -175,6 +175,9 @@ impl Syncer {
         let observe_err = |source| SyncError::Observe { pod: pod_name.clone(), source };
         let rt = observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)?;
         let actions = self.plan(pod, &rt);
+        if !actions.is_noop() {
+            tracing::debug!(pod = %pod_name, ?actions, "sync");
+        }
         let mut retry_after = actions.retry_after;
 
         // Errors of containers that run now are over.
@@ -303,6 +306,7 @@ impl Syncer {
                 true
             }
             Err(w) => {
+                tracing::debug!(container = %c.name, reason = %w.reason, "{}", w.message);
                 memory.errors.insert(c.name.clone(), w);
                 false
             }
