@@ -175,6 +175,10 @@ impl Syncer {
         let observe_err = |source| SyncError::Observe { pod: pod_name.clone(), source };
         let rt = observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)?;
         let actions = self.plan(pod, &rt);
+        if memory.status.is_none() && all_apps_running(pod, &rt) {
+            // Adopted after an agent restart: its start was long ago, not a latency to report.
+            memory.start_reported = true;
+        }
         if !actions.is_noop() {
             tracing::debug!(pod = %pod_name, ?actions, "sync");
         }
@@ -212,18 +216,10 @@ impl Syncer {
     }
 
     fn report_start(&self, pod: &Pod, rt: &RuntimePod, memory: &mut PodMemory) {
-        if memory.start_reported {
-            return;
-        }
-        let apps = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-        if apps.is_empty() || !apps.iter().all(|c| rt.latest(&c.name).is_some_and(|i| i.is_running())) {
+        if memory.start_reported || !all_apps_running(pod, rt) {
             return;
         }
         memory.start_reported = true;
-        // A pod adopted after a kubelet restart started long ago: not a start latency.
-        if apps.iter().any(|c| rt.latest(&c.name).is_some_and(|i| i.restart_count > 0)) {
-            return;
-        }
         if let Some(created) = &pod.metadata.creation_timestamp {
             let created = std::time::UNIX_EPOCH + Duration::from_secs(created.0.as_second().max(0) as u64);
             if let Ok(latency) = self.clock.now().duration_since(created) {
@@ -368,6 +364,11 @@ impl Syncer {
         }
         Ok(())
     }
+}
+
+fn all_apps_running(pod: &Pod, rt: &RuntimePod) -> bool {
+    let apps = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    !apps.is_empty() && apps.iter().all(|c| rt.latest(&c.name).is_some_and(|i| i.is_running()))
 }
 
 /// `name_namespace(uid)`, as upstream's messages name a pod.
@@ -567,6 +568,7 @@ mod tests {
         let out = h.syncer().sync(&pod, &mut PodMemory::default()).await.unwrap();
         assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create") && !c.starts_with("Run") && !c.starts_with("Stop")), "{:?}", h.runtime.calls());
         assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert_eq!(h.metrics.0.lock().unwrap().len(), 1, "no start latency for an adopted pod");
     }
 
     #[tokio::test]
