@@ -202,6 +202,7 @@ impl Syncer {
         }
 
         let rt = if actions.is_noop() { rt } else { observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)? };
+        let rt = self.with_termination_messages(pod, rt).await;
         if let Err(e) = remove_dead(self.runtime.as_ref(), &rt).await {
             tracing::warn!(pod = %pod_name, "removing dead containers: {e}");
         }
@@ -213,6 +214,18 @@ impl Syncer {
         self.report_start(pod, &rt, memory);
         memory.status = Some(status.clone());
         Ok(SyncOutcome { status, retry_after, runtime: rt })
+    }
+
+    /// Fills in the termination messages the runtime did not report.
+    async fn with_termination_messages(&self, pod: &Pod, mut rt: RuntimePod) -> RuntimePod {
+        let Some(spec) = pod.spec.as_ref() else { return rt };
+        for c in rt.containers.iter_mut().filter(|c| c.state == ContainerState::Exited && c.message.is_empty()) {
+            let Some(container) = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|s| s.name == c.name) else { continue };
+            if let Some(message) = self.deps.termination_message(pod, container, &c.id, c.exit_code).await {
+                c.message = message;
+            }
+        }
+        rt
     }
 
     fn report_start(&self, pod: &Pod, rt: &RuntimePod, memory: &mut PodMemory) {
@@ -589,5 +602,20 @@ mod tests {
         let out = syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
         assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create")), "{:?}", h.runtime.calls());
         assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 1);
+    }
+
+    #[tokio::test]
+    async fn termination_messages_come_from_the_deps() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let mut pod = web("u1");
+        pod.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        h.runtime.exit_container(&h.runtime.running("app").unwrap().id, 42, "");
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        let t = out.status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        assert_eq!((t.exit_code, t.message.as_deref(), t.reason.as_deref()), (42, Some("the answer"), Some("Error")));
+        assert_eq!(out.status.phase.as_deref(), Some("Failed"));
     }
 }
