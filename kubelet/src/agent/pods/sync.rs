@@ -618,4 +618,25 @@ mod tests {
         assert_eq!((t.exit_code, t.message.as_deref(), t.reason.as_deref()), (42, Some("the answer"), Some("Error")));
         assert_eq!(out.status.phase.as_deref(), Some("Failed"));
     }
+
+    #[tokio::test]
+    async fn a_pod_stops_app_containers_then_sidecars_in_reverse_then_the_sandbox() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = pod("u1", serde_json::json!({"terminationGracePeriodSeconds": 7,
+            "initContainers": [{"name": "s1", "image": "busybox:1", "restartPolicy": "Always"}, {"name": "s2", "image": "busybox:1", "restartPolicy": "Always"}],
+            "containers": [{"name": "app", "image": "busybox:1", "lifecycle": {"preStop": {"exec": {"command": ["true"]}}}}]}));
+        let mut mem = PodMemory::default();
+        for _ in 0..4 {
+            syncer.sync(&pod, &mut mem).await.unwrap();
+        }
+        assert!(h.runtime.running("app").is_some() && h.runtime.running("s1").is_some() && h.runtime.running("s2").is_some());
+        let rt = observe(h.runtime.as_ref(), "u1").await.unwrap();
+        h.runtime.clear_calls();
+        syncer.terminator().kill_pod(Some(&pod), &rt, Some(7)).await.unwrap();
+        let calls = h.runtime.calls();
+        assert_eq!(calls[..3], ["StopContainer app 7", "StopContainer s2 7", "StopContainer s1 7"]);
+        assert!(calls[3].starts_with("StopPodSandbox"), "{calls:?}");
+        assert_eq!(h.deps.pre_stops.lock().unwrap().clone(), vec!["app"]);
+    }
 }
