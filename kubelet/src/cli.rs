@@ -320,7 +320,7 @@ mod tests {
             let mut argv: Vec<std::ffi::OsString> = vec!["kubelet-rs".into(), "monitor".into()];
             argv.extend(args.to_args());
             argv.extend(["--sync-fd".into(), "5".into()]);
-            let Command::Monitor(m) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the monitor") };
+            let Some(Command::Monitor(m)) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the monitor") };
             assert_eq!(m.sync_fd, 5);
             assert_eq!(m.monitor_args(), args);
         }
@@ -334,7 +334,7 @@ mod tests {
             let mut argv: Vec<std::ffi::OsString> = vec!["kubelet-rs".into(), "pod-init".into()];
             argv.extend(args.to_args());
             argv.extend(["--sync-fd".into(), "7".into()]);
-            let Command::PodInit(p) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the pod init") };
+            let Some(Command::PodInit(p)) = Cli::try_parse_from(argv).unwrap().command else { panic!("not the pod init") };
             assert_eq!(p.sync_fd, 7);
             assert_eq!(p.pod_init_args(), args);
         }

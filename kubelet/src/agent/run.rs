@@ -104,7 +104,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let pods: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
     let deps = Arc::new(AgentDeps::new(volumes.clone(), objects, probes.clone(), Arc::new(cri.clone()), pods.clone(), config.cgroup_root.clone(), config.pod_log_dir.clone(), dns, host_ips.clone()));
     *deps.node_allocatable.write().unwrap() = allocatable;
-    let sync_config = SyncConfig { runtime_name: version.runtime_name.clone(), runtime_handler: String::new(), host_ips, node_memory_capacity: memory_capacity, seccomp_root: Default::default() };
+    let sync_config = SyncConfig { runtime_name: version.runtime_name.clone(), runtime_handler: String::new(), host_ips, node_memory_capacity: memory_capacity };
     let available = node_cgroups::detect(&config.cgroup_root).unwrap_or_default();
     let missing = node_cgroups::missing(&available);
     if !missing.is_empty() {

@@ -34,6 +34,13 @@ pub trait PodDeps: Send + Sync {
     async fn pre_stop(&self, pod: &Pod, container: &Container, container_id: &str, grace: Duration);
     /// The probe results of the running container `container_id` (named `container`) of pod `uid`.
     fn probe_state(&self, uid: &str, container: &str, container_id: &str) -> ProbeState;
+    /// The termination message of the exited container `container_id` (the file mounted at
+    /// its terminationMessagePath; with FallbackToLogsOnError and a failure, the tail of its
+    /// log), when the runtime did not report one. By default none.
+    async fn termination_message(&self, pod: &Pod, container: &Container, container_id: &str, exit_code: i32) -> Option<String> {
+        let _ = (pod, container, container_id, exit_code);
+        None
+    }
     /// The pod is gone and all its containers and sandboxes removed: tear down its volumes,
     /// forget its probes.
     async fn cleanup(&self, uid: &str);

@@ -275,22 +275,32 @@ async fn worker(shared: Arc<Shared>, uid: String, mut pod: Pod, mut rx: mpsc::Un
                 }
             }
         } else {
-            let wait = match syncer.sync(&pod, &mut memory).await {
+            let (wait, failing) = match syncer.sync(&pod, &mut memory).await {
                 Ok(out) => {
                     publish(&out.status, &mut published);
-                    out.retry_after.map_or(shared.config.resync, |r| r.min(shared.config.resync))
+                    let failing = !memory.errors.is_empty();
+                    (out.retry_after.map_or(shared.config.resync, |r| r.min(shared.config.resync)), failing)
                 }
                 Err(e) => {
                     tracing::warn!(pod = %format!("{namespace}/{name}"), "{e}");
-                    Duration::from_secs(1)
+                    (Duration::from_secs(1), true)
                 }
             };
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => apply(msg, &mut pod, &mut removed),
-                    None => return,
-                },
-                _ = tokio::time::sleep(wait) => {}
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        // While a step keeps failing, runtime changes (often the failed step's
+                        // own leftovers) wait for the retry instead of spinning the sync.
+                        Some(Msg::Wake) if failing => continue,
+                        Some(msg) => {
+                            apply(msg, &mut pod, &mut removed);
+                            break;
+                        }
+                        None => return,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
         }
         // Take everything queued so one sync covers it.

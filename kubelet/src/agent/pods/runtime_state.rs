@@ -164,6 +164,15 @@ pub async fn observe(runtime: &dyn PodRuntime, uid: &str) -> Result<RuntimePod, 
     Ok(pod)
 }
 
+/// The id of pod `uid`'s newest ready sandbox (for port-forwarding), if any.
+pub async fn ready_sandbox(runtime: &dyn PodRuntime, uid: &str) -> Result<Option<String>, RuntimeError> {
+    let ready = cri::PodSandboxStateValue { state: cri::PodSandboxState::SandboxReady as i32 };
+    let filter = cri::PodSandboxFilter { label_selector: uid_selector(uid), state: Some(ready), ..Default::default() };
+    let mut sandboxes = runtime.list_pod_sandboxes(Some(filter)).await?;
+    sandboxes.retain(|s| s.state == cri::PodSandboxState::SandboxReady as i32);
+    Ok(sandboxes.into_iter().max_by_key(|s| s.created_at).map(|s| s.id))
+}
+
 pub(crate) fn container_info(c: cri::Container, st: cri::ContainerStatus) -> ContainerInfo {
     let name = c.labels.get(labels::CONTAINER_NAME).cloned().or(c.metadata.map(|m| m.name)).unwrap_or_default();
     ContainerInfo {

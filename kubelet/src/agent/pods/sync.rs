@@ -11,9 +11,10 @@ use cri_api::runtime::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 
 use super::backoff::{Backoff, Clock, SystemClock};
-use super::cri_config::ContainerContext;
+use super::cri_config::{ContainerContext, SandboxContext};
 use super::deps::{CriConfigs, EventSink, EventType, KubeletConfigs, NoMetrics, PodDeps, PodStartMetrics};
 use super::images::ImagePuller;
+use super::qos;
 use super::plan::{self, is_sidecar, BackoffWait, PlanInput, PodActions, ProbeState, Waiting};
 use super::runtime_state::{observe, ContainerInfo, ContainerState, RuntimePod};
 use super::status::{pod_status, time_from_nanos, StatusInput};
@@ -35,10 +36,8 @@ pub struct SyncConfig {
     pub runtime_handler: String,
     /// The node's IPs (hostIP; podIPs of host-network pods).
     pub host_ips: Vec<String>,
-    /// The node's memory capacity in bytes (Burstable containers' OOM scores); 0: unknown.
+    /// The node's memory in bytes (OOM scores of Burstable containers); 0: unknown.
     pub node_memory_capacity: i64,
-    /// The folder of `Localhost` seccomp profiles; empty: the default.
-    pub seccomp_root: std::path::PathBuf,
 }
 
 /// Everything a sync uses; shared by all pod workers.
@@ -164,7 +163,7 @@ impl Syncer {
             waiting,
             host_ips: &self.config.host_ips,
             previous,
-            qos_class: None,
+            qos_class: Some(qos::qos_class(pod).as_str().to_string()),
             now: self.now(),
         })
     }
@@ -176,6 +175,13 @@ impl Syncer {
         let observe_err = |source| SyncError::Observe { pod: pod_name.clone(), source };
         let rt = observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)?;
         let actions = self.plan(pod, &rt);
+        if memory.status.is_none() && all_apps_running(pod, &rt) {
+            // Adopted after an agent restart: its start was long ago, not a latency to report.
+            memory.start_reported = true;
+        }
+        if !actions.is_noop() {
+            tracing::debug!(pod = %pod_name, ?actions, "sync");
+        }
         let mut retry_after = actions.retry_after;
 
         // Errors of containers that run now are over.
@@ -196,6 +202,7 @@ impl Syncer {
         }
 
         let rt = if actions.is_noop() { rt } else { observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)? };
+        let rt = self.with_termination_messages(pod, rt).await;
         if let Err(e) = remove_dead(self.runtime.as_ref(), &rt).await {
             tracing::warn!(pod = %pod_name, "removing dead containers: {e}");
         }
@@ -209,19 +216,23 @@ impl Syncer {
         Ok(SyncOutcome { status, retry_after, runtime: rt })
     }
 
-    fn report_start(&self, pod: &Pod, rt: &RuntimePod, memory: &mut PodMemory) {
-        if memory.start_reported {
-            return;
+    /// Fills in the termination messages the runtime did not report.
+    async fn with_termination_messages(&self, pod: &Pod, mut rt: RuntimePod) -> RuntimePod {
+        let Some(spec) = pod.spec.as_ref() else { return rt };
+        for c in rt.containers.iter_mut().filter(|c| c.state == ContainerState::Exited && c.message.is_empty()) {
+            let Some(container) = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|s| s.name == c.name) else { continue };
+            if let Some(message) = self.deps.termination_message(pod, container, &c.id, c.exit_code).await {
+                c.message = message;
+            }
         }
-        let apps = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-        if apps.is_empty() || !apps.iter().all(|c| rt.latest(&c.name).is_some_and(|i| i.is_running())) {
+        rt
+    }
+
+    fn report_start(&self, pod: &Pod, rt: &RuntimePod, memory: &mut PodMemory) {
+        if memory.start_reported || !all_apps_running(pod, rt) {
             return;
         }
         memory.start_reported = true;
-        // A pod adopted after a kubelet restart started long ago: not a start latency.
-        if apps.iter().any(|c| rt.latest(&c.name).is_some_and(|i| i.restart_count > 0)) {
-            return;
-        }
         if let Some(created) = &pod.metadata.creation_timestamp {
             let created = std::time::UNIX_EPOCH + Duration::from_secs(created.0.as_second().max(0) as u64);
             if let Ok(latency) = self.clock.now().duration_since(created) {
@@ -262,7 +273,7 @@ impl Syncer {
         };
         let ctx = self.deps.sandbox_context(pod, attempt);
         let sandbox_config = self.configs.sandbox(pod, &ctx).map_err(|e| format!("sandbox config: {e}"))?;
-        let start = Start { pod, rt, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, cgroup_parent: &ctx.cgroup_parent, pod_ip: ips.first().map(String::as_str) };
+        let start = Start { pod, rt, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, sandbox_context: &ctx, pod_ip: ips.first().map(String::as_str) };
 
         let spec = pod.spec.as_ref().ok_or("pod without spec")?;
         let init = spec.init_containers.as_deref().unwrap_or_default();
@@ -304,6 +315,7 @@ impl Syncer {
                 true
             }
             Err(w) => {
+                tracing::debug!(container = %c.name, reason = %w.reason, "{}", w.message);
                 memory.errors.insert(c.name.clone(), w);
                 false
             }
@@ -326,7 +338,16 @@ impl Syncer {
         let mounts = self.deps.mounts(pod, c).map_err(config_error)?;
         let previous = s.rt.latest(name);
         let restart_count = previous.map(|p| p.restart_count + 1).unwrap_or(0);
-        let ctx = ContainerContext { image, restart_count, envs, mounts, cgroup_parent: s.cgroup_parent.to_string(), kind, node_memory_capacity: self.config.node_memory_capacity, seccomp_root: self.config.seccomp_root.clone() };
+        let ctx = ContainerContext {
+            image,
+            restart_count,
+            envs,
+            mounts,
+            cgroup_parent: s.sandbox_context.cgroup_parent.clone(),
+            kind,
+            node_memory_capacity: self.config.node_memory_capacity,
+            seccomp_root: s.sandbox_context.seccomp_root.clone(),
+        };
         let config = self.configs.container(pod, c, &ctx).map_err(|e| config_error(e.to_string()))?;
 
         if previous.is_some_and(|p| p.state == ContainerState::Exited) {
@@ -358,6 +379,11 @@ impl Syncer {
     }
 }
 
+fn all_apps_running(pod: &Pod, rt: &RuntimePod) -> bool {
+    let apps = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    !apps.is_empty() && apps.iter().all(|c| rt.latest(&c.name).is_some_and(|i| i.is_running()))
+}
+
 /// `name_namespace(uid)`, as upstream's messages name a pod.
 pub fn pod_ref(pod: &Pod) -> String {
     format!(
@@ -374,7 +400,7 @@ struct Start<'a> {
     rt: &'a RuntimePod,
     sandbox_id: &'a str,
     sandbox_config: &'a cri::PodSandboxConfig,
-    cgroup_parent: &'a str,
+    sandbox_context: &'a SandboxContext,
     pod_ip: Option<&'a str>,
 }
 
@@ -555,5 +581,62 @@ mod tests {
         let out = h.syncer().sync(&pod, &mut PodMemory::default()).await.unwrap();
         assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create") && !c.starts_with("Run") && !c.starts_with("Stop")), "{:?}", h.runtime.calls());
         assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert_eq!(h.metrics.0.lock().unwrap().len(), 1, "no start latency for an adopted pod");
+    }
+
+    #[tokio::test]
+    async fn the_real_cri_configs_carry_what_adoption_needs() {
+        let h = Harness::new();
+        let syncer = |h: &Harness| {
+            let config = SyncConfig { runtime_name: "fake".into(), ..Default::default() };
+            Syncer::new(h.runtime.clone(), h.deps.clone(), h.events.clone(), config).with_clock(h.clock.clone())
+        };
+        let pod = web("u1");
+        let out = syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        assert_eq!(out.status.qos_class.as_deref(), Some("BestEffort"));
+        let app = h.runtime.running("app").unwrap();
+        h.runtime.exit_container(&app.id, 1, "");
+        syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        h.runtime.clear_calls();
+        let out = syncer(&h).sync(&pod, &mut PodMemory::default()).await.unwrap();
+        assert!(h.runtime.calls().iter().all(|c| !c.starts_with("Create")), "{:?}", h.runtime.calls());
+        assert_eq!(out.status.container_statuses.as_ref().unwrap()[0].restart_count, 1);
+    }
+
+    #[tokio::test]
+    async fn termination_messages_come_from_the_deps() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let mut pod = web("u1");
+        pod.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        let mut mem = PodMemory::default();
+        syncer.sync(&pod, &mut mem).await.unwrap();
+        h.runtime.exit_container(&h.runtime.running("app").unwrap().id, 42, "");
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        let t = out.status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        assert_eq!((t.exit_code, t.message.as_deref(), t.reason.as_deref()), (42, Some("the answer"), Some("Error")));
+        assert_eq!(out.status.phase.as_deref(), Some("Failed"));
+    }
+
+    #[tokio::test]
+    async fn a_pod_stops_app_containers_then_sidecars_in_reverse_then_the_sandbox() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = pod("u1", serde_json::json!({"terminationGracePeriodSeconds": 7,
+            "initContainers": [{"name": "s1", "image": "busybox:1", "restartPolicy": "Always"}, {"name": "s2", "image": "busybox:1", "restartPolicy": "Always"}],
+            "containers": [{"name": "app", "image": "busybox:1", "lifecycle": {"preStop": {"exec": {"command": ["true"]}}}}]}));
+        let mut mem = PodMemory::default();
+        for _ in 0..4 {
+            syncer.sync(&pod, &mut mem).await.unwrap();
+        }
+        assert!(h.runtime.running("app").is_some() && h.runtime.running("s1").is_some() && h.runtime.running("s2").is_some());
+        let rt = observe(h.runtime.as_ref(), "u1").await.unwrap();
+        h.runtime.clear_calls();
+        syncer.terminator().kill_pod(Some(&pod), &rt, Some(7)).await.unwrap();
+        let calls = h.runtime.calls();
+        assert_eq!(calls[..3], ["StopContainer app 7", "StopContainer s2 7", "StopContainer s1 7"]);
+        assert!(calls[3].starts_with("StopPodSandbox"), "{calls:?}");
+        assert_eq!(h.deps.pre_stops.lock().unwrap().clone(), vec!["app"]);
     }
 }

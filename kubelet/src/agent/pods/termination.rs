@@ -102,17 +102,28 @@ impl Terminator<'_> {
     }
 }
 
-/// Removes exited containers but the newest of each name (for `kubectl logs --previous` and
-/// restart counts), and old sandboxes left without containers.
+/// Removes dead containers but the newest exited one of each name (for `kubectl logs
+/// --previous` and restart counts) and the newest container of each name whatever its state,
+/// then old sandboxes left without containers.
 pub async fn remove_dead(runtime: &dyn PodRuntime, rt: &RuntimePod) -> Result<(), RuntimeError> {
-    let mut kept: Vec<&str> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut kept_exited: Vec<&str> = Vec::new();
     let mut remaining: Vec<&ContainerInfo> = Vec::new();
     // `containers` is newest first.
     for c in &rt.containers {
-        if c.state != ContainerState::Exited {
-            remaining.push(c);
-        } else if !kept.contains(&c.name.as_str()) {
-            kept.push(&c.name);
+        let newest = !seen.contains(&c.name.as_str());
+        seen.push(&c.name);
+        let keep = match c.state {
+            ContainerState::Running => true,
+            ContainerState::Exited if !kept_exited.contains(&c.name.as_str()) => {
+                kept_exited.push(&c.name);
+                true
+            }
+            ContainerState::Exited => false,
+            // Created but never started, or unknown: leftovers of failed starts.
+            ContainerState::Created | ContainerState::Unknown => newest,
+        };
+        if keep {
             remaining.push(c);
         } else {
             ignore_not_found(runtime.remove_container(&c.id).await)?;
@@ -150,5 +161,37 @@ mod tests {
         assert_eq!(grace_period(&pod), 5);
         pod.metadata.deletion_grace_period_seconds = Some(0);
         assert_eq!(grace_period(&pod), 0);
+    }
+
+    #[tokio::test]
+    async fn remove_dead_keeps_the_newest_of_each_name_and_one_exit() {
+        use crate::agent::pods::runtime_state::SandboxInfo;
+        use crate::agent::runtime::fake::FakeRuntime;
+        let c = |id: &str, name: &str, state, restarts: u32| ContainerInfo {
+            state,
+            restart_count: restarts,
+            ..ContainerInfo::just_started(id, "sb1", name, restarts)
+        };
+        let mut rt = RuntimePod {
+            sandboxes: vec![
+                SandboxInfo { id: "sb1".into(), attempt: 1, ready: true, created_at: 2, ips: vec![] },
+                SandboxInfo { id: "sb0".into(), attempt: 0, ready: false, created_at: 1, ips: vec![] },
+            ],
+            containers: vec![
+                c("a3", "a", ContainerState::Created, 3),
+                c("a2", "a", ContainerState::Created, 2),
+                c("a1", "a", ContainerState::Exited, 1),
+                c("a0", "a", ContainerState::Exited, 0),
+                c("b1", "b", ContainerState::Running, 1),
+                c("b0", "b", ContainerState::Exited, 0),
+            ],
+        };
+        rt.sort();
+        let fake = FakeRuntime::new();
+        remove_dead(&fake, &rt).await.unwrap();
+        let removed: Vec<String> = fake.calls().into_iter().collect();
+        // The fake names removals by container name; ids: a2 and a0 go, and the old sandbox.
+        assert_eq!(removed.iter().filter(|c| c.starts_with("RemoveContainer")).count(), 2, "{removed:?}");
+        assert!(removed.contains(&"RemovePodSandbox sb0".to_string()), "{removed:?}");
     }
 }

@@ -64,6 +64,9 @@ impl PodDeps for TestDeps {
     fn probe_state(&self, _uid: &str, container: &str, _id: &str) -> ProbeState {
         self.probes.lock().unwrap().get(container).copied().unwrap_or_default()
     }
+    async fn termination_message(&self, _pod: &Pod, _c: &Container, _id: &str, exit_code: i32) -> Option<String> {
+        (exit_code == 42).then(|| "the answer".to_string())
+    }
     async fn cleanup(&self, uid: &str) {
         self.cleaned.lock().unwrap().insert(uid.to_string());
     }
@@ -162,7 +165,7 @@ impl Harness {
     }
 
     pub fn syncer(&self) -> Syncer {
-        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()], ..Default::default() };
+        let config = SyncConfig { runtime_name: "fake".into(), runtime_handler: String::new(), host_ips: vec!["192.168.1.10".into()], node_memory_capacity: 0 };
         Syncer::new(self.runtime.clone(), self.deps.clone(), self.events.clone(), config)
             .with_configs(Arc::new(TestConfigs))
             .with_metrics(self.metrics.clone())
