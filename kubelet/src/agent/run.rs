@@ -153,6 +153,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                 if !static_pods.is_empty() {
                     spawn_mirror_sync(&client, &node, &node_uid, &static_pods);
                 }
+                spawn_volume_refresh(&volumes, &pods);
             }
             update = updates.recv() => {
                 let Some(update) = update else { break };
@@ -223,6 +224,34 @@ fn spawn_mirror_sync(client: &kube::Client, node: &str, node_uid: &str, static_p
     tokio::spawn(async move {
         if let Err(e) = sources::mirror::sync(&client, &node, &node_uid, &statics).await {
             tracing::warn!("mirror pods: {e}");
+        }
+    });
+}
+
+/// API data in running pods' volumes (configMap, secret, downwardAPI, projected) follows the
+/// objects: each tick sets the volumes up again, which rewrites only what changed.
+fn spawn_volume_refresh(volumes: &Arc<VolumeManager>, pods: &Mutex<HashMap<String, Pod>>) {
+    let api_data = |p: &Pod| {
+        p.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|vs| {
+            vs.iter().any(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some())
+        })
+    };
+    let running: Vec<Pod> = pods
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && api_data(p))
+        .cloned()
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    let volumes = volumes.clone();
+    tokio::spawn(async move {
+        for pod in running {
+            if let Err(e) = volumes.setup(&pod).await {
+                tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), "refreshing volumes: {e}");
+            }
         }
     });
 }
