@@ -27,6 +27,24 @@ impl RuntimeLookup {
         RuntimeLookup { runtime, pods }
     }
 
+    /// From the pod's last status: (current instance, previous instance, running) by CRI id.
+    fn from_status(&self, namespace: &str, pod: &str, container: &str) -> Option<(Option<String>, Option<String>, bool)> {
+        let pods = self.pods.lock().unwrap();
+        let pod = pods.values().find(|p| p.metadata.namespace.as_deref() == Some(namespace) && p.metadata.name.as_deref() == Some(pod))?;
+        let status = pod.status.as_ref()?;
+        let cs = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten()).find(|c| c.name == container)?;
+        let bare = |id: &Option<String>| id.as_deref().map(|id| id.split_once("://").map(|(_, id)| id).unwrap_or(id).to_string());
+        let state = cs.state.as_ref();
+        let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let running = state.and_then(|s| s.running.as_ref()).is_some();
+        let current = if running || state.and_then(|s| s.terminated.as_ref()).is_some() {
+            cs.container_id.as_ref().and_then(|_| bare(&cs.container_id))
+        } else {
+            last.and_then(|t| bare(&t.container_id))
+        };
+        Some((current, last.and_then(|t| bare(&t.container_id)), running))
+    }
+
     fn uid_of(&self, namespace: &str, pod: &str) -> Option<String> {
         let pods = self.pods.lock().unwrap();
         pods.values()
@@ -42,6 +60,20 @@ fn restart_count(c: &cri::Container) -> u32 {
 #[async_trait]
 impl PodLookup for RuntimeLookup {
     async fn container(&self, namespace: &str, pod: &str, container: &str) -> Option<ContainerRef> {
+        // As the kubelet: the instance the pod's status names (while a crashed container
+        // waits to restart, the one that crashed), and as previous its last terminated one.
+        if let Some((current, previous, running)) = self.from_status(namespace, pod, container) {
+            let log_path = |id: String| async move { self.runtime.container_status(&id).await.ok().map(|s| PathBuf::from(s.log_path)).filter(|p| !p.as_os_str().is_empty()) };
+            let previous_log_path = match previous {
+                Some(id) => log_path(id).await,
+                None => None,
+            };
+            if let Some(id) = current
+                && let Some(path) = log_path(id.clone()).await
+            {
+                return Some(ContainerRef { id, log_path: path, previous_log_path, running });
+            }
+        }
         let uid = self.uid_of(namespace, pod)?;
         let filter = cri::ContainerFilter {
             label_selector: HashMap::from([(labels::POD_UID.to_string(), uid), (labels::CONTAINER_NAME.to_string(), container.to_string())]),
