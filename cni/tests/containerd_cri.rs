@@ -387,7 +387,7 @@ fn containerd_cri_pod_gets_its_network_from_our_plugins() {
     let conflist = plugins.conflist(&ipam_dir);
     std::fs::write(conf_dir.join("10-krs-ctrd.conflist"), serde_json::to_vec_pretty(&conflist).unwrap()).unwrap();
 
-    let c = Containerd::start(&CriOptions { cni_bin_dir: plugins.bin_dir.clone(), cni_conf_dir: conf_dir.clone() });
+    let c = Containerd::start(&CriOptions { cni_bin_dir: plugins.bin_dir.clone(), cni_conf_dir: conf_dir.clone(), net_ns: None, insecure_registries: Vec::new() });
     c.import_pause_image();
     c.import_busybox_image(BUSYBOX_IMAGE, r#"["sh"]"#);
     let host_port = free_port();

@@ -44,6 +44,10 @@ pub struct CriOptions {
     pub cni_bin_dir: PathBuf,
     /// Where the network configuration lists are (`cni.conf_dir`); CRI uses the first.
     pub cni_conf_dir: PathBuf,
+    /// Run containerd in this network namespace (its pods' bridge then lives there too).
+    pub net_ns: Option<PathBuf>,
+    /// Registries (`host:port`) CRI pulls from over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Panic with the package to install unless containerd's programs are on PATH.
@@ -112,7 +116,15 @@ impl Containerd {
         fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let inner = r#"mount --bind "$KRS_CG" /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/ctrd/cgroup.procs && mount -t tmpfs -o mode=0755 krs-ctrd-run /run && mount -t overlay -o "lowerdir=/var/lib,upperdir=$KRS_VARLIB/upper,workdir=$KRS_VARLIB/work" krs-ctrd-var-lib /var/lib && exec containerd --config "$KRS_CONFIG""#;
         let outer = r#"echo $$ > "$KRS_CG/cgroup.procs" && exec unshare --mount --propagation private --cgroup sh -c "$KRS_INNER""#;
-        let child = Command::new("sh")
+        let mut cmd = match &cri.net_ns {
+            Some(ns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", ns.display())).args(["--", "sh"]);
+                cmd
+            }
+            None => Command::new("sh"),
+        };
+        let child = cmd
             .args(["-c", outer])
             .env("KRS_CG", &cg_path)
             .env("KRS_CONFIG", &config)
@@ -168,9 +180,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "{bin}"
     conf_dir = "{conf}"
     max_conf_num = 1
-"#,
+{mirrors}"#,
             bin = cri.cni_bin_dir.display(),
             conf = cri.cni_conf_dir.display(),
+            mirrors = cri
+                .insecure_registries
+                .iter()
+                .map(|r| format!("  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"{r}\"]\n    endpoint = [\"http://{r}\"]\n"))
+                .collect::<String>(),
         )
     }
 

@@ -12,6 +12,7 @@
 //!
 //! For the CNI tests: [`containerd::Containerd`], a private containerd with its CRI plugin.
 
+pub mod cluster;
 pub mod containerd;
 pub mod bins;
 pub mod cutting_proxy;
