@@ -106,6 +106,16 @@ impl Cluster {
         cluster
     }
 
+    /// The `kubelet-rs --apiserver` process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// containerd's pid, with [`Runtime::Containerd`].
+    pub fn containerd_pid(&self) -> Option<i32> {
+        self.containerd.as_ref().map(|c| c.pid())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -38,11 +38,12 @@ pub fn require_root() {
     assert!(unsafe { libc::geteuid() } == 0, "this test needs root: run it through scripts/test as root");
 }
 
-/// The directory of this test binary's build profile (`target/debug`).
+/// The directory of this binary's build profile (`target/debug`): test binaries live in
+/// `target/<profile>/deps`, benchmark drivers in `target/<profile>` itself.
 pub(crate) fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test binary>
-    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+    let dir = exe.parent().expect("binary in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target/<profile>").to_path_buf() } else { dir.to_path_buf() }
 }
 
 /// A busybox root filesystem, built once per build directory.
