@@ -87,6 +87,57 @@ fn a_pod_from_the_registry_runs_and_kubectl_sees_it() {
 
 #[test]
 #[ignore = "needs root"]
+fn the_node_registers_serves_metrics_and_runs_static_pods() {
+    let cluster = Cluster::start();
+    let node = common::cluster::NODE;
+    let nodes = cluster.kubectl.ok(&["get", "nodes"]);
+    assert!(nodes.contains(node) && nodes.contains("Ready") && nodes.contains("v1.33"), "{nodes}");
+    let field = |path: &str| cluster.kubectl.ok(&["get", "node", node, "-o", &format!("jsonpath={path}")]);
+    assert_eq!(field("{.metadata.labels.kubernetes\\.io/hostname}"), node);
+    assert_eq!(field("{.metadata.labels.kubernetes\\.io/os}"), "linux");
+    assert!(field("{.status.nodeInfo.containerRuntimeVersion}").starts_with("kubelet-rs://"));
+    assert_eq!(field("{.spec.podCIDR}"), "10.244.0.0/24");
+    assert!(!field("{.status.capacity.cpu}").is_empty() && !field("{.status.allocatable.memory}").is_empty());
+    for condition in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert_eq!(field(&format!("{{.status.conditions[?(@.type==\"{condition}\")].status}}")), "False");
+    }
+    // The Lease is renewed by the agent.
+    let lease = cluster.kubectl.ok(&["get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(lease, node);
+
+    // A static pod: run from the manifest folder, shown through its mirror pod.
+    std::fs::create_dir_all(cluster.manifests()).unwrap();
+    std::fs::write(
+        cluster.manifests().join("static-web.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  containers:\n  - name: web\n    image: {}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n", cluster.busybox),
+    )
+    .unwrap();
+    let mirror = format!("static-web-{node}");
+    cluster.wait_phase(&mirror, "Running", Duration::from_secs(90));
+    assert!(!cluster.pod_field(&mirror, "{.metadata.annotations.kubernetes\\.io/config\\.mirror}").is_empty());
+    assert_eq!(cluster.pod_field(&mirror, "{.metadata.ownerReferences[0].kind}"), "Node");
+    // Deleting the mirror does not stop the pod: it comes back.
+    let first = cluster.pod_field(&mirror, "{.metadata.uid}");
+    cluster.kubectl.ok(&["delete", "pod", &mirror, "--wait=false"]);
+    cluster.wait_for("the mirror pod to come back", Duration::from_secs(60), || {
+        let uid = cluster.pod_field(&mirror, "{.metadata.uid}");
+        !uid.is_empty() && uid != first
+    });
+    // Removing the manifest stops the pod and removes the mirror.
+    std::fs::remove_file(cluster.manifests().join("static-web.yaml")).unwrap();
+    cluster.wait_for("the mirror pod to go", Duration::from_secs(60), || !cluster.kubectl.run(&["get", "pod", &mirror]).ok);
+
+    // The kubelet API through the API server's node proxy: metrics and the stats summary.
+    let metrics = cluster.kubectl.ok(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/metrics")]);
+    assert!(metrics.contains("kubelet_pod_start_duration_seconds_bucket"), "{metrics}");
+    let summary = cluster.kubectl.ok(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/stats/summary")]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["node"]["nodeName"], node);
+    assert!(summary["node"]["memory"]["availableBytes"].as_u64().unwrap_or(0) > 0, "{summary}");
+}
+
+#[test]
+#[ignore = "needs root"]
 fn crash_loops_back_off_and_probes_restart_and_unready_containers() {
     let cluster = Cluster::start();
     cluster.kubectl.apply(&pod(&cluster, "crash", "echo crashing; exit 3", "", ""));
@@ -118,6 +169,8 @@ fn crash_loops_back_off_and_probes_restart_and_unready_containers() {
     assert_eq!(cluster.pod_field("crash", "{.status.containerStatuses[0].lastState.terminated.reason}"), "Error");
     let message = cluster.pod_field("crash", "{.status.containerStatuses[0].state.waiting.message}");
     assert!(message.starts_with("back-off ") && message.contains("restarting failed container=main"), "{message}");
+    // The delay grows: 10 s after the second exit, 20 s after the third.
+    cluster.wait_for("the back-off to double", Duration::from_secs(60), || cluster.pod_field("crash", "{.status.containerStatuses[0].state.waiting.message}").starts_with("back-off 20s"));
     let get = cluster.kubectl.ok(&["get", "pod", "crash"]);
     assert!(get.contains("CrashLoopBackOff"), "{get}");
     assert!(cluster.kubectl.ok(&["logs", "crash", "--previous"]).contains("crashing"));

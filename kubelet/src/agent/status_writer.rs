@@ -41,16 +41,19 @@ pub struct StatusWriter {
     client: kube::Client,
     /// What was last written, by UID.
     written: HashMap<String, PodStatus>,
+    /// The UID of the object it was written to (a mirror pod's differs from its static pod's).
+    target_uid: HashMap<String, Option<String>>,
 }
 
 impl StatusWriter {
     pub fn new(client: kube::Client) -> StatusWriter {
-        StatusWriter { client, written: HashMap::new() }
+        StatusWriter { client, written: HashMap::new(), target_uid: HashMap::new() }
     }
 
     /// Forget a pod that is gone.
     pub fn forget(&mut self, uid: &str) {
         self.written.remove(uid);
+        self.target_uid.remove(uid);
     }
 
     /// Write `update` if it says something new; finish the deletion of a terminated pod.
@@ -66,12 +69,16 @@ impl StatusWriter {
             return Ok(());
         }
         let merged = merge(current.status.as_ref(), &update.status);
-        if self.written.get(&update.uid) != Some(&merged) && current.status.as_ref() != Some(&merged) {
+        // Written when the API's copy differs (a recreated mirror pod has none), unless this
+        // exact status was already sent for this pod.
+        let sent = self.written.get(&update.uid) == Some(&merged) && current.metadata.uid == self.target_uid.get(&update.uid).cloned().flatten();
+        if !sent && current.status.as_ref() != Some(&merged) {
             let patch = serde_json::json!({"status": merged});
             pods.patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|source| StatusError::Patch { namespace: update.namespace.clone(), name: update.name.clone(), source })?;
             self.written.insert(update.uid.clone(), merged);
+            self.target_uid.insert(update.uid.clone(), current.metadata.uid.clone());
         }
         if update.terminated && update.source == Source::Api && current.metadata.deletion_timestamp.is_some() {
             let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(update.uid.clone()), resource_version: None }), ..Default::default() };

@@ -116,6 +116,11 @@ impl Cluster {
         self.containerd.as_ref().map(|c| c.pid())
     }
 
+    /// The node's static pod folder (`--pod-manifest-path`).
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -145,6 +150,8 @@ impl Cluster {
             .arg(d.join("state"))
             .arg("--pod-log-dir")
             .arg(d.join("logs"))
+            .arg("--pod-manifest-path")
+            .arg(self.manifests())
             .args(["--apiserver-listen", API_ADDR, "--hostname-override", NODE, "--node-ip", "127.0.0.1"])
             .arg("--insecure-registry")
             .arg(&self.registry.host)

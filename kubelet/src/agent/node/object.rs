@@ -103,9 +103,11 @@ pub fn go_arch() -> &'static str {
 
 /// The labels the kubelet owns: hostname, os and arch (and their beta forms), then the
 /// configured ones (which may not override those).
-pub fn labels(config: &NodeConfig, hostname: &str) -> BTreeMap<String, String> {
+pub fn labels(config: &NodeConfig) -> BTreeMap<String, String> {
     let mut labels = config.labels.clone();
-    let host = if hostname.is_empty() { config.name.as_str() } else { hostname };
+    // As the kubelet: the hostname is the override when one is given, and the node's name
+    // is the (lowercased) hostname otherwise, so the name is the label's value either way.
+    let host = config.name.as_str();
     for (k, v) in [(LABEL_HOSTNAME, host), (LABEL_OS, "linux"), (LABEL_ARCH, go_arch()), (LABEL_BETA_OS, "linux"), (LABEL_BETA_ARCH, go_arch())] {
         labels.insert(k.to_string(), v.to_string());
     }
@@ -113,9 +115,9 @@ pub fn labels(config: &NodeConfig, hostname: &str) -> BTreeMap<String, String> {
 }
 
 /// The Node to create at registration, with its first status.
-pub fn node(config: &NodeConfig, facts: &MachineFacts, status: NodeStatus) -> Node {
+pub fn node(config: &NodeConfig, status: NodeStatus) -> Node {
     Node {
-        metadata: ObjectMeta { name: Some(config.name.clone()), labels: Some(labels(config, &facts.hostname)), ..Default::default() },
+        metadata: ObjectMeta { name: Some(config.name.clone()), labels: Some(labels(config)), ..Default::default() },
         spec: Some(NodeSpec {
             taints: (!config.taints.is_empty()).then(|| config.taints.clone()),
             pod_cidr: config.pod_cidrs.first().cloned(),
@@ -168,8 +170,7 @@ pub fn addresses(config: &NodeConfig, facts: &MachineFacts) -> Vec<NodeAddress> 
     if let Some(ip) = config.node_ip.or_else(|| facts.addresses.first().copied()) {
         out.push(NodeAddress { type_: "InternalIP".into(), address: ip.to_string() });
     }
-    let host = if facts.hostname.is_empty() { &config.name } else { &facts.hostname };
-    out.push(NodeAddress { type_: "Hostname".into(), address: host.clone() });
+    out.push(NodeAddress { type_: "Hostname".into(), address: config.name.clone() });
     out
 }
 
@@ -239,7 +240,7 @@ mod tests {
         config.labels.insert(LABEL_OS.into(), "windows".into());
         config.taints.push(Taint { key: "dedicated".into(), value: Some("x".into()), effect: "NoSchedule".into(), time_added: None });
         config.pod_cidrs = vec!["10.244.1.0/24".into()];
-        let node = node(&config, &facts(), NodeStatus::default());
+        let node = node(&config, NodeStatus::default());
         let labels = node.metadata.labels.unwrap();
         assert_eq!(labels["role"], "edge");
         assert_eq!(labels[LABEL_OS], "linux", "the kubelet's own labels win");

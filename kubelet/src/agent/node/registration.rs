@@ -190,9 +190,8 @@ impl NodeStatusManager {
     pub async fn register(&mut self) -> Result<Node, RegistrationError> {
         let name = self.config.name.clone();
         let api_err = |source| RegistrationError::Api { node: name.clone(), source };
-        let facts = self.machine.facts().map_err(|source| RegistrationError::Machine { node: name.clone(), source })?;
         let status = self.compute_status().await?;
-        let wanted = object::node(&self.config, &facts, status);
+        let wanted = object::node(&self.config, status);
         let node = match self.api.create_node(&wanted).await {
             Ok(node) => {
                 tracing::info!(node = %name, "registered the node");
@@ -200,7 +199,7 @@ impl NodeStatusManager {
             }
             Err(ApiCallError::Conflict(_)) => {
                 let existing = self.api.get_node(&name).await.map_err(api_err)?.ok_or(RegistrationError::Vanished { node: name.clone() })?;
-                match reconcile_patch(&self.config, &facts.hostname, &existing) {
+                match reconcile_patch(&self.config, &existing) {
                     Some(patch) => self.api.patch_node(&name, &patch).await.map_err(api_err)?,
                     None => existing,
                 }
@@ -279,9 +278,9 @@ fn same_status(a: &NodeStatus, b: &NodeStatus) -> bool {
 /// The patch that brings an existing Node's kubelet-owned labels (hostname, os, arch) back,
 /// adds configured labels it lacks and the configured pod CIDRs if it has none; None when
 /// nothing is to change. The user's labels, taints and unschedulable stay as they are.
-pub fn reconcile_patch(config: &NodeConfig, hostname: &str, existing: &Node) -> Option<serde_json::Value> {
+pub fn reconcile_patch(config: &NodeConfig, existing: &Node) -> Option<serde_json::Value> {
     let have = existing.metadata.labels.clone().unwrap_or_default();
-    let owned = object::labels(&NodeConfig { labels: BTreeMap::new(), ..config.clone() }, hostname);
+    let owned = object::labels(&NodeConfig { labels: BTreeMap::new(), ..config.clone() });
     let mut labels = serde_json::Map::new();
     for (k, v) in owned.iter().chain(config.labels.iter().filter(|(k, _)| !owned.contains_key(*k) && !have.contains_key(*k))) {
         if have.get(k) != Some(v) {
@@ -406,8 +405,8 @@ mod tests {
     fn nothing_to_reconcile_is_no_patch() {
         let config = NodeConfig::new("node-a");
         let mut node = Node::default();
-        node.metadata.labels = Some(object::labels(&config, "node-a"));
-        assert_eq!(reconcile_patch(&config, "node-a", &node), None);
+        node.metadata.labels = Some(object::labels(&config));
+        assert_eq!(reconcile_patch(&config, &node), None);
     }
 
     #[test]

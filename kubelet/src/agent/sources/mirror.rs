@@ -1,7 +1,8 @@
 //! Mirror pods: the API server's read-only copies of this node's static pods, so `kubectl
 //! get pods` shows them and their status. Kept in step with the manifests: created when
-//! missing, replaced when the manifest changed (the mirror's hash annotation differs), and
-//! deleted when no static pod has their hash any more.
+//! missing, replaced when the manifest changed (the mirror's hash annotation differs) or a
+//! user deleted it (the static pod keeps running, as upstream), and deleted when no static
+//! pod has their hash any more.
 
 use std::collections::HashMap;
 
@@ -49,7 +50,9 @@ pub fn plan(static_pods: &[Pod], mirrors: &[Pod]) -> MirrorPlan {
         let current = wanted.get(&k).is_some_and(|h| *h == hash);
         if current && m.metadata.deletion_timestamp.is_none() {
             have.insert(k, hash);
-        } else if m.metadata.deletion_timestamp.is_none() {
+        } else {
+            // Stale, orphaned, or deleted by a user (nothing else finishes a mirror's graceful
+            // deletion): removed now, and made anew if its static pod still runs.
             plan.delete.push(k);
         }
     }
@@ -106,10 +109,13 @@ mod tests {
     #[test]
     fn missing_mirrors_are_created_stale_ones_replaced_and_orphans_deleted() {
         let statics = [pod("web-n", (HASH_ANNOTATION, "h1")), pod("db-n", (HASH_ANNOTATION, "h2")), pod("new-n", (HASH_ANNOTATION, "h3"))];
-        let mirrors = [pod("web-n", (MIRROR_ANNOTATION, "h1")), pod("db-n", (MIRROR_ANNOTATION, "old")), pod("gone-n", (MIRROR_ANNOTATION, "h9")), pod("api-pod", ("x", "y"))];
+        let mut deleted = pod("deleted-n", (MIRROR_ANNOTATION, "h4"));
+        deleted.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        let statics = [statics[0].clone(), statics[1].clone(), statics[2].clone(), pod("deleted-n", (HASH_ANNOTATION, "h4"))];
+        let mirrors = [pod("web-n", (MIRROR_ANNOTATION, "h1")), pod("db-n", (MIRROR_ANNOTATION, "old")), pod("gone-n", (MIRROR_ANNOTATION, "h9")), pod("api-pod", ("x", "y")), deleted];
         let p = plan(&statics, &mirrors);
         let d = |n: &str| ("default".to_string(), n.to_string());
-        assert_eq!(p.create, [d("db-n"), d("new-n")]);
-        assert_eq!(p.delete, [d("db-n"), d("gone-n")]);
+        assert_eq!(p.create, [d("db-n"), d("deleted-n"), d("new-n")]);
+        assert_eq!(p.delete, [d("db-n"), d("deleted-n"), d("gone-n")]);
     }
 }
