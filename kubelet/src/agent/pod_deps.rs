@@ -43,8 +43,11 @@ pub struct AgentDeps {
     /// The pods as the sources last gave them, by UID.
     pub pods: Arc<Mutex<HashMap<String, Pod>>>,
     /// Each container's last resolved environment, for its mounts' subPathExpr.
-    envs: Mutex<HashMap<(String, String), Vec<(String, String)>>>,
+    envs: Mutex<HashMap<(String, String), Env>>,
 }
+
+/// A resolved environment: (name, value) in order.
+type Env = Vec<(String, String)>;
 
 impl AgentDeps {
     #[allow(clippy::too_many_arguments)]

@@ -28,7 +28,7 @@ impl RuntimeLookup {
     }
 
     /// From the pod's last status: (current instance, previous instance, running) by CRI id.
-    fn from_status(&self, namespace: &str, pod: &str, container: &str) -> Option<(Option<String>, Option<String>, bool)> {
+    fn instances_in_status(&self, namespace: &str, pod: &str, container: &str) -> Option<(Option<String>, Option<String>, bool)> {
         let pods = self.pods.lock().unwrap();
         let pod = pods.values().find(|p| p.metadata.namespace.as_deref() == Some(namespace) && p.metadata.name.as_deref() == Some(pod))?;
         let status = pod.status.as_ref()?;
@@ -62,7 +62,7 @@ impl PodLookup for RuntimeLookup {
     async fn container(&self, namespace: &str, pod: &str, container: &str) -> Option<ContainerRef> {
         // As the kubelet: the instance the pod's status names (while a crashed container
         // waits to restart, the one that crashed), and as previous its last terminated one.
-        if let Some((current, previous, running)) = self.from_status(namespace, pod, container) {
+        if let Some((current, previous, running)) = self.instances_in_status(namespace, pod, container) {
             let log_path = |id: String| async move { self.runtime.container_status(&id).await.ok().map(|s| PathBuf::from(s.log_path)).filter(|p| !p.as_os_str().is_empty()) };
             let previous_log_path = match previous {
                 Some(id) => log_path(id).await,

@@ -151,8 +151,8 @@ pub async fn watch(dir: PathBuf, node: String, out: mpsc::Sender<PodUpdate>) {
         }
         let unreadable: HashSet<&PathBuf> = errors
             .iter()
-            .filter_map(|e| match e {
-                ManifestError::Read { path, .. } | ManifestError::Parse { path, .. } | ManifestError::Invalid { path, .. } => Some(path),
+            .map(|e| match e {
+                ManifestError::Read { path, .. } | ManifestError::Parse { path, .. } | ManifestError::Invalid { path, .. } => path,
             })
             .collect();
         let mut updates = Vec::new();
