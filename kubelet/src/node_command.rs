@@ -114,6 +114,9 @@ pub async fn run(args: AgentArgs) -> Result<(), NodeError> {
     config.cluster_dns = args.cluster_dns.clone();
     config.cluster_domain = args.cluster_domain.clone();
     config.host_resolv_conf = args.resolv_conf.clone();
+    if args.apiserver {
+        config.local_path = Some((args.data_dir.join("admin.kubeconfig"), args.data_dir.join("local-path")));
+    }
     config.node_labels = args.node_labels.iter().filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
     let result = kubelet_rs::agent::run(config, shutdown(stopped.clone())).await;
     // The agent is done (stopped, or failed): the rest stops too.

@@ -43,7 +43,6 @@ impl ProbeExec for Cri {
 pub struct Events {
     pub recorder: EventRecorder,
     pub node: String,
-    pub node_uid: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn kind(t: EventType) -> events::EventType {
@@ -72,8 +71,9 @@ impl EventSink for Events {
 
 impl NodeEventSink for Events {
     fn node_event(&self, reason: &str, message: &str, warning: bool) {
-        let uid = self.node_uid.lock().unwrap().clone();
         let t = if warning { events::EventType::Warning } else { events::EventType::Normal };
-        self.recorder.record(events::node_reference(&self.node, uid.as_deref()), t, reason, message);
+        // As upstream, a node's events carry its name as its uid (what `kubectl describe
+        // node` searches by).
+        self.recorder.record(events::node_reference(&self.node), t, reason, message);
     }
 }

@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub node_labels: Vec<(String, String)>,
     /// How often each pod is synced even when nothing seems to change.
     pub resync_period: Duration,
+    /// The local-path provisioner: a kubeconfig allowed to create PersistentVolumes (a node's
+    /// own may not) and the folder their data goes to. `None`: no provisioner.
+    pub local_path: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,7 @@ impl AgentConfig {
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             node_labels: Vec::new(),
             resync_period: Duration::from_secs(10),
+            local_path: None,
         }
     }
 }

@@ -76,9 +76,9 @@ pub fn pod_reference(namespace: &str, name: &str, uid: &str, field_path: Option<
     }
 }
 
-/// The reference to a node (events on nodes are in the `default` namespace, as upstream).
-pub fn node_reference(name: &str, uid: Option<&str>) -> ObjectReference {
-    ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(name.into()), uid: Some(uid.unwrap_or(name).to_string()), ..Default::default() }
+/// The reference to a node: its name as its uid, events in `default`, as upstream.
+pub fn node_reference(name: &str) -> ObjectReference {
+    ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(name.into()), uid: Some(name.to_string()), ..Default::default() }
 }
 
 /// The namespace an event about `object` lives in.
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn node_events_go_to_default_and_repeats_share_a_key() {
-        let a = Record { object: node_reference("n", None), kind: EventType::Normal, reason: "NodeReady".into(), message: "m".into() };
+        let a = Record { object: node_reference("n"), kind: EventType::Normal, reason: "NodeReady".into(), message: "m".into() };
         assert_eq!(event_namespace(&a.object), "default");
         let b = a.clone();
         assert_eq!(fold_key(&a), fold_key(&b));

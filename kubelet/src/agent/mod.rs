@@ -29,6 +29,7 @@ pub mod pod_deps;
 pub mod pod_lookup;
 pub mod pods;
 pub mod probes;
+pub mod quantity;
 pub mod runtime;
 mod run;
 pub mod server;

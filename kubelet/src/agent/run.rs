@@ -37,6 +37,7 @@ use super::node::cri_facts::CriRuntimeFacts;
 use super::sources::{self, PodUpdate, Source};
 use super::status_writer::{StatusUpdate, StatusWriter};
 use super::volumes::VolumeManager;
+use super::volumes::provisioner::Provisioner;
 use super::volumes::mounter::HostMounter;
 use super::volumes::objects::ApiObjects;
 
@@ -72,7 +73,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %node, "node agent starting");
 
     let recorder = EventRecorder::start(client.clone(), node.clone());
-    let events = Events { recorder, node: node.clone(), node_uid: Arc::default() };
+    let events = Events { recorder, node: node.clone() };
     let metrics = Arc::new(Metrics::new(node.clone()));
 
     // The Node, its status loop and its Lease.
@@ -86,10 +87,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     node_config.kubelet_port = config.server.address.port();
     let mut node_status = NodeStatusManager::new(node_config, node_api.clone(), Arc::new(CriRuntimeFacts::new(channel)), machine.clone(), Arc::new(events.clone()), activity.clone());
     let registered = node_status.register_until_done().await;
-    *events.node_uid.lock().unwrap() = registered.metadata.uid.clone();
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
     let allocatable = registered.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
-    let memory_capacity = registered.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("memory")).and_then(|q| super::env::quantity::parse(&q.0).ok()).map(|n| n.value() as i64).unwrap_or(0);
+    let memory_capacity = registered.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("memory")).and_then(|q| super::quantity::parse(&q.0).ok()).map(|n| n.value() as i64).unwrap_or(0);
     let host_ips: Vec<String> = registered.status.as_ref().and_then(|s| s.addresses.as_ref()).into_iter().flatten().filter(|a| a.type_ == "InternalIP").map(|a| a.address.clone()).collect();
     let mut background = vec![tokio::spawn(node_status.run()), tokio::spawn(LeaseRenewer::new(node_api, node.clone()).run())];
 
@@ -127,6 +127,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let healthz = std::net::SocketAddr::from(([127, 0, 0, 1], HEALTHZ_PORT));
     let servers = super::server::start(state, &files, config.server.address, Some(healthz)).await.map_err(|e| AgentError::Server(e.to_string()))?;
     background.push(tokio::spawn(LogRotator::new(RotationPolicy::default(), Arc::new(CriLogRuntime { runtime: cri_client })).run()));
+
+    // Claims of storage class `local-path` get hostPath volumes on this node.
+    if let Some((kubeconfig, dir)) = &config.local_path {
+        let provisioner = Provisioner::new(apiserver_lite::controllers::kubeconfig_client(kubeconfig).await?, node.clone(), dir.clone());
+        background.push(tokio::spawn(async move { provisioner.run(Duration::from_secs(2)).await }));
+    }
 
     // Status writes go through one task so a slow API never holds up the loop.
     let (status_tx, status_rx) = mpsc::unbounded_channel::<StatusUpdate>();

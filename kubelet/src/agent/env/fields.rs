@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, ResourceFi
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::EnvContext;
-use super::quantity::{self, QuantityError};
+use crate::agent::quantity::{self, QuantityError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FieldError {

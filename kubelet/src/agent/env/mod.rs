@@ -4,7 +4,6 @@
 //! can see, for names the container did not define itself.
 
 pub mod fields;
-pub mod quantity;
 pub mod services;
 
 use std::collections::BTreeMap;

@@ -254,7 +254,19 @@ pub async fn write_logs<W: AsyncWrite + Unpin>(path: &Path, options: &LogOptions
         // At the end: rotated away (a new file under the name), exited, or just quiet.
         let now_identity = inode(path);
         if now_identity.is_some() && now_identity != identity {
-            // The old file is read to its end (above); go on with the new one.
+            // Lines written between our last read and the rename are still in the old file:
+            // read it to its end once more, then go on with the new one.
+            let mut rest = Vec::new();
+            file.read_to_end(&mut rest).await.map_err(read_err)?;
+            if !rest.is_empty() {
+                buf.extend_from_slice(&rest);
+                let mut out = Vec::new();
+                let used = lines.feed(&buf, &mut out);
+                buf.drain(..used);
+                if !sink.write(lines.since(out)).await {
+                    return Ok(());
+                }
+            }
             match tokio::fs::File::open(path).await {
                 Ok(f) => {
                     file = f;

@@ -1,9 +1,9 @@
-//! The calls the node agent makes to the API server for its Node, Lease and Events, as a
+//! The calls the node agent makes to the API server for its Node and Lease, as a
 //! trait: implemented over `kube::Client` here, by an in-memory fake in the tests.
 
 use async_trait::async_trait;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 /// How an API call failed, as far as the callers tell failures apart.
@@ -44,7 +44,6 @@ pub trait NodeApi: Send + Sync {
     async fn create_lease(&self, lease: &Lease) -> Result<Lease, ApiCallError>;
     /// Replace with the resourceVersion it carries: `Conflict` when that is stale.
     async fn replace_lease(&self, lease: &Lease) -> Result<Lease, ApiCallError>;
-    async fn create_event(&self, event: &Event) -> Result<(), ApiCallError>;
 }
 
 #[async_trait]
@@ -77,12 +76,6 @@ impl NodeApi for kube::Client {
         let name = lease.metadata.name.clone().unwrap_or_default();
         Ok(Api::<Lease>::namespaced(self.clone(), LEASE_NAMESPACE).replace(&name, &PostParams::default(), lease).await?)
     }
-
-    async fn create_event(&self, event: &Event) -> Result<(), ApiCallError> {
-        let ns = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        Api::<Event>::namespaced(self.clone(), &ns).create(&PostParams::default(), event).await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -98,7 +91,6 @@ pub mod fake {
     pub struct FakeApi {
         pub node: Mutex<Option<Node>>,
         pub lease: Mutex<Option<Lease>>,
-        pub events: Mutex<Vec<Event>>,
         pub status_patches: Mutex<Vec<serde_json::Value>>,
         pub node_patches: Mutex<Vec<serde_json::Value>>,
         /// Calls to fail with `Other` before succeeding again.
@@ -200,10 +192,6 @@ pub mod fake {
             lease.metadata.resource_version = Some(self.next_version());
             *stored = Some(lease.clone());
             Ok(lease)
-        }
-        async fn create_event(&self, event: &Event) -> Result<(), ApiCallError> {
-            self.events.lock().unwrap().push(event.clone());
-            Ok(())
         }
     }
 }

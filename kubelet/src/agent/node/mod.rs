@@ -23,4 +23,4 @@ pub use conditions::{RuntimeCondition, RuntimeStatus};
 pub use lease::LeaseRenewer;
 pub use machine::{HostMachine, Machine, MachineFacts, MachineUsage};
 pub use object::{NodeConfig, Reserved};
-pub use registration::{ApiEventSink, LoopActivity, NodeEventSink, NodeStatusManager, RuntimeFacts};
+pub use registration::{LoopActivity, NodeEventSink, NodeStatusManager, RuntimeFacts};

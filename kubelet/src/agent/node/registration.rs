@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ContainerImage, Event, EventSource, Node, NodeCondition, NodeStatus, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{ContainerImage, Node, NodeCondition, NodeStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use super::api::{ApiCallError, NodeApi};
@@ -65,50 +64,6 @@ impl LoopActivity {
     }
     pub fn idle(&self) -> Option<Duration> {
         self.0.lock().unwrap().map(|t| t.elapsed())
-    }
-}
-
-/// Events posted as core/v1 Events through the API, each in a task of its own so a slow
-/// API server does not hold up the status loop.
-pub struct ApiEventSink {
-    api: Arc<dyn NodeApi>,
-    node: String,
-}
-
-impl ApiEventSink {
-    pub fn new(api: Arc<dyn NodeApi>, node: impl Into<String>) -> ApiEventSink {
-        ApiEventSink { api, node: node.into() }
-    }
-}
-
-impl NodeEventSink for ApiEventSink {
-    fn node_event(&self, reason: &str, message: &str, warning: bool) {
-        let event = node_event(&self.node, reason, message, warning, Timestamp::now());
-        let api = self.api.clone();
-        tokio::spawn(async move {
-            if let Err(e) = api.create_event(&event).await {
-                tracing::debug!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "a node event could not be posted");
-            }
-        });
-    }
-}
-
-/// A Node's event as upstream's recorder makes it: in `default`, the node's name as its uid.
-pub fn node_event(node: &str, reason: &str, message: &str, warning: bool, now: Timestamp) -> Event {
-    let nanos = now.as_nanosecond();
-    Event {
-        metadata: ObjectMeta { name: Some(format!("{node}.{:x}", nanos)), namespace: Some("default".into()), ..Default::default() },
-        involved_object: ObjectReference { kind: Some("Node".into()), name: Some(node.into()), uid: Some(node.into()), api_version: Some("v1".into()), ..Default::default() },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-        source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.into()) }),
-        reporting_component: Some("kubelet".into()),
-        reporting_instance: Some(node.into()),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        ..Default::default()
     }
 }
 
@@ -407,14 +362,5 @@ mod tests {
         let mut node = Node::default();
         node.metadata.labels = Some(object::labels(&config));
         assert_eq!(reconcile_patch(&config, &node), None);
-    }
-
-    #[test]
-    fn node_events_name_the_node() {
-        let e = node_event("node-a", "Starting", "Starting kubelet.", false, Timestamp::from_second(5).unwrap());
-        assert_eq!(e.involved_object.kind.as_deref(), Some("Node"));
-        assert_eq!(e.involved_object.uid.as_deref(), Some("node-a"));
-        assert_eq!(e.type_.as_deref(), Some("Normal"));
-        assert!(e.metadata.name.unwrap().starts_with("node-a."));
     }
 }

@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::agent::env::EnvContext;
-use crate::agent::env::quantity::{self, QuantityError};
+use crate::agent::quantity::{self, QuantityError};
 use crate::agent::expand::expand_with;
 use atomic_writer::AtomicWriteError;
 use claims::ClaimError;

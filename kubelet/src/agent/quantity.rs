@@ -1,5 +1,5 @@
-//! Kubernetes resource quantities (`500m`, `128Mi`, `1.5G`, `2e3`) as exact numbers, for the
-//! downward API's resourceFieldRef, which divides a container's limit by a divisor.
+//! Kubernetes resource quantities (`500m`, `128Mi`, `1.5G`, `2e3`) as exact numbers: the
+//! agent's one parser (CRI resources, the downward API, emptyDir sizes, node capacity).
 
 /// A quantity in billionths (nano units), exact for every suffix Kubernetes accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
