@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use common::{BUSYBOX, Runtime, Service};
 use cri_api::runtime::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use kubelet_rs::agent::pods::cri_config::{ConfigError, ContainerContext, DnsSettings, SandboxContext};
-use kubelet_rs::agent::pods::deps::{CriConfigs, EventSink, EventType, KubeletConfigs, PodDeps};
+use kubelet_rs::agent::node_cgroups::{self, TrimmedConfigs};
+use kubelet_rs::agent::pods::cri_config::{DnsSettings, SandboxContext};
+use kubelet_rs::agent::pods::deps::{EventSink, EventType, PodDeps};
 use kubelet_rs::agent::pods::manager::{ManagerConfig, PodEvent, PodManager};
 use kubelet_rs::agent::pods::plan::ProbeState;
 use kubelet_rs::agent::pods::sync::{SyncConfig, Syncer};
@@ -60,30 +61,6 @@ impl PodDeps for Deps {
     async fn cleanup(&self, _uid: &str) {}
 }
 
-/// The real configs without cgroup resources: the test's cgroup may lack the cpu controller
-/// (a hybrid host), and the runtime then refuses even a BestEffort pod's cpu shares.
-struct NoResources;
-
-impl CriConfigs for NoResources {
-    fn sandbox(&self, pod: &Pod, ctx: &SandboxContext) -> Result<cri::PodSandboxConfig, ConfigError> {
-        let mut config = KubeletConfigs.sandbox(pod, ctx)?;
-        if let Some(linux) = config.linux.as_mut() {
-            linux.resources = None;
-            linux.overhead = None;
-        }
-        Ok(config)
-    }
-    fn container(&self, pod: &Pod, c: &Container, ctx: &ContainerContext) -> Result<cri::ContainerConfig, ConfigError> {
-        let mut config = KubeletConfigs.container(pod, c, ctx)?;
-        if let Some(linux) = config.linux.as_mut() {
-            linux.resources = None;
-        }
-        Ok(config)
-    }
-    fn hash(&self, c: &Container) -> String {
-        KubeletConfigs.hash(c)
-    }
-}
 
 #[derive(Default)]
 struct Events(Mutex<Vec<String>>);
@@ -99,7 +76,10 @@ async fn manager(service: &Service, events: Arc<Events>) -> (PodManager, mpsc::U
     let version = runtime.version().await.expect("version");
     let deps = Arc::new(Deps { cgroup_parent: service.cgroup_parent.clone(), logs: service.dir.path().join("pod-logs") });
     let config = SyncConfig { runtime_name: version.runtime_name, ..Default::default() };
-    let syncer = Syncer::new(runtime.clone(), deps, events, config).with_configs(Arc::new(NoResources));
+    // The agent's own configs, trimmed to the controllers the test's cgroup offers (none of
+    // cpu/memory on a hybrid host, all of them in the cgroup v2 guest).
+    let available = node_cgroups::detect(&service.cgroup_parent).unwrap_or_default();
+    let syncer = Syncer::new(runtime.clone(), deps, events, config).with_configs(Arc::new(TrimmedConfigs { available }));
     let (m, rx) = PodManager::new(Arc::new(syncer), ManagerConfig { resync: Duration::from_secs(1), relist: Duration::from_millis(200) });
     m.start_relist();
     (m, rx, runtime)
@@ -186,4 +166,42 @@ async fn a_pod_runs_crashes_back_off_is_adopted_and_deleted() {
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     let filter = cri::PodSandboxFilter { label_selector: HashMap::from([("io.kubernetes.pod.uid".to_string(), "agent-pods-test-uid".to_string())]), ..Default::default() };
     assert!(runtime.list_pod_sandboxes(Some(filter)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root"]
+async fn requests_and_limits_reach_the_container_cgroup_where_the_controllers_exist() {
+    let service = Service::start(Runtime::RuntimeRs);
+    let events = Arc::new(Events::default());
+    let (m, mut rx, _) = manager(&service, events.clone()).await;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "limited", "namespace": "default", "uid": "agent-limits-test-uid", "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "1000"],
+             "resources": {"requests": {"cpu": "250m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}}}
+        ]}
+    }))
+    .unwrap();
+    m.update(pod);
+    let running = wait_status(&mut rx, "app running", |s| container(s, "app").state.as_ref().is_some_and(|st| st.running.is_some())).await;
+    assert_eq!(running.qos_class.as_deref(), Some("Burstable"));
+    let id = container(&running, "app").container_id.clone().unwrap();
+    let id = id.split_once("://").unwrap().1.to_string();
+    let cgroup = service.pods_cgroup.join(&id);
+    let read = |file: &str| std::fs::read_to_string(cgroup.join(file)).map(|s| s.trim().to_string());
+    let available = node_cgroups::detect(&service.cgroup_parent).unwrap_or_default();
+    if available.contains("memory") {
+        assert_eq!(read("memory.max").unwrap(), (64 * 1024 * 1024).to_string());
+    } else {
+        // Trimmed, not refused: the container runs without the limit.
+        assert!(read("memory.max").is_err(), "no memory controller, yet memory.max exists");
+    }
+    if available.contains("cpu") {
+        assert_eq!(read("cpu.max").unwrap(), "50000 100000");
+        // 250m as shares (256), in cgroup v2's weight as runc converts it.
+        assert_eq!(read("cpu.weight").unwrap(), "10");
+    } else {
+        assert!(read("cpu.max").is_err(), "no cpu controller, yet cpu.max exists");
+    }
+    eprintln!("controllers here: {available:?}");
 }
