@@ -155,9 +155,9 @@ impl PodDeps for AgentDeps {
     fn probe_state(&self, uid: &str, container: &str, container_id: &str) -> ProbeState {
         let failed = self.failed.lock().unwrap();
         let key = |kind| (uid.to_string(), container_id.to_string(), kind);
-        let pod = self.pods.lock().unwrap().get(uid).cloned();
+        let pods = self.pods.lock().unwrap();
         // Readiness and startup of this very instance (true for a container without such probes).
-        let (started, ready) = match &pod {
+        let (started, ready) = match pods.get(uid) {
             Some(pod) => (self.probes.container_started(pod, container, container_id), self.probes.container_ready(pod, container, container_id)),
             None => (false, false),
         };

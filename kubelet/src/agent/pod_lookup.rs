@@ -117,7 +117,8 @@ impl PodLookup for RuntimeLookup {
 pub struct Stats {
     pub node: String,
     pub machine: Arc<dyn Machine>,
-    pub cri_socket: PathBuf,
+    /// The CRI runtime service (a clone of the agent's connection: cheap, shared channel).
+    pub cri: cri_api::RuntimeServiceClient<cri_api::tonic::transport::Channel>,
     /// When the agent started (the node's startTime).
     pub started: jiff::Timestamp,
     pub cpu: CpuSampler,
@@ -129,9 +130,7 @@ impl StatsProvider for Stats {
         let facts = self.machine.facts().map_err(|e| e.to_string())?;
         let usage = self.machine.usage().map_err(|e| e.to_string())?;
         let node = node_stats(&self.node, self.started, facts.memory_bytes, &usage, self.cpu.sample());
-        let channel = cri_api::connect(&self.cri_socket).await.map_err(|e| format!("the CRI runtime: {e}"))?;
-        let mut client = cri_api::RuntimeServiceClient::new(channel);
-        let pods = match client.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default()).await {
+        let pods = match self.cri.clone().list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default()).await {
             Ok(r) => pods_from_cri(&r.into_inner().stats),
             // Runtimes without the call (older containerd) give node stats only.
             Err(e) => {

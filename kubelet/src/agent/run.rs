@@ -120,7 +120,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let state = ServerState {
         lookup: Arc::new(RuntimeLookup::new(runtime.clone(), pods.clone())),
         streaming: Arc::new(CriStreaming { runtime: cri_client.clone() }),
-        stats: Arc::new(Stats { node: node.clone(), machine, cri_socket: config.cri_socket.clone(), started: jiff::Timestamp::now(), cpu: CpuSampler::default() }),
+        stats: Arc::new(Stats { node: node.clone(), machine, cri: cri_client.clone(), started: jiff::Timestamp::now(), cpu: CpuSampler::default() }),
         metrics: metrics.clone(),
     };
     let files = TlsFiles { cert: config.server.cert_file.clone(), key: config.server.key_file.clone(), client_ca: config.server.client_ca_file.clone() };
