@@ -38,6 +38,24 @@ fn cuttable_client(app: axum::Router, cut: Arc<AtomicBool>) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
+/// A client whose requests reach the server but whose answers the test can lose (as when a
+/// request is cancelled after it was sent).
+fn lossy_client(app: axum::Router, lose: Arc<AtomicBool>) -> kube::Client {
+    let user = UserInfo::new("system:kube-controller-manager", &["system:masters", "system:authenticated"]);
+    let service = tower::service_fn(move |mut req: axum::http::Request<kube::client::Body>| {
+        let (app, lose, user) = (app.clone(), lose.clone(), user.clone());
+        async move {
+            req.extensions_mut().insert(user);
+            let response = app.oneshot(req).await.expect("the router is infallible");
+            if lose.load(Ordering::SeqCst) {
+                return Err::<axum::response::Response, tower::BoxError>("answer lost by the test".into());
+            }
+            Ok(response)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
 fn short(name: &str) -> LeaderElectionConfig {
     let mut c = LeaderElectionConfig::new(name, "test-component");
     c.lease_duration = Duration::from_secs(2);
@@ -434,4 +452,21 @@ async fn the_controller_manager_and_the_scheduler_run_as_processes_of_their_own(
         if got.trim() == ca.trim() { Ok(()) } else { Err(got) }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_last_renewal_answer_was_lost_still_releases_the_lease() {
+    let s = TestServer::new().await;
+    let lose = Arc::new(AtomicBool::new(false));
+    let mut a = LeaderElector::new(lossy_client(s.app.clone(), lose.clone()), short("lossy"));
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Leading);
+    // The renewal reaches the server but its answer does not come back (a shutdown cancelled
+    // it in flight): the lease's resourceVersion moved on without the leader knowing.
+    lose.store(true, Ordering::SeqCst);
+    assert!(a.try_acquire_or_renew().await.is_err());
+    lose.store(false, Ordering::SeqCst);
+    assert!(a.is_leader());
+    a.release().await;
+    let l = lease(&s, "lossy").await;
+    assert_eq!(l["spec"]["holderIdentity"], "", "the lease must be released, not left to expire: {l}");
 }

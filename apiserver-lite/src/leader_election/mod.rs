@@ -232,11 +232,30 @@ impl LeaderElector {
         }
         let (Some(lease), Some(observed)) = (self.lease.clone(), self.observation.record().cloned()) else { return };
         let record = decision::released(&observed, Timestamp::now());
-        match self.replace(lease, &record).await {
+        let outcome = match self.replace(lease, &record).await {
+            // A renewal cancelled by the shutdown may have reached the server after all, so the
+            // lease we last saw is stale: read it again and release it if it still names us.
+            Ok(Attempt::LostRace) => self.release_current(&record).await,
+            other => other,
+        };
+        match outcome {
             Ok(Attempt::Leading) => tracing::info!(lease = %self.config.name, "leader election: released the lease"),
             Ok(_) => tracing::info!(lease = %self.config.name, "leader election: the lease was no longer ours to release"),
             Err(e) => tracing::warn!("leader election: releasing: {e}"),
         }
+    }
+
+    async fn release_current(&mut self, record: &LeaderRecord) -> Result<Attempt, ElectionError> {
+        let current = match self.api.get_opt(&self.config.name).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(Attempt::LostRace),
+            Err(e) => return Err(self.read_error(e)),
+        };
+        let holder = current.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
+        if holder != self.config.identity {
+            return Ok(Attempt::HeldBy(holder));
+        }
+        self.replace(current, record).await
     }
 
     /// A `LeaderElection` event on the lease, "<identity> <what>", as client-go's LeaseLock
