@@ -15,3 +15,4 @@ pub mod ipam;
 pub mod bridge;
 pub mod portmap;
 pub mod runtime;
+pub mod proxy;

@@ -1,0 +1,9 @@
+//! The service proxy (kube-proxy's job): Services and EndpointSlices from the API server,
+//! reduced to a [`model::ProxyState`], programmed into the node's packet filter by a
+//! [`Backend`] (nftables by default, in a table of our own).
+
+pub mod backend;
+pub mod model;
+
+pub use backend::{Backend, ProxyError, SyncReport};
+pub use model::{Endpoint, ProxyState, ServicePort, ServicePortName};
