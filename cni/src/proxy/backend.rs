@@ -31,3 +31,11 @@ pub enum ProxyError {
     #[error("{0}")]
     Setup(String),
 }
+
+/// Where and how a backend acts.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// Run the firewall tools inside this named network namespace (`ip netns exec <name>`),
+    /// as the root tests and benchmarks do; `None`: the caller's namespace.
+    pub netns: Option<String>,
+}

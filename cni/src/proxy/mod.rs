@@ -5,5 +5,5 @@
 pub mod backend;
 pub mod model;
 
-pub use backend::{Backend, ProxyError, SyncReport};
+pub use backend::{Backend, BackendOptions, ProxyError, SyncReport};
 pub use model::{Endpoint, ProxyState, ServicePort, ServicePortName};
