@@ -4,6 +4,9 @@
 
 pub mod backend;
 pub mod model;
+pub mod run;
+pub mod translate;
 
 pub use backend::{Backend, BackendOptions, ProxyError, SyncReport};
 pub use model::{Endpoint, ProxyState, ServicePort, ServicePortName};
+pub use run::{ProxyConfig, run};
