@@ -24,6 +24,12 @@ async fn bootstrap_makes_the_system_namespaces_and_the_kubernetes_service() {
     assert_eq!(list["items"][0]["metadata"]["labels"]["kubernetes.io/metadata.name"], list["items"][0]["metadata"]["name"]);
     let (_, svc) = s.get("/api/v1/namespaces/default/services/kubernetes").await;
     assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    // Service proxies find the server through the service's EndpointSlice.
+    let (code, slice) = s.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes").await;
+    assert_eq!(code, StatusCode::OK, "{slice}");
+    assert_eq!(slice["metadata"]["labels"]["kubernetes.io/service-name"], "kubernetes");
+    assert_eq!(slice["endpoints"][0]["addresses"][0], "127.0.0.1", "{slice}");
+    assert_eq!(slice["ports"][0]["port"], 6443, "{slice}");
     // A second bootstrap (a restart) changes nothing.
     let before = s.get("/api/v1/namespaces/default").await.1["metadata"]["resourceVersion"].clone();
     apiserver_lite::server::bootstrap(&s.api, ("127.0.0.1".parse().unwrap(), 6443)).await.unwrap();

@@ -19,6 +19,7 @@ pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod root_ca_publisher;
+pub mod service_lb;
 pub mod ttl_after_finished;
 
 use crate::auth::authn::UserInfo;
@@ -50,6 +51,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(cronjob::run(client.clone(), cronjob::CronJobConfig::default())),
         tokio::spawn(ttl_after_finished::run(client.clone())),
         tokio::spawn(root_ca_publisher::run(client.clone(), config.root_ca_pem.clone())),
+        tokio::spawn(service_lb::run(client.clone())),
     ];
     drop(client);
     for t in tasks {

@@ -1,5 +1,5 @@
 //! What every cluster has from its first start: the system namespaces (each with its
-//! `default` service account) and the `kubernetes` service (with its endpoints) pointing at
+//! `default` service account) and the `kubernetes` service (with its endpoints and endpoint slice) pointing at
 //! this server. Created through the same create
 //! path as any client's object, and only when missing, so a restart changes nothing.
 
@@ -16,7 +16,11 @@ use crate::handlers::{Api, Call};
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn call(api: &Api, plural: &str, namespace: Option<&str>, object: &Value) -> Call {
-    let resource = api.registry.get("", "v1", plural).expect("built-in resource").clone();
+    let (group, version) = match object["apiVersion"].as_str().unwrap_or("v1").split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", object["apiVersion"].as_str().unwrap_or("v1")),
+    };
+    let resource = api.registry.get(group, version, plural).expect("built-in resource").clone();
     Call {
         info: RequestInfo { verb: Verb::Create, resource, namespace: namespace.map(str::to_string), name: None, subresource: None },
         query: Query::new(),
@@ -59,5 +63,15 @@ pub async fn bootstrap(api: &Api, advertise: (IpAddr, u16)) -> Result<(), ApiErr
         "subsets": [{"addresses": [{"ip": advertise.0.to_string()}], "ports": [{"name": "https", "port": advertise.1, "protocol": "TCP"}]}],
     });
     ensure(api, "endpoints", Some("default"), endpoints).await?;
+    // Service proxies read EndpointSlices; the API server keeps its own (upstream's
+    // endpoint reconciler writes both).
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if advertise.0.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [advertise.0.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": advertise.1, "protocol": "TCP"}],
+    });
+    ensure(api, "endpointslices", Some("default"), slice).await?;
     Ok(())
 }
