@@ -35,8 +35,13 @@ pub enum Runtime {
 
 /// The node's name.
 pub const NODE: &str = "krs-node";
-/// Where the API server listens inside the node namespace.
+/// Where the API server is reached inside the node namespace (it listens on every address).
 const API_ADDR: &str = "127.0.0.1:6443";
+/// The node's address, on a link to the [`Cluster::outside`] namespace.
+pub const NODE_IP: &str = "192.168.77.1";
+/// The outside namespace's address: a client from outside the cluster, and the upstream
+/// resolver the node's `resolv.conf` names.
+pub const OUTSIDE_IP: &str = "192.168.77.2";
 
 pub struct Cluster {
     pub registry: Registry,
@@ -44,6 +49,8 @@ pub struct Cluster {
     pub busybox: String,
     pub kubectl: Kubectl,
     pub node: TestNetns,
+    /// Another machine on the node's network (a veth between the two namespaces).
+    pub outside: TestNetns,
     pub dir: tempfile::TempDir,
     pub cgroup: CgroupParent,
     pub runtime: Runtime,
@@ -72,6 +79,12 @@ impl Cluster {
         registry.push("busybox", "library/busybox:1.36");
         let busybox = registry.reference("library/busybox:1.36");
         let node = TestNetns::new();
+        let outside = TestNetns::new();
+        node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
+        node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
+        node.ip(&["link", "set", "eth0", "up"]);
+        outside.ip(&["addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"]);
+        outside.ip(&["link", "set", "eth0", "up"]);
         let registry_addr: SocketAddr = registry.host.parse().unwrap();
         let relays = vec![Relay::start(Some(&node.path()), registry_addr.port(), None, registry_addr)];
         let dir = tempfile::Builder::new().prefix("krs-test-cluster.").tempdir().unwrap();
@@ -94,7 +107,8 @@ impl Cluster {
             c.import_pause_image();
             c
         });
-        let mut cluster = Cluster { registry, busybox, kubectl: Kubectl::new(&kubeconfig), node, dir, cgroup, runtime, containerd, child: None, relays };
+        std::fs::write(dir.path().join("resolv.conf"), format!("nameserver {OUTSIDE_IP}\noptions timeout:1 attempts:1\n")).unwrap();
+        let mut cluster = Cluster { registry, busybox, kubectl: Kubectl::new(&kubeconfig), node, outside, dir, cgroup, runtime, containerd, child: None, relays };
         cluster.spawn();
         let api = Relay::start(None, 0, Some(&cluster.node.path()), API_ADDR.parse().unwrap());
         let admin = std::fs::read_to_string(cluster.data_dir().join("admin.kubeconfig")).unwrap();
@@ -152,7 +166,9 @@ impl Cluster {
             .arg(d.join("logs"))
             .arg("--pod-manifest-path")
             .arg(self.manifests())
-            .args(["--apiserver-listen", API_ADDR, "--hostname-override", NODE, "--node-ip", "127.0.0.1"])
+            .args(["--apiserver-listen", "0.0.0.0:6443", "--hostname-override", NODE, "--node-ip", NODE_IP])
+            .arg("--resolv-conf")
+            .arg(d.join("resolv.conf"))
             .arg("--insecure-registry")
             .arg(&self.registry.host)
             .env("KUBELET_RS_LOG", "info")

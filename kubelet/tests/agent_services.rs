@@ -1,0 +1,207 @@
+//! Services end to end with the real kubectl against `kubelet-rs --apiserver` (root): the
+//! node's service proxy sends ClusterIP, NodePort and LoadBalancer traffic to ready pods
+//! (from pods, from the node, from an outside namespace), keeps a client on one pod with
+//! session affinity, lets a pod reach itself, and forgets a deleted service; the cluster DNS
+//! answers service, headless and forwarded names for pods with the resolv.conf Kubernetes
+//! gives them.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use test_support::cluster::{NODE_IP, OUTSIDE_IP};
+use test_support::netns::TestNetns;
+
+/// A busybox httpd answering its own name, ready while /tmp/unready is absent.
+fn web_pod(cluster: &Cluster, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: web}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www']\n    ports: [{{name: http, containerPort: 8080}}]\n    readinessProbe: {{exec: {{command: [sh, -c, 'test ! -e /tmp/unready']}}, periodSeconds: 1}}\n",
+        cluster.busybox
+    )
+}
+
+fn client_pod(cluster: &Cluster, name: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    command: [sleep, '3600']\n", cluster.busybox)
+}
+
+const WEB_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]\n";
+
+/// The answers to `n` requests for `url` made from inside `pod` (one line per answer).
+fn from_pod(cluster: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
+    let script = format!("for i in $(seq {n}); do wget -qO- -T 2 {url} || echo FAILED; done");
+    let out = cluster.kubectl.run(&["exec", pod, "--", "sh", "-c", &script]);
+    out.stdout.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+/// The answers to `n` requests for `url` made from the namespace `ns` (busybox wget).
+fn from_netns(ns: &TestNetns, url: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let out = ns.exec(&["busybox", "wget", "-qO-", "-T", "2", url]);
+            if out.status.success() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { "FAILED".into() }
+        })
+        .collect()
+}
+
+fn distinct(answers: &[String]) -> BTreeSet<&str> {
+    answers.iter().map(String::as_str).collect()
+}
+
+fn ready_endpoints(cluster: &Cluster) -> usize {
+    let out = cluster.kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}"]);
+    out.stdout.split_whitespace().count()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_service_proxy_sends_cluster_ip_node_port_and_load_balancer_traffic_to_ready_pods() {
+    let mut cluster = Cluster::start();
+    for name in ["web-a", "web-b"] {
+        cluster.kubectl.apply(&web_pod(&cluster, name));
+    }
+    cluster.kubectl.apply(&client_pod(&cluster, "client"));
+    cluster.kubectl.apply(WEB_SERVICE);
+    for pod in ["web-a", "web-b", "client"] {
+        cluster.wait_phase(pod, "Running", Duration::from_secs(60));
+    }
+    cluster.wait_for("both web pods ready in the service's endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+    let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.9"), "{ip}");
+    let both: BTreeSet<&str> = ["web-a", "web-b"].into();
+
+    // ClusterIP from a pod: both backends answer.
+    let mut answers = Vec::new();
+    cluster.wait_for("both backends to answer through the cluster IP", Duration::from_secs(30), || {
+        answers = from_pod(&cluster, "client", &format!("http://{ip}/"), 16);
+        distinct(&answers) == both
+    });
+    // NodePort: from the node's address, from 127.0.0.1 on the node, from outside.
+    for (who, ns, url) in [("the node", &cluster.node, format!("http://{NODE_IP}:30080/")), ("the node's localhost", &cluster.node, "http://127.0.0.1:30080/".to_string()), ("outside", &cluster.outside, format!("http://{NODE_IP}:30080/"))] {
+        let answers = from_netns(ns, &url, 12);
+        assert_eq!(distinct(&answers), both, "node port from {who} ({url}): {answers:?}\n{}", cluster.log());
+    }
+    // A pod reaches itself through its service (hairpin).
+    let answers = from_pod(&cluster, "web-a", &format!("http://{ip}/"), 16);
+    assert_eq!(distinct(&answers), both, "hairpin from web-a: {answers:?}");
+
+    // An unready backend gets no traffic.
+    cluster.kubectl.ok(&["exec", "web-a", "--", "touch", "/tmp/unready"]);
+    cluster.wait_for("web-a to leave the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 1);
+    cluster.wait_for("only web-b to answer", Duration::from_secs(10), || distinct(&from_pod(&cluster, "client", &format!("http://{ip}/"), 12)) == ["web-b"].into());
+    cluster.kubectl.ok(&["exec", "web-a", "--", "rm", "/tmp/unready"]);
+    cluster.wait_for("web-a back in the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+
+    // Session affinity pins a client to one backend.
+    cluster.kubectl.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
+    cluster.wait_for("one backend for the pinned client", Duration::from_secs(20), || {
+        let answers = from_pod(&cluster, "client", &format!("http://{ip}/"), 12);
+        distinct(&answers).len() == 1 && !answers.contains(&"FAILED".to_string())
+    });
+
+    // LoadBalancer: the node's address is the ingress; outside clients reach port 80 there.
+    cluster.kubectl.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"type":"LoadBalancer","sessionAffinity":"None"}}"#]);
+    cluster.wait_for("the load balancer ingress", Duration::from_secs(20), || cluster.kubectl.run(&["get", "svc", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]).stdout.trim() == NODE_IP);
+    cluster.wait_for("both backends through the load balancer address", Duration::from_secs(20), || distinct(&from_netns(&cluster.outside, &format!("http://{NODE_IP}/"), 12)) == both);
+
+    // A deleted service's rules go.
+    let table = || String::from_utf8_lossy(&cluster.node.exec(&["nft", "list", "table", "ip", "krs-proxy"]).stdout).into_owned();
+    assert!(table().contains("default/web"), "{}", table());
+    cluster.kubectl.ok(&["delete", "svc", "web"]);
+    cluster.wait_for("the service's rules to go", Duration::from_secs(20), || !table().contains("default/web"));
+    assert!(from_pod(&cluster, "client", &format!("http://{ip}/"), 1).iter().all(|a| a == "FAILED"));
+
+    // A killed kubelet-rs leaves the rules in place and reconciles them when it is back; a
+    // clean stop removes its table.
+    cluster.kubectl.apply(WEB_SERVICE);
+    let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    cluster.wait_for("the service back", Duration::from_secs(20), || distinct(&from_pod(&cluster, "client", &format!("http://{ip}/"), 8)) == both);
+    cluster.kill9();
+    assert_eq!(distinct(&from_netns(&cluster.node, &format!("http://{ip}/"), 8)), both, "the rules stay while kubelet-rs is down");
+    cluster.spawn();
+    cluster.wait_ready();
+    assert_eq!(distinct(&from_netns(&cluster.node, &format!("http://{ip}/"), 8)), both);
+    cluster.stop();
+    assert!(!cluster.node.exec(&["nft", "list", "table", "ip", "krs-proxy"]).status.success(), "the table is removed on a clean stop");
+}
+
+/// A stand-in upstream resolver in the outside namespace: every A query gets 192.0.2.7.
+const FAKE_UPSTREAM: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("OUTSIDE", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    end = 12
+    while q[end] != 0:
+        end += q[end] + 1
+    end += 5
+    answer, count = b"", 0
+    if q[end - 4:end - 2] == b"\x00\x01":
+        answer, count = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7]), 1
+    s.sendto(q[:2] + b"\x81\x80\x00\x01" + count.to_bytes(2, "big") + b"\x00\x00\x00\x00" + q[12:end] + answer, peer)
+"#;
+
+struct Upstream(std::process::Child);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn pods_resolve_services_headless_services_and_outside_names_through_the_cluster_dns() {
+    let cluster = Cluster::start();
+    let _upstream = Upstream(cluster.outside.spawn(&["python3", "-c", &FAKE_UPSTREAM.replace("OUTSIDE", OUTSIDE_IP)]));
+    for name in ["web-a", "web-b"] {
+        cluster.kubectl.apply(&web_pod(&cluster, name));
+    }
+    cluster.kubectl.apply(WEB_SERVICE);
+    cluster.kubectl.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web-h\nspec:\n  clusterIP: None\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http}]\n");
+    for pod in ["web-a", "web-b"] {
+        cluster.wait_phase(pod, "Running", Duration::from_secs(60));
+    }
+    cluster.wait_for("both web pods ready", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+    // Created after the service: it gets the service's variables too.
+    cluster.kubectl.apply(&client_pod(&cluster, "client"));
+    cluster.wait_phase("client", "Running", Duration::from_secs(60));
+    let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let pod_ips: BTreeSet<String> = ["web-a", "web-b"].iter().map(|p| cluster.pod_field(p, "{.status.podIP}")).collect();
+
+    let resolv = cluster.kubectl.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+    let env = cluster.kubectl.ok(&["exec", "client", "--", "env"]);
+    assert!(env.contains(&format!("WEB_SERVICE_HOST={ip}")) && env.contains("WEB_SERVICE_PORT=80"), "{env}");
+
+    let lookup = |name: &str| {
+        let out = cluster.kubectl.run(&["exec", "client", "--", "nslookup", name]);
+        format!("{}{}", out.stdout, out.stderr)
+    };
+    // The answer section: the addresses after the "Name:" line.
+    let addresses = |text: &str| -> BTreeSet<String> {
+        text.split("Name:").skip(1).flat_map(|s| s.lines().filter_map(|l| l.trim().strip_prefix("Address:").map(|a| a.trim().split_whitespace().next().unwrap_or("").to_string()))).collect()
+    };
+    let mut out = String::new();
+    cluster.wait_for("web.default.svc.cluster.local to resolve", Duration::from_secs(20), || {
+        out = lookup("web.default.svc.cluster.local");
+        addresses(&out).contains(&ip)
+    });
+    assert_eq!(addresses(&lookup("web.default.svc.cluster.local")), [ip.clone()].into(), "{out}");
+    let short = lookup("web");
+    assert!(addresses(&short).contains(&ip), "the short name through the search path: {short}");
+    let headless = lookup("web-h.default.svc.cluster.local");
+    assert_eq!(addresses(&headless), pod_ips, "a headless service gives the pods' addresses: {headless}");
+    let outside = lookup("outside.example");
+    assert!(addresses(&outside).contains("192.0.2.7"), "an outside name is forwarded upstream: {outside}");
+    let missing = lookup("nothing.default.svc.cluster.local");
+    assert!(addresses(&missing).is_empty() && (missing.contains("NXDOMAIN") || missing.contains("can't resolve")), "{missing}");
+    // And the answer reaches the service.
+    let answers = from_pod(&cluster, "client", "http://web/", 8);
+    assert!(answers.iter().all(|a| a.starts_with("web-")), "{answers:?}");
+}
