@@ -4,6 +4,8 @@
 
 pub mod backend;
 pub mod model;
+pub mod nftables;
+pub mod conntrack;
 
 pub use backend::{Backend, BackendOptions, ProxyError, SyncReport};
 pub use model::{Endpoint, ProxyState, ServicePort, ServicePortName};
