@@ -4,6 +4,8 @@
 
 pub mod backend;
 pub mod model;
+pub mod conntrack;
+pub mod nftables;
 pub mod run;
 pub mod translate;
 
