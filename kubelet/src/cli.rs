@@ -64,10 +64,22 @@ pub struct AgentArgs {
     /// [default with --apiserver: 10.244.0.0/24].
     #[arg(long)]
     pub pod_cidr: Option<String>,
+    /// The cluster's pod network, for the service proxy's masquerade decisions
+    /// [default: 10.244.0.0/16 with --apiserver, else --pod-cidr].
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// How the service proxy programs Services: nftables, iptables or none.
+    #[arg(long, default_value = "nftables")]
+    pub proxy_mode: cni::node_services::ProxyMode,
+    /// Where this node serves the cluster DNS (the kube-dns Service's endpoint on this node)
+    /// [default: <node-ip>:53 when --cluster-dns is set]; `none`: no DNS server here.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub cluster_dns_listen: Option<String>,
     /// The cgroup pods go under (<root>/kubepods/...).
     #[arg(long, default_value = "/")]
     pub cgroup_root: String,
-    /// The cluster DNS service's IPs, comma-separated.
+    /// The cluster DNS service's IPs, comma-separated [default with --apiserver: the tenth
+    /// address of the service range, 10.96.0.10].
     #[arg(long, value_delimiter = ',')]
     pub cluster_dns: Vec<std::net::IpAddr>,
     #[arg(long, default_value = "cluster.local")]

@@ -21,6 +21,8 @@ use crate::cli::AgentArgs;
 
 /// The pod CIDR of a single-node cluster.
 const DEFAULT_POD_CIDR: &str = "10.244.0.0/24";
+/// The pod network of the whole cluster with --apiserver (nodes' pod CIDRs lie in it).
+const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The bridge of the generated pod network.
 const BRIDGE: &str = "krs0";
 
@@ -111,20 +113,67 @@ pub async fn run(args: AgentArgs) -> Result<(), NodeError> {
     config.pod_log_dir = args.pod_log_dir.clone();
     config.cgroup_root = args.cgroup_root.clone();
     config.pod_cidr = pod_cidr;
-    config.cluster_dns = args.cluster_dns.clone();
+    config.cluster_dns = cluster_dns(&args)?;
     config.cluster_domain = args.cluster_domain.clone();
     config.host_resolv_conf = args.resolv_conf.clone();
     if args.apiserver {
         config.local_path = Some((args.data_dir.join("admin.kubeconfig"), args.data_dir.join("local-path")));
     }
     config.node_labels = args.node_labels.iter().filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+    let services = node_services_config(&args, &config, node_ip, pod_cidr.as_deref())?;
+    let client = apiserver_lite::controllers::kubeconfig_client(&config.kubeconfig).await.map_err(|e| NodeError::Usage(format!("{}: {e}", config.kubeconfig.display())))?;
+    let services_task = tokio::spawn(cni::node_services::run(client, services, shutdown(stopped.clone())));
+    if args.apiserver && !config.cluster_dns.is_empty() {
+        // The control plane keeps the kube-dns Service pointing at every node's DNS server.
+        let admin = apiserver_lite::controllers::kubeconfig_client(&args.data_dir.join("admin.kubeconfig")).await.map_err(|e| NodeError::Usage(e.to_string()))?;
+        let IpAddr::V4(service_ip) = config.cluster_dns[0] else { return Err(NodeError::Usage("--cluster-dns: the cluster DNS address must be IPv4".into())) };
+        let target_port = dns_listen(&args, node_ip)?.map(|a| a.port()).unwrap_or(53);
+        tasks.push(tokio::spawn(cni::node_services::dns_service::run(admin, cni::node_services::dns_service::DnsServiceConfig { service_ip, target_port })));
+    }
     let result = kubelet_rs::agent::run(config, shutdown(stopped.clone())).await;
+    // The proxy removes its rules on the way out; a DNS port already taken ends it early.
+    match tokio::time::timeout(Duration::from_secs(10), services_task).await {
+        Ok(Ok(Err(e))) => eprintln!("kubelet-rs: {e}"),
+        Ok(Err(e)) => eprintln!("kubelet-rs: node services: {e}"),
+        _ => {}
+    }
     // The agent is done (stopped, or failed): the rest stops too.
     let _ = stop.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     result.map_err(NodeError::from)
+}
+
+/// `--cluster-dns`, defaulting with --apiserver to the tenth address of the service range.
+fn cluster_dns(args: &AgentArgs) -> Result<Vec<IpAddr>, NodeError> {
+    if !args.cluster_dns.is_empty() || !args.apiserver {
+        return Ok(args.cluster_dns.clone());
+    }
+    let (network, _) = apiserver_lite::server::parse_cidr(&args.service_cluster_ip_range).map_err(|e| NodeError::Usage(format!("--service-cluster-ip-range: {e}")))?;
+    Ok(vec![IpAddr::V4(Ipv4Addr::from(u32::from(network) + 10))])
+}
+
+/// Where this node serves DNS: `--cluster-dns-listen`, else `<node-ip>:53` when pods use a
+/// cluster DNS; `None`: not here.
+fn dns_listen(args: &AgentArgs, node_ip: IpAddr) -> Result<Option<SocketAddr>, NodeError> {
+    match args.cluster_dns_listen.as_deref() {
+        Some("none") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| NodeError::Usage(format!("--cluster-dns-listen: {addr:?} is not ADDRESS:PORT (or none)"))),
+        None if args.cluster_dns.is_empty() && !args.apiserver => Ok(None),
+        None => Ok(Some(SocketAddr::new(node_ip, 53))),
+    }
+}
+
+/// The service proxy's and DNS server's settings from the flags.
+fn node_services_config(args: &AgentArgs, config: &AgentConfig, node_ip: IpAddr, pod_cidr: Option<&str>) -> Result<cni::node_services::NodeServicesConfig, NodeError> {
+    let cidr = args.cluster_cidr.clone().or_else(|| if args.apiserver { Some(DEFAULT_CLUSTER_CIDR.to_string()) } else { pod_cidr.map(str::to_string) });
+    let cluster_cidrs = match cidr {
+        Some(c) => vec![c.parse::<ipnet::Ipv4Net>().map_err(|_| NodeError::Usage(format!("--cluster-cidr: {c:?} is not an IPv4 CIDR (like 10.244.0.0/16)")))?.trunc()],
+        None => Vec::new(),
+    };
+    let dns = dns_listen(args, node_ip)?.map(|listen| cni::dns::watch::DnsConfig { listen, cluster_domain: config.cluster_domain.clone(), resolv_conf: config.host_resolv_conf.clone(), ..Default::default() });
+    Ok(cni::node_services::NodeServicesConfig { node_name: config.node_name.clone(), cluster_cidrs, proxy_mode: args.proxy_mode, backend: Default::default(), dns })
 }
 
 /// Flag checks made before anything starts.

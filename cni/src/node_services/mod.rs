@@ -1,0 +1,118 @@
+//! Services on a node: the service proxy and the cluster DNS server, as `kubelet-rs` runs
+//! them beside its agent (and `krs-proxy` on its own), plus, on the control plane, the
+//! `kube-dns` Service that points pods at every node's DNS server ([`dns_service`]).
+
+pub mod dns_service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use ipnet::Ipv4Net;
+
+use crate::dns::watch::DnsConfig;
+use crate::proxy::{Backend, BackendOptions, ProxyConfig, ProxyError};
+
+/// How Services are programmed into the packet filter (kube-proxy's `--proxy-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Nftables,
+    Iptables,
+    /// No service proxy on this node.
+    None,
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ProxyMode, String> {
+        match s {
+            "nftables" => Ok(ProxyMode::Nftables),
+            "iptables" => Ok(ProxyMode::Iptables),
+            "none" => Ok(ProxyMode::None),
+            other => Err(format!("{other:?} is not a proxy mode (nftables, iptables or none)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeServicesConfig {
+    pub node_name: String,
+    /// The cluster's pod networks: traffic from elsewhere to cluster IPs is masqueraded.
+    pub cluster_cidrs: Vec<Ipv4Net>,
+    pub proxy_mode: ProxyMode,
+    pub backend: BackendOptions,
+    /// Serve the cluster DNS here (`None`: no DNS server on this node).
+    pub dns: Option<DnsConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeServicesError {
+    #[error("service proxy: {0}")]
+    Proxy(#[from] ProxyError),
+    #[error("cluster DNS: {0}")]
+    Dns(#[from] crate::dns::DnsError),
+}
+
+/// The backend for `mode`: nftables unless asked otherwise (or `nft` cannot run here, then
+/// iptables, said in the log).
+pub fn backend(mode: ProxyMode, options: BackendOptions) -> Option<Box<dyn Backend>> {
+    match mode {
+        ProxyMode::None => None,
+        ProxyMode::Nftables if !runs("nft") => {
+            tracing::warn!("service proxy: nft does not run here (is the nftables package installed?); using iptables");
+            Some(Box::new(crate::proxy::iptables::Iptables::new(options)))
+        }
+        ProxyMode::Nftables => Some(Box::new(crate::proxy::nftables::Nftables::new(options))),
+        ProxyMode::Iptables => Some(Box::new(crate::proxy::iptables::Iptables::new(options))),
+    }
+}
+
+fn runs(program: &str) -> bool {
+    std::process::Command::new(program).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Run the proxy and the DNS server until `shutdown`; the proxy then removes its rules.
+/// Binding the DNS address fails at once (before anything else starts) so a port already in
+/// use is reported to the caller.
+pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeServicesError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let dns = match &config.dns {
+        Some(dns) => Some((crate::dns::DnsServer::bind(dns.listen).await?, dns.clone())),
+        None => None,
+    };
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), NodeServicesError>>> = Vec::new();
+    if let Some((server, dns)) = dns {
+        let (client, stopped) = (client.clone(), stopped.clone());
+        let listen: SocketAddr = server.local_addr();
+        tracing::info!(%listen, domain = %dns.cluster_domain, "cluster DNS serving");
+        tasks.push(tokio::spawn(async move {
+            let result = crate::dns::watch::run_on(client, dns, server, wait(stopped)).await;
+            if let Err(e) = &result {
+                tracing::error!("cluster DNS stopped: {e}");
+            }
+            Ok(result?)
+        }));
+    }
+    if let Some(backend) = backend(config.proxy_mode, config.backend.clone()) {
+        let proxy = ProxyConfig::new(&config.node_name, config.cluster_cidrs.clone());
+        tracing::info!(mode = ?config.proxy_mode, cluster_cidrs = ?config.cluster_cidrs, "service proxy starting");
+        tasks.push(tokio::spawn(async move {
+            let result = crate::proxy::run(client, proxy, backend, wait(stopped)).await;
+            if let Err(e) = &result {
+                tracing::error!("service proxy stopped: {e}");
+            }
+            Ok(result?)
+        }));
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    let mut result = Ok(());
+    for task in tasks {
+        if let Ok(Err(e)) = task.await {
+            result = Err(e);
+        }
+    }
+    result
+}
