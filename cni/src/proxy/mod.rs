@@ -3,6 +3,7 @@
 //! [`Backend`] (nftables by default, in a table of our own).
 
 pub mod backend;
+pub mod iptables;
 pub mod model;
 pub mod conntrack;
 pub mod nftables;
