@@ -16,3 +16,4 @@ pub mod bridge;
 pub mod portmap;
 pub mod runtime;
 pub mod proxy;
+pub mod dns;
