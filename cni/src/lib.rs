@@ -17,3 +17,4 @@ pub mod portmap;
 pub mod runtime;
 pub mod proxy;
 pub mod node_services;
+pub mod dns;
