@@ -332,3 +332,35 @@ fn udp_entries_to_a_lost_endpoint_or_of_a_port_that_had_none_are_deleted() {
     b.sync(&state(vec![])).unwrap();
     assert_eq!(ct.take().len(), 3);
 }
+
+#[test]
+fn a_shared_key_moves_to_the_next_claimant_when_the_first_goes() {
+    let (mut b, host, _) = backend();
+    let mut a = port("10.96.0.10", vec![ep(2, "n1")]);
+    a.external_ips = vec![ip("192.0.2.1")];
+    let mut c = port("10.96.0.11", vec![ep(2, "n1")]);
+    c.external_ips = vec![ip("192.0.2.1")];
+    let (na, nc) = (name("a", Protocol::Tcp), name("c", Protocol::Tcp));
+    b.sync(&state(vec![(na, a), (nc.clone(), c.clone())])).unwrap();
+    b.sync(&state(vec![(nc.clone(), c)])).unwrap();
+    let script = last_script(&host);
+    assert!(script.contains("delete element ip krs-proxy service-ips { 10.96.0.10 . tcp . 80, 192.0.2.1 . tcp . 80 }"), "{script}");
+    assert!(script.contains(&format!("add element ip krs-proxy service-ips {{ 192.0.2.1 . tcp . 80 : goto {} }}", names::external_chain(&nc))), "{script}");
+    // The endpoint is still c's: its hairpin entry stays.
+    assert!(!script.contains("hairpin"), "{script}");
+}
+
+#[test]
+fn new_cluster_cidrs_rewrite_every_port_incrementally() {
+    let (mut b, host, _) = backend();
+    let services = vec![(name("a", Protocol::Tcp), port("10.96.0.10", vec![ep(2, "n1")])), (name("b", Protocol::Tcp), port("10.96.0.11", vec![ep(3, "n1")]))];
+    let mut st = state(services);
+    st.cluster_cidrs.clear();
+    b.sync(&st).unwrap();
+    st.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap(), "10.244.1.0/24".parse().unwrap()];
+    assert_eq!(b.sync(&st).unwrap(), SyncReport { full: false, changed: 2 });
+    let script = last_script(&host);
+    assert_eq!(rules_of(&script, "svc-").iter().filter(|r| r.contains("@cluster-cidrs")).count(), 2);
+    // Overlapping networks are merged (an interval set refuses overlaps).
+    assert!(script.ends_with("add element ip krs-proxy cluster-cidrs { 10.244.0.0/16 }\n"), "{script}");
+}
