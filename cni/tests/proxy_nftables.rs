@@ -299,10 +299,24 @@ fn session_affinity_pins_a_client_and_a_pod_reaches_itself_through_its_service()
     b.sync(&state(vec![(spn("sticky", Protocol::Tcp), sticky), (spn("own", Protocol::Tcp), own)])).unwrap();
     let seen = answered(c.client(), "10.96.0.30", 80, 20);
     assert_eq!(seen.len(), 1, "{seen:?}");
+    let pinned = seen.keys().next().unwrap().clone();
     // Hairpin: pod1 reaches itself; it sees the node's address (masqueraded), else the
     // reply would go straight back and the connection would fail.
     let line = &connect(&c.pods[0], "10.96.0.31", 80, 1)[0];
     assert_eq!(line, &format!("pod1 {NODE_BRIDGE}"));
+
+    // The pinned endpoint goes and the timeout changes (new sets replace the old ones in
+    // one incremental transaction): the client moves to the one left.
+    let mut sticky = service("10.96.0.30", 80, &[POD1, POD2]);
+    sticky.affinity_timeout = Some(120);
+    sticky.endpoints.retain(|e| (e.ip.to_string() == POD1) != (pinned == "pod1"));
+    let report = b.sync(&state(vec![(spn("sticky", Protocol::Tcp), sticky)])).unwrap();
+    assert_eq!((report.full, report.changed), (false, 2));
+    let seen = answered(c.client(), "10.96.0.30", 80, 5);
+    assert!(seen.len() == 1 && !seen.contains_key(&pinned), "{seen:?}");
+    let rules = c.ruleset();
+    assert_eq!(rules.matches("timeout 2m").count(), 1, "{rules}");
+    assert!(!rules.contains("timeout 1m"), "{rules}");
     b.cleanup().unwrap();
 }
 

@@ -12,8 +12,9 @@
 //!
 //! Ports with no endpoint are listed in `no-endpoint-*` maps that filter chains reject
 //! (`connection refused`, as with kube-proxy; reject is not allowed in prerouting).
-//! Masquerade: traffic marked 0x4000 (from outside the cluster CIDRs to a cluster IP, all
-//! node-port traffic with policy Cluster) and hairpin traffic (a pod reaching itself).
+//! Masquerade: traffic marked 0x4000 (from outside the cluster CIDRs to a cluster IP; all
+//! node-port, external and load-balancer traffic with policy Cluster, only the node's own
+//! with policy Local) and hairpin traffic (a pod reaching itself through its service).
 //!
 //! The first sync (and the one after a failure) replaces the whole table in one transaction;
 //! later ones send only what changed since the last success.
