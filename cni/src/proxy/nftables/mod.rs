@@ -12,13 +12,15 @@
 //!
 //! Ports with no endpoint are listed in `no-endpoint-*` maps that filter chains reject
 //! (`connection refused`, as with kube-proxy; reject is not allowed in prerouting).
-//! Masquerade: traffic marked 0x4000 (from outside the cluster CIDRs to a cluster IP, all
-//! node-port traffic with policy Cluster) and hairpin traffic (a pod reaching itself).
+//! Masquerade: traffic marked 0x4000 (from outside the cluster CIDRs to a cluster IP; all
+//! node-port, external and load-balancer traffic with policy Cluster, only the node's own
+//! with policy Local) and hairpin traffic (a pod reaching itself through its service).
 //!
 //! The first sync (and the one after a failure) replaces the whole table in one transaction;
 //! later ones send only what changed since the last success.
 
 mod diff;
+mod elements;
 pub(crate) mod exec;
 mod host;
 mod names;
@@ -86,19 +88,21 @@ impl Backend for Nftables {
         if !self.sysctls_set {
             self.set_sysctls()?;
         }
-        let want = render::desired(state);
-        let (script, report) = match self.applied.take() {
-            None => (render::full_script(&want), SyncReport { full: true, changed: want.ports.len() }),
-            Some(had) => {
-                let delta = diff::incremental(&had, &want);
-                (delta.script, SyncReport { full: false, changed: delta.changed })
+        let (script, applied, report) = match self.applied.take() {
+            None => {
+                let want = render::desired(state);
+                (render::full_script(&want), want, SyncReport { full: true, changed: state.services.len() })
+            }
+            Some(mut applied) => {
+                let delta = diff::update(&mut applied, state);
+                (delta.script, applied, SyncReport { full: false, changed: delta.changed })
             }
         };
         if !script.is_empty() {
             // On failure `applied` stays `None`: the next sync starts over with the whole table.
             self.host.nft(&script)?;
         }
-        self.applied = Some(want);
+        self.applied = Some(applied);
         let udp = render::udp_targets(state);
         self.clear_stale(&udp);
         self.udp = Some(udp);
@@ -114,3 +118,6 @@ impl Backend for Nftables {
     }
 }
 
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::elements::Elements;
 use super::names;
 use crate::proxy::model::{Endpoint, ProxyState, ServicePort, ServicePortName};
 
@@ -50,45 +51,50 @@ pub(crate) struct Chain {
     pub rules: Vec<String>,
 }
 
-/// What one service port owns. Equal when nothing about the port changed, which is how the
-/// incremental sync finds the ports to rewrite.
+/// What one service port owns. Equal when nothing about the port's rules changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PortObjects {
     /// Affinity sets (name, timeout in seconds); declared before the chains using them.
     pub sets: Vec<(String, u32)>,
     /// Chains in dependency order: the service chain before the external chain that jumps to it.
     pub chains: Vec<Chain>,
-    /// The map elements this port wants (key, value); see [`Desired::elements`] for the
-    /// ones written.
+    /// The elements this port claims: (map, key, value; empty for a set element).
     pub elements: Vec<(Map, String, String)>,
+}
+
+/// One service port as last rendered, with what it was rendered from (so an unchanged port
+/// is recognised without rendering it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Port {
+    pub input: ServicePort,
+    pub objects: PortObjects,
 }
 
 /// Everything the table should hold beyond its fixed skeleton.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Desired {
-    pub ports: BTreeMap<ServicePortName, PortObjects>,
-    /// Every map and set element (value empty for set elements). A key two service ports
-    /// want (two services claiming one external IP and port) goes to the first by name.
-    pub elements: BTreeMap<(Map, String), String>,
+    /// What every port's rendering depends on besides the port itself.
+    pub node: String,
+    pub cluster_cidrs: Vec<Ipv4Net>,
+    pub ports: BTreeMap<ServicePortName, Port>,
+    /// Elements of the per-service maps and the hairpin set (cluster CIDRs apart).
+    pub elements: Elements,
 }
 
 pub(crate) fn desired(state: &ProxyState) -> Desired {
-    let cidrs = Ipv4Net::aggregate(&state.cluster_cidrs);
-    let mut out = Desired::default();
-    for cidr in &cidrs {
-        out.elements.insert((Map::ClusterCidrs, cidr.to_string()), String::new());
-    }
+    let mut out = Desired { node: state.node_name.clone(), cluster_cidrs: Ipv4Net::aggregate(&state.cluster_cidrs), ..Default::default() };
     for (name, sp) in &state.services {
-        let objects = port_objects(name, sp, &state.node_name, !cidrs.is_empty());
-        for (map, key, value) in &objects.elements {
-            out.elements.entry((*map, key.clone())).or_insert_with(|| value.clone());
+        let port = render_port(name, sp, &out.node, &out.cluster_cidrs);
+        for (map, key, value) in &port.objects.elements {
+            out.elements.claim(name, *map, key, value);
         }
-        for ep in &sp.endpoints {
-            out.elements.entry((Map::Hairpin, format!("{0} . {0}", ep.ip))).or_default();
-        }
-        out.ports.insert(name.clone(), objects);
+        out.ports.insert(name.clone(), port);
     }
     out
+}
+
+pub(crate) fn render_port(name: &ServicePortName, sp: &ServicePort, node: &str, cidrs: &[Ipv4Net]) -> Port {
+    Port { input: sp.clone(), objects: port_objects(name, sp, node, !cidrs.is_empty()) }
 }
 
 fn port_objects(name: &ServicePortName, sp: &ServicePort, node: &str, have_cidrs: bool) -> PortObjects {
@@ -117,6 +123,10 @@ fn port_objects(name: &ServicePortName, sp: &ServicePort, node: &str, have_cidrs
     for ip in &sp.cluster_ips {
         let (map, value) = if cluster.is_empty() { (Map::NoEndpointServices, reject.clone()) } else { (Map::ServiceIps, to_svc.clone()) };
         objects.elements.push((map, format!("{ip} . {proto} . {}", sp.port), value));
+    }
+
+    for ep in &sp.endpoints {
+        objects.elements.push((Map::Hairpin, format!("{0} . {0}", ep.ip), String::new()));
     }
 
     if sp.has_external() {
@@ -186,54 +196,43 @@ fn choose(rules: &mut Vec<String>, name: &ServicePortName, sp: &ServicePort, eps
     }
 }
 
-/// The fixed skeleton: maps, sets and base chains. Service ports hang off the maps.
-pub(crate) fn skeleton() -> String {
-    format!(
-        "table {TABLE} {{
-  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-  map service-nodeports {{ type inet_proto . inet_service : verdict; }}
-  map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-  map no-endpoint-nodeports {{ type inet_proto . inet_service : verdict; }}
-  set cluster-cidrs {{ type ipv4_addr; flags interval; }}
-  set hairpin {{ type ipv4_addr . ipv4_addr; }}
-  chain mark-for-masquerade {{ meta mark set meta mark | 0x4000; }}
-  chain reject-chain {{ reject; }}
-  chain services {{
+/// The body of the table's fixed skeleton: maps, sets and base chains. Service ports hang
+/// off the maps.
+fn skeleton() -> &'static str {
+    "  map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; }
+  map service-nodeports { type inet_proto . inet_service : verdict; }
+  map no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }
+  map no-endpoint-nodeports { type inet_proto . inet_service : verdict; }
+  set cluster-cidrs { type ipv4_addr; flags interval; }
+  set hairpin { type ipv4_addr . ipv4_addr; }
+  chain mark-for-masquerade { meta mark set meta mark | 0x4000; }
+  chain reject-chain { reject; }
+  chain services {
     ip daddr . meta l4proto . th dport vmap @service-ips
     fib daddr type local meta l4proto . th dport vmap @service-nodeports
-  }}
-  chain no-endpoints {{
+  }
+  chain no-endpoints {
     ip daddr . meta l4proto . th dport vmap @no-endpoint-services
     fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports
-  }}
-  chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}
-  chain nat-output {{ type nat hook output priority -100; policy accept; jump services; }}
-  chain nat-postrouting {{
+  }
+  chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; jump services; }
+  chain nat-output { type nat hook output priority -100; policy accept; jump services; }
+  chain nat-postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     ct status dnat ip saddr . ip daddr @hairpin masquerade
     meta mark & 0x4000 == 0 return
     meta mark set meta mark ^ 0x4000
     masquerade fully-random
-  }}
-  chain filter-input {{ type filter hook input priority filter - 10; policy accept; ct state new jump no-endpoints; }}
-  chain filter-forward {{ type filter hook forward priority filter - 10; policy accept; ct state new jump no-endpoints; }}
-  chain filter-output {{ type filter hook output priority filter - 10; policy accept; ct state new jump no-endpoints; }}
-}}
+  }
+  chain filter-input { type filter hook input priority filter - 10; policy accept; ct state new jump no-endpoints; }
+  chain filter-forward { type filter hook forward priority filter - 10; policy accept; ct state new jump no-endpoints; }
+  chain filter-output { type filter hook output priority filter - 10; policy accept; ct state new jump no-endpoints; }
 "
-    )
 }
 
 /// `add set` for one affinity set.
 pub(crate) fn add_set(out: &mut String, name: &str, timeout: u32) {
     writeln!(out, "add set {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}").unwrap();
-}
-
-/// `add chain` and its rules (the chain must be new or flushed).
-pub(crate) fn add_chain(out: &mut String, chain: &Chain) {
-    writeln!(out, "add chain {TABLE} {}", chain.name).unwrap();
-    for rule in &chain.rules {
-        writeln!(out, "add rule {TABLE} {} {rule}", chain.name).unwrap();
-    }
 }
 
 /// `add element` / `delete element` statements, one per map, for `(map, key, value)` items.
@@ -255,17 +254,24 @@ pub(crate) fn elements<'a>(out: &mut String, verb: &str, items: impl IntoIterato
 /// succeed whether or not an earlier run left one, so one transaction replaces whatever is
 /// there (connections already set up keep their NAT: conntrack holds it).
 pub(crate) fn full_script(d: &Desired) -> String {
-    let mut out = format!("add table {TABLE}\ndelete table {TABLE}\n");
-    out.push_str(&skeleton());
-    for objects in d.ports.values() {
-        for (name, timeout) in &objects.sets {
-            add_set(&mut out, name, *timeout);
+    let mut out = format!("add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n");
+    out.push_str(skeleton());
+    // Block syntax: nft reads it faster than as many `add` commands.
+    for port in d.ports.values() {
+        for (name, timeout) in &port.objects.sets {
+            writeln!(out, "  set {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}").unwrap();
         }
-        for chain in &objects.chains {
-            add_chain(&mut out, chain);
+        for chain in &port.objects.chains {
+            writeln!(out, "  chain {} {{", chain.name).unwrap();
+            for rule in &chain.rules {
+                writeln!(out, "    {rule}").unwrap();
+            }
+            out.push_str("  }\n");
         }
     }
-    elements(&mut out, "add", d.elements.iter().map(|((m, k), v)| (*m, k.as_str(), v.as_str())));
+    out.push_str("}\n");
+    let cidrs: Vec<String> = d.cluster_cidrs.iter().map(|c| c.to_string()).collect();
+    elements(&mut out, "add", cidrs.iter().map(|c| (Map::ClusterCidrs, c.as_str(), "")).chain(d.elements.iter()));
     out
 }
 
