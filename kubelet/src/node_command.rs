@@ -112,7 +112,7 @@ pub async fn run(args: AgentArgs) -> Result<(), NodeError> {
     config.manifest_dir = args.pod_manifest_path.clone();
     config.pod_log_dir = args.pod_log_dir.clone();
     config.cgroup_root = args.cgroup_root.clone();
-    config.pod_cidr = pod_cidr;
+    config.pod_cidr = pod_cidr.clone();
     config.cluster_dns = cluster_dns(&args)?;
     config.cluster_domain = args.cluster_domain.clone();
     config.host_resolv_conf = args.resolv_conf.clone();

@@ -28,30 +28,42 @@ fn client_pod(cluster: &Cluster, name: &str) -> String {
 
 const WEB_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]\n";
 
-/// The answers to `n` requests for `url` made from inside `pod` (one line per answer).
-fn from_pod(cluster: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
-    let script = format!("for i in $(seq {n}); do wget -qO- -T 2 {url} || echo FAILED; done");
-    let out = cluster.kubectl.run(&["exec", pod, "--", "sh", "-c", &script]);
+/// A shell loop making `n` HTTP requests to `target` (`host port`) with busybox nc (its wget
+/// crashes in Debian's static busybox), printing each answer's body or FAILED.
+fn requests(target: &str, n: usize) -> String {
+    format!(r#"for i in $(seq {n}); do out=$(printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 {target} | tail -n 1); echo "${{out:-FAILED}}"; done"#)
+}
+
+/// The answers to `n` requests to `target` made from inside `pod` (one line per answer).
+fn from_pod(cluster: &Cluster, pod: &str, target: &str, n: usize) -> Vec<String> {
+    let out = cluster.kubectl.run(&["exec", pod, "--", "sh", "-c", &requests(target, n)]);
     out.stdout.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
 }
 
-/// The answers to `n` requests for `url` made from the namespace `ns` (busybox wget).
-fn from_netns(ns: &TestNetns, url: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|_| {
-            let out = ns.exec(&["busybox", "wget", "-qO-", "-T", "2", url]);
-            if out.status.success() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { "FAILED".into() }
-        })
-        .collect()
+/// The answers to `n` requests to `target` made from the namespace `ns` (the host's busybox).
+fn from_netns(ns: &TestNetns, target: &str, n: usize) -> Vec<String> {
+    let out = ns.exec(&["busybox", "sh", "-c", &requests(target, n)]);
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
 }
 
 fn distinct(answers: &[String]) -> BTreeSet<&str> {
     answers.iter().map(String::as_str).collect()
 }
 
+/// The proxy's table and the node's addresses and routes, for failure messages.
+fn rules(cluster: &Cluster) -> String {
+    let run = |argv: &[&str]| {
+        let o = cluster.node.exec(argv);
+        format!("$ {}\n{}{}", argv.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    [run(&["nft", "list", "table", "ip", "krs-proxy"]), run(&["ip", "-br", "addr"]), run(&["ip", "route"]), run(&["conntrack", "-L"])].join("\n")
+}
+
 fn ready_endpoints(cluster: &Cluster) -> usize {
-    let out = cluster.kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}"]);
-    out.stdout.split_whitespace().count()
+    let out = cluster.kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let endpoints = list["items"].as_array().into_iter().flatten().flat_map(|s| s["endpoints"].as_array().into_iter().flatten());
+    endpoints.filter(|e| e["conditions"]["ready"] == serde_json::Value::Bool(true)).count()
 }
 
 #[test]
@@ -68,60 +80,64 @@ fn the_service_proxy_sends_cluster_ip_node_port_and_load_balancer_traffic_to_rea
     }
     cluster.wait_for("both web pods ready in the service's endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
     let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    assert!(ip.starts_with("10.9"), "{ip}");
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    assert!(octets[0] == 10 && (96..112).contains(&octets[1]), "a cluster IP from 10.96.0.0/12: {ip}");
     let both: BTreeSet<&str> = ["web-a", "web-b"].into();
 
     // ClusterIP from a pod: both backends answer.
-    let mut answers = Vec::new();
-    cluster.wait_for("both backends to answer through the cluster IP", Duration::from_secs(30), || {
-        answers = from_pod(&cluster, "client", &format!("http://{ip}/"), 16);
-        distinct(&answers) == both
-    });
+    let start = std::time::Instant::now();
+    loop {
+        let answers = from_pod(&cluster, "client", &format!("{ip} 80"), 16);
+        if distinct(&answers) == both {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "both backends through the cluster IP: {answers:?}\n{}\n{}\n{}", cluster.kubectl.run(&["get", "endpointslices,svc,pods", "-A", "-o", "yaml"]).stdout, rules(&cluster), cluster.log());
+    }
     // NodePort: from the node's address, from 127.0.0.1 on the node, from outside.
-    for (who, ns, url) in [("the node", &cluster.node, format!("http://{NODE_IP}:30080/")), ("the node's localhost", &cluster.node, "http://127.0.0.1:30080/".to_string()), ("outside", &cluster.outside, format!("http://{NODE_IP}:30080/"))] {
-        let answers = from_netns(ns, &url, 12);
-        assert_eq!(distinct(&answers), both, "node port from {who} ({url}): {answers:?}\n{}", cluster.log());
+    for (who, ns, target) in [("the node", &cluster.node, format!("{NODE_IP} 30080")), ("the node's localhost", &cluster.node, "127.0.0.1 30080".to_string()), ("outside", &cluster.outside, format!("{NODE_IP} 30080"))] {
+        let answers = from_netns(ns, &target, 12);
+        assert_eq!(distinct(&answers), both, "node port from {who} ({target}): {answers:?}\n{}", cluster.log());
     }
     // A pod reaches itself through its service (hairpin).
-    let answers = from_pod(&cluster, "web-a", &format!("http://{ip}/"), 16);
+    let answers = from_pod(&cluster, "web-a", &format!("{ip} 80"), 16);
     assert_eq!(distinct(&answers), both, "hairpin from web-a: {answers:?}");
 
     // An unready backend gets no traffic.
     cluster.kubectl.ok(&["exec", "web-a", "--", "touch", "/tmp/unready"]);
     cluster.wait_for("web-a to leave the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 1);
-    cluster.wait_for("only web-b to answer", Duration::from_secs(10), || distinct(&from_pod(&cluster, "client", &format!("http://{ip}/"), 12)) == ["web-b"].into());
+    cluster.wait_for("only web-b to answer", Duration::from_secs(10), || distinct(&from_pod(&cluster, "client", &format!("{ip} 80"), 12)) == ["web-b"].into());
     cluster.kubectl.ok(&["exec", "web-a", "--", "rm", "/tmp/unready"]);
     cluster.wait_for("web-a back in the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
 
     // Session affinity pins a client to one backend.
     cluster.kubectl.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
     cluster.wait_for("one backend for the pinned client", Duration::from_secs(20), || {
-        let answers = from_pod(&cluster, "client", &format!("http://{ip}/"), 12);
+        let answers = from_pod(&cluster, "client", &format!("{ip} 80"), 12);
         distinct(&answers).len() == 1 && !answers.contains(&"FAILED".to_string())
     });
 
     // LoadBalancer: the node's address is the ingress; outside clients reach port 80 there.
     cluster.kubectl.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"type":"LoadBalancer","sessionAffinity":"None"}}"#]);
     cluster.wait_for("the load balancer ingress", Duration::from_secs(20), || cluster.kubectl.run(&["get", "svc", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]).stdout.trim() == NODE_IP);
-    cluster.wait_for("both backends through the load balancer address", Duration::from_secs(20), || distinct(&from_netns(&cluster.outside, &format!("http://{NODE_IP}/"), 12)) == both);
+    cluster.wait_for("both backends through the load balancer address", Duration::from_secs(20), || distinct(&from_netns(&cluster.outside, &format!("{NODE_IP} 80"), 12)) == both);
 
     // A deleted service's rules go.
     let table = || String::from_utf8_lossy(&cluster.node.exec(&["nft", "list", "table", "ip", "krs-proxy"]).stdout).into_owned();
     assert!(table().contains("default/web"), "{}", table());
     cluster.kubectl.ok(&["delete", "svc", "web"]);
     cluster.wait_for("the service's rules to go", Duration::from_secs(20), || !table().contains("default/web"));
-    assert!(from_pod(&cluster, "client", &format!("http://{ip}/"), 1).iter().all(|a| a == "FAILED"));
+    assert!(from_pod(&cluster, "client", &format!("{ip} 80"), 1).iter().all(|a| a == "FAILED"));
 
     // A killed kubelet-rs leaves the rules in place and reconciles them when it is back; a
     // clean stop removes its table.
     cluster.kubectl.apply(WEB_SERVICE);
     let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    cluster.wait_for("the service back", Duration::from_secs(20), || distinct(&from_pod(&cluster, "client", &format!("http://{ip}/"), 8)) == both);
+    cluster.wait_for("the service back", Duration::from_secs(20), || distinct(&from_pod(&cluster, "client", &format!("{ip} 80"), 8)) == both);
     cluster.kill9();
-    assert_eq!(distinct(&from_netns(&cluster.node, &format!("http://{ip}/"), 8)), both, "the rules stay while kubelet-rs is down");
+    assert_eq!(distinct(&from_netns(&cluster.node, &format!("{ip} 80"), 8)), both, "the rules stay while kubelet-rs is down");
     cluster.spawn();
     cluster.wait_ready();
-    assert_eq!(distinct(&from_netns(&cluster.node, &format!("http://{ip}/"), 8)), both);
+    assert_eq!(distinct(&from_netns(&cluster.node, &format!("{ip} 80"), 8)), both);
     cluster.stop();
     assert!(!cluster.node.exec(&["nft", "list", "table", "ip", "krs-proxy"]).status.success(), "the table is removed on a clean stop");
 }
@@ -202,6 +218,6 @@ fn pods_resolve_services_headless_services_and_outside_names_through_the_cluster
     let missing = lookup("nothing.default.svc.cluster.local");
     assert!(addresses(&missing).is_empty() && (missing.contains("NXDOMAIN") || missing.contains("can't resolve")), "{missing}");
     // And the answer reaches the service.
-    let answers = from_pod(&cluster, "client", "http://web/", 8);
+    let answers = from_pod(&cluster, "client", "web 80", 8);
     assert!(answers.iter().all(|a| a.starts_with("web-")), "{answers:?}");
 }

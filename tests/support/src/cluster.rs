@@ -83,6 +83,9 @@ impl Cluster {
         node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
         node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
         node.ip(&["link", "set", "eth0", "up"]);
+        // As on a real network: a default route (cluster IPs are routed by it before the
+        // proxy's DNAT picks a pod).
+        node.ip(&["route", "add", "default", "via", OUTSIDE_IP]);
         outside.ip(&["addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"]);
         outside.ip(&["link", "set", "eth0", "up"]);
         let registry_addr: SocketAddr = registry.host.parse().unwrap();
@@ -112,7 +115,9 @@ impl Cluster {
         cluster.spawn();
         let api = Relay::start(None, 0, Some(&cluster.node.path()), API_ADDR.parse().unwrap());
         let admin = std::fs::read_to_string(cluster.data_dir().join("admin.kubeconfig")).unwrap();
-        std::fs::write(&kubeconfig, admin.replace(&format!("https://{API_ADDR}"), &format!("https://{}", api.addr))).unwrap();
+        // The admin kubeconfig names the advertised address (the node's); the host reaches
+        // the server through the relay.
+        std::fs::write(&kubeconfig, admin.replace(&format!("https://{NODE_IP}:6443"), &format!("https://{}", api.addr))).unwrap();
         cluster.relays.push(api);
         if std::env::var_os("KRS_NO_WAIT").is_none() {
             cluster.wait_ready();
@@ -171,7 +176,7 @@ impl Cluster {
             .arg(d.join("resolv.conf"))
             .arg("--insecure-registry")
             .arg(&self.registry.host)
-            .env("KUBELET_RS_LOG", "info")
+            .env("KUBELET_RS_LOG", std::env::var("KRS_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
