@@ -40,6 +40,10 @@ struct Args {
     /// Timed connections per latency measure.
     #[arg(long, default_value_t = 2000)]
     connections: usize,
+    /// Print the iptables backend's complete `iptables-restore` input for this many
+    /// services and exit (to time or inspect iptables-restore alone).
+    #[arg(long)]
+    dump_restore: Option<usize>,
 }
 
 /// The backend under test, by name. The integrator adds the nftables arm once both
@@ -67,6 +71,10 @@ fn us(d: Duration) -> String {
 
 fn main() {
     let args = Args::parse();
+    if let Some(count) = args.dump_restore {
+        print!("{}", cni::proxy::iptables::render_restore(&state::services(count, args.endpoints)));
+        return;
+    }
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("krs-bench-proxy: needs root (it makes network namespaces and rules in them)");
         std::process::exit(2);
