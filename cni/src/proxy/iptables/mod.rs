@@ -51,6 +51,11 @@ impl Iptables {
         Iptables { exec, applied: None }
     }
 
+    /// Everything ours in one transaction per table, as kube-proxy does. Slow at scale on
+    /// iptables-nft (1.8.9): a `--noflush` restore costs about new chains x rules (10,000
+    /// services of 5 endpoints: ~140 s, against 3.5 s for the same input without
+    /// `--noflush`); loading endpoint chains first in separate batches would cut it, at
+    /// the price of atomicity, and is not done.
     fn full_sync(&self, desired: &Ruleset) -> Result<(), ProxyError> {
         for (table, chains) in [("nat", &desired.nat), ("filter", &desired.filter)] {
             let stale: Vec<String> = self.our_chains(table)?.into_iter().filter(|c| !chains.contains_key(c)).collect();
