@@ -3,6 +3,8 @@
 //! chains by single jump rules we add when missing, loaded with `iptables-restore --noflush`
 //! (one call per table per sync) so nothing that is not ours is flushed or rewritten.
 //! Later syncs write only the chains whose rules changed since the last successful one.
+//! The jump rules and `route_localnet` are checked on full syncs only (each `iptables -C`
+//! reads the whole table, which costs seconds at 10,000 services).
 
 mod exec;
 mod names;
@@ -38,6 +40,8 @@ pub struct Iptables {
 }
 
 impl Iptables {
+    /// The backend over the real tools, acting in `options.netns` when set. Nothing is
+    /// touched until the first [`Backend::sync`].
     pub fn new(options: BackendOptions) -> Iptables {
         Iptables::with_exec(Box::new(Tools { netns: options.netns }))
     }
@@ -47,6 +51,11 @@ impl Iptables {
         Iptables { exec, applied: None }
     }
 
+    /// Everything ours in one transaction per table, as kube-proxy does. Slow at scale on
+    /// iptables-nft (1.8.9): a `--noflush` restore costs about new chains x rules (10,000
+    /// services of 5 endpoints: ~140 s, against 3.5 s for the same input without
+    /// `--noflush`); loading endpoint chains first in separate batches would cut it, at
+    /// the price of atomicity, and is not done.
     fn full_sync(&self, desired: &Ruleset) -> Result<(), ProxyError> {
         for (table, chains) in [("nat", &desired.nat), ("filter", &desired.filter)] {
             let stale: Vec<String> = self.our_chains(table)?.into_iter().filter(|c| !chains.contains_key(c)).collect();

@@ -146,11 +146,14 @@ fn restore_input_declares_fills_then_deletes_in_one_commit() {
     assert_eq!(restore_input("nat", chains.iter(), &["KRS-B".into()]), "*nat\n:KRS-A - [0:0]\n:KRS-B - [0:0]\n-A KRS-A -j RETURN\n-X KRS-B\nCOMMIT\n");
 }
 
+/// A command line and its stdin.
+type Call = (String, Option<String>);
+
 /// Records every command; `-C` checks fail (hooks missing) unless listed in `present`;
 /// `iptables-save` answers with `saved`; a command containing `fail` fails.
 #[derive(Clone, Default)]
 struct Recorder {
-    calls: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     saved: Arc<Mutex<String>>,
     present: Arc<Mutex<usize>>,
     fail: Arc<Mutex<Option<String>>>,
@@ -181,12 +184,12 @@ impl Exec for Recorder {
 }
 
 impl Recorder {
-    fn take(&self) -> Vec<(String, Option<String>)> {
+    fn take(&self) -> Vec<Call> {
         std::mem::take(&mut *self.calls.lock().unwrap())
     }
 }
 
-fn restores(calls: &[(String, Option<String>)]) -> Vec<String> {
+fn restores(calls: &[Call]) -> Vec<String> {
     calls.iter().filter(|(c, _)| c.starts_with("iptables-restore --noflush")).map(|(_, s)| s.clone().unwrap()).collect()
 }
 
