@@ -99,10 +99,10 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, handler: Arc<Handler>) 
         let query = buf[..n].to_vec();
         let (socket, handler) = (socket.clone(), handler.clone());
         in_flight.spawn(async move {
-            if let Some(reply) = handler.handle(&query, false).await {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::debug!(%peer, error = %e, "cluster DNS: cannot send UDP reply");
-                }
+            if let Some(reply) = handler.handle(&query, false).await
+                && let Err(e) = socket.send_to(&reply, peer).await
+            {
+                tracing::debug!(%peer, error = %e, "cluster DNS: cannot send UDP reply");
             }
         });
         while in_flight.try_join_next().is_some() {}
