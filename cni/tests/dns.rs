@@ -411,3 +411,21 @@ async fn bind_error_names_the_address() {
     assert!(message.contains(&addr.to_string()), "{message}");
     assert!(message.contains(&format!("is something else listening on port {}", addr.port())), "{message}");
 }
+
+#[tokio::test]
+async fn nonlocal_bind_takes_an_address_the_node_does_not_have_yet() {
+    let absent: SocketAddr = "192.0.2.53:0".parse().unwrap();
+    let server = DnsServer::bind_nonlocal(absent).await.expect("IP_FREEBIND bind");
+    assert_eq!(server.local_addr().ip(), absent.ip());
+    assert_ne!(server.local_addr().port(), 0);
+    assert!(DnsServer::bind(absent).await.is_err(), "a plain bind needs the address");
+
+    // On an address that is there, it serves as usual.
+    let server = DnsServer::bind_nonlocal(LOOPBACK).await.unwrap();
+    let addr = server.local_addr();
+    let (_records_tx, records_rx) = watch::channel(Arc::new(cluster_records()));
+    let task = tokio::spawn(server.serve(records_rx, Upstreams::new(vec![], TIMEOUT), std::future::pending()));
+    assert_eq!(answers(&udp(addr, "web.default.svc.cluster.local.", RecordType::A).await), ["10.96.0.10"]);
+    assert_eq!(answers(&tcp(addr, "web.default.svc.cluster.local.", RecordType::A).await), ["10.96.0.10"]);
+    task.abort();
+}

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::answer::{Answer, Reply};
+use super::bind;
 use super::{DnsError, Records, Upstreams};
 
 /// The UDP payload size we advertise in EDNS and the most we send to a client asking more
@@ -31,14 +32,24 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on `listen`. With port 0 both get the same free port.
     pub async fn bind(listen: SocketAddr) -> Result<Self, DnsError> {
+        Self::bind_with(listen, false).await
+    }
+
+    /// As [`DnsServer::bind`], but `listen`'s address need not be on the node yet
+    /// (IP_FREEBIND): queries arrive once it is configured.
+    pub async fn bind_nonlocal(listen: SocketAddr) -> Result<Self, DnsError> {
+        Self::bind_with(listen, true).await
+    }
+
+    async fn bind_with(listen: SocketAddr, nonlocal: bool) -> Result<Self, DnsError> {
         let bind_err = |proto, addr, source| DnsError::Bind { proto, addr, source };
         // With port 0 the UDP port the kernel picks may be taken for TCP: pick again.
         let attempts = if listen.port() == 0 { 20 } else { 1 };
         let mut last = None;
         for _ in 0..attempts {
-            let udp = UdpSocket::bind(listen).await.map_err(|e| bind_err("UDP", listen, e))?;
+            let udp = if nonlocal { bind::udp(listen) } else { UdpSocket::bind(listen).await }.map_err(|e| bind_err("UDP", listen, e))?;
             let local = udp.local_addr().map_err(|e| bind_err("UDP", listen, e))?;
-            match TcpListener::bind(local).await {
+            match if nonlocal { bind::tcp(local) } else { TcpListener::bind(local).await } {
                 Ok(tcp) => return Ok(Self { udp, tcp, local }),
                 Err(e) => last = Some(bind_err("TCP", local, e)),
             }

@@ -38,6 +38,8 @@ pub struct DnsConfig {
     pub ttl: u32,
     /// How long each upstream gets before the next is tried.
     pub upstream_timeout: Duration,
+    /// Bind `listen` even when its address is not on the node yet (IP_FREEBIND).
+    pub nonlocal_bind: bool,
     /// How long after a change the records are rebuilt, taking in changes meanwhile.
     pub coalesce: Duration,
 }
@@ -49,6 +51,7 @@ impl Default for DnsConfig {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             ttl: DEFAULT_TTL,
+            nonlocal_bind: false,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             coalesce: DEFAULT_COALESCE,
         }
@@ -57,7 +60,7 @@ impl Default for DnsConfig {
 
 /// Binds `config.listen`, then serves the cluster zone from the API server until `shutdown`.
 pub async fn run(client: kube::Client, config: DnsConfig, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
-    let server = DnsServer::bind(config.listen).await?;
+    let server = if config.nonlocal_bind { DnsServer::bind_nonlocal(config.listen).await? } else { DnsServer::bind(config.listen).await? };
     run_on(client, config, server, shutdown).await
 }
 
