@@ -429,3 +429,100 @@ async fn nonlocal_bind_takes_an_address_the_node_does_not_have_yet() {
     assert_eq!(answers(&tcp(addr, "web.default.svc.cluster.local.", RecordType::A).await), ["10.96.0.10"]);
     task.abort();
 }
+
+// ---- the watcher against a fake API server ----------------------------------------------
+
+mod fake_api {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use futures::stream::{self, BoxStream, StreamExt};
+    use http_body_util::StreamBody;
+    use http_body::Frame;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    type Body = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+
+    fn body(chunks: BoxStream<'static, Bytes>) -> Body {
+        StreamBody::new(chunks.map(|b| Ok(Frame::data(b))).boxed())
+    }
+
+    /// A client whose API server lists `services` and `slices`, then streams the service
+    /// watch events sent on the returned channel (other watches stay open and quiet).
+    pub fn client(services: Vec<Service>, slices: Vec<EndpointSlice>) -> (kube::Client, mpsc::UnboundedSender<Service>) {
+        let (events_tx, events_rx) = mpsc::unbounded_channel::<Service>();
+        let events_rx = Arc::new(Mutex::new(Some(events_rx)));
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let watch = request.uri().query().unwrap_or_default().contains("watch=true");
+            let path = request.uri().path().to_string();
+            let (services, slices, events_rx) = (services.clone(), slices.clone(), events_rx.clone());
+            async move {
+                let list = |kind: &str, api_version: &str, items: serde_json::Value| {
+                    let list = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items});
+                    body(stream::once(async move { Bytes::from(list.to_string()) }).boxed())
+                };
+                let quiet = || body(stream::pending().boxed());
+                let response = match (path.as_str(), watch) {
+                    ("/api/v1/services", false) => list("ServiceList", "v1", serde_json::to_value(&services).unwrap()),
+                    ("/apis/discovery.k8s.io/v1/endpointslices", false) => list("EndpointSliceList", "discovery.k8s.io/v1", serde_json::to_value(&slices).unwrap()),
+                    ("/api/v1/services", true) => match events_rx.lock().unwrap().take() {
+                        Some(mut rx) => body(
+                            stream::poll_fn(move |cx| rx.poll_recv(cx))
+                                .map(|mut svc| {
+                                    svc.metadata.resource_version = Some("2".into());
+                                    let event = serde_json::json!({"type": "ADDED", "object": svc});
+                                    Bytes::from(format!("{event}\n"))
+                                })
+                                .chain(stream::pending())
+                                .boxed(),
+                        ),
+                        None => quiet(),
+                    },
+                    (_, true) => quiet(),
+                    _ => return Ok::<_, Infallible>(http::Response::builder().status(404).body(body(stream::empty().boxed())).unwrap()),
+                };
+                Ok(http::Response::new(response))
+            }
+        });
+        (kube::Client::new(service, "default"), events_tx)
+    }
+}
+
+#[tokio::test]
+async fn watcher_serves_listed_objects_and_applies_changes() {
+    let pg_eps = slice("db", "pg", &[("10.244.0.5".into(), Some("pg-0"))], &[("sql", 5432)]);
+    let (client, events) = fake_api::client(vec![service("default", "web", "10.96.0.10", &[])], vec![pg_eps]);
+
+    let resolv_conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(resolv_conf.path(), "search example.com\n").unwrap();
+    let config = cni::dns::DnsConfig { resolv_conf: resolv_conf.path().to_path_buf(), ..Default::default() };
+    let server = DnsServer::bind(LOOPBACK).await.unwrap();
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(cni::dns::run_on(client, config, server, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let resolves_to = |name: &'static str, want: &'static [&'static str]| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = udp(addr, name, RecordType::A).await;
+            if answers(&reply) == want {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name}: still {:?} {:?}", reply.metadata.response_code, answers(&reply));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    resolves_to("web.default.svc.cluster.local.", &["10.96.0.10"]).await;
+
+    // A service added later (its slice was listed already) appears.
+    events.send(service("db", "pg", "None", &[("sql", 5432)])).unwrap();
+    resolves_to("pg-0.pg.db.svc.cluster.local.", &["10.244.0.5"]).await;
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(TIMEOUT, task).await.expect("stops on shutdown").unwrap().expect("returns Ok");
+}
