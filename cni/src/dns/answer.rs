@@ -67,6 +67,12 @@ impl Records {
             reply.authoritative = false;
             return Answer::Local(reply);
         }
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // The zone is the cluster's inventory: not for transfer.
+            let mut reply = Reply::new(ResponseCode::Refused);
+            reply.authoritative = false;
+            return Answer::Local(reply);
+        }
         if !self.is_synced() {
             let mut reply = Reply::new(ResponseCode::ServFail);
             reply.authoritative = false;
@@ -345,6 +351,13 @@ mod tests {
         let mut query = Query::query(name("web.default.svc.cluster.local."), RecordType::A);
         query.set_query_class(DNSClass::CH);
         assert!(matches!(records().answer(&query), Answer::Local(r) if r.rcode == ResponseCode::Refused));
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            assert!(matches!(ask(&records(), "cluster.local.", qtype), Answer::Local(r) if r.rcode == ResponseCode::Refused));
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ use super::{DnsError, Records, Upstreams};
 const EDNS_PAYLOAD: u16 = 1232;
 /// A TCP client idle this long is disconnected.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries past this many in flight (slow upstreams under a flood) are dropped; the
+/// clients retry. Bounds memory, not throughput: local answers finish at once.
+const MAX_UDP_IN_FLIGHT: usize = 2048;
+/// TCP connections past this many are closed at once.
+const MAX_TCP_CONNECTIONS: usize = 256;
 
 /// Sockets bound and ready to serve; bind first to learn the address (port 0 in tests).
 pub struct DnsServer {
@@ -107,6 +112,11 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, handler: Arc<Handler>) 
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused || e.kind() == std::io::ErrorKind::ConnectionReset => continue,
             Err(source) => return Err(DnsError::Socket { proto: "UDP", addr: local, source }),
         };
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= MAX_UDP_IN_FLIGHT {
+            tracing::debug!(%peer, "cluster DNS: too many queries in flight; dropped");
+            continue;
+        }
         let query = buf[..n].to_vec();
         let (socket, handler) = (socket.clone(), handler.clone());
         in_flight.spawn(async move {
@@ -116,7 +126,6 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, handler: Arc<Handler>) 
                 tracing::debug!(%peer, error = %e, "cluster DNS: cannot send UDP reply");
             }
         });
-        while in_flight.try_join_next().is_some() {}
     }
 }
 
@@ -131,13 +140,17 @@ async fn serve_tcp(listener: TcpListener, local: SocketAddr, handler: Arc<Handle
             }
             Err(source) => return Err(DnsError::Socket { proto: "TCP", addr: local, source }),
         };
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_TCP_CONNECTIONS {
+            tracing::debug!(%peer, "cluster DNS: too many TCP connections; closed");
+            continue;
+        }
         let handler = handler.clone();
         connections.spawn(async move {
             if let Err(e) = serve_connection(stream, &handler).await {
                 tracing::debug!(%peer, error = %e, "cluster DNS: TCP connection ended");
             }
         });
-        while connections.try_join_next().is_some() {}
     }
 }
 
