@@ -336,7 +336,8 @@ pub(crate) mod tests {
         svc.spec.as_mut().unwrap().cluster_ips = Some(vec!["10.96.0.10".into(), "fd00::a".into()]);
         let records = Records::build(zone(), [&svc], []);
         assert_eq!(owned(&records, "web.default.svc.cluster.local."), ["10.96.0.10", "fd00::a"]);
-        assert_eq!(owned(&records, &Name::from("fd00::a".parse::<IpAddr>().unwrap()).to_ascii()), ["web.default.svc.cluster.local."]);
+        let v6_reverse = "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+        assert_eq!(owned(&records, v6_reverse), ["web.default.svc.cluster.local."]);
     }
 
     #[test]
