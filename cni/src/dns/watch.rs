@@ -59,6 +59,10 @@ impl Default for DnsConfig {
 }
 
 /// Binds `config.listen`, then serves the cluster zone from the API server until `shutdown`.
+/// The client needs list and watch on `services` and `endpointslices.discovery.k8s.io` in
+/// all namespaces; until both have been listed, names in the zone get SERVFAIL. Watch
+/// errors are logged and retried with backoff; the error returned is a bind failure, an
+/// unreadable resolv.conf, an invalid cluster domain, or a failed listening socket.
 pub async fn run(client: kube::Client, config: DnsConfig, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
     let server = if config.nonlocal_bind { DnsServer::bind_nonlocal(config.listen).await? } else { DnsServer::bind(config.listen).await? };
     run_on(client, config, server, shutdown).await
