@@ -67,6 +67,12 @@ impl Records {
             reply.authoritative = false;
             return Answer::Local(reply);
         }
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // The zone is the cluster's inventory: not for transfer.
+            let mut reply = Reply::new(ResponseCode::Refused);
+            reply.authoritative = false;
+            return Answer::Local(reply);
+        }
         if !self.is_synced() {
             let mut reply = Reply::new(ResponseCode::ServFail);
             reply.authoritative = false;
@@ -182,5 +188,181 @@ fn address(ip: std::net::IpAddr) -> RData {
     match ip {
         std::net::IpAddr::V4(v4) => RData::A(v4.into()),
         std::net::IpAddr::V6(v6) => RData::AAAA(v6.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::records::tests::{external, headless, name, service, slice, zone};
+
+    fn records() -> Records {
+        let web = service("default", "web", "10.96.0.10", &[("http", 80, "TCP")]);
+        let pg = headless("db", "pg", &[]);
+        let pg_eps = slice("db", "pg", &[("10.244.0.5", Some("pg-0"), Some(true)), ("10.244.0.6", None, Some(true))], &[("sql", 5432, "TCP")]);
+        let ext = external("default", "ext", "db.example.com");
+        let alias = external("default", "alias", "web.default.svc.cluster.local");
+        Records::build(zone(), [&web, &pg, &ext, &alias], [&pg_eps])
+    }
+
+    fn ask(records: &Records, qname: &str, qtype: RecordType) -> Answer {
+        records.answer(&Query::query(name(qname), qtype))
+    }
+
+    fn local(records: &Records, qname: &str, qtype: RecordType) -> Reply {
+        match ask(records, qname, qtype) {
+            Answer::Local(reply) => reply,
+            Answer::Forward => panic!("{qname} {qtype} was forwarded"),
+        }
+    }
+
+    fn rdata(records: &[Record]) -> Vec<String> {
+        let mut got: Vec<String> = records.iter().map(|r| r.data.to_string()).collect();
+        got.sort();
+        got
+    }
+
+    fn is_soa(records: &[Record]) -> bool {
+        matches!(records, [r] if r.record_type() == RecordType::SOA && r.name.to_ascii() == "cluster.local.")
+    }
+
+    #[test]
+    fn service_a_record_with_ttl_and_the_asked_case() {
+        let reply = local(&records(), "Web.Default.svc.cluster.local.", RecordType::A);
+        assert_eq!(reply.rcode, ResponseCode::NoError);
+        assert!(reply.authoritative);
+        assert_eq!(rdata(&reply.answers), ["10.96.0.10"]);
+        assert_eq!(reply.answers[0].ttl, 5);
+        assert_eq!(reply.answers[0].name.to_ascii(), "Web.Default.svc.cluster.local.");
+    }
+
+    #[test]
+    fn aaaa_for_an_ipv4_only_name_is_nodata_with_soa() {
+        let reply = local(&records(), "web.default.svc.cluster.local.", RecordType::AAAA);
+        assert_eq!(reply.rcode, ResponseCode::NoError);
+        assert!(reply.answers.is_empty());
+        assert!(is_soa(&reply.authorities));
+    }
+
+    #[test]
+    fn missing_names_are_nxdomain_with_soa() {
+        for missing in ["nope.default.svc.cluster.local.", "web.nope.svc.cluster.local.", "x.cluster.local.", "a.b.web.default.svc.cluster.local."] {
+            let reply = local(&records(), missing, RecordType::A);
+            assert_eq!(reply.rcode, ResponseCode::NXDomain, "{missing}");
+            assert!(is_soa(&reply.authorities), "{missing}");
+            assert_eq!(reply.authorities[0].ttl, 5);
+        }
+    }
+
+    #[test]
+    fn names_above_records_are_nodata() {
+        for interior in ["default.svc.cluster.local.", "svc.cluster.local.", "_tcp.web.default.svc.cluster.local."] {
+            let reply = local(&records(), interior, RecordType::A);
+            assert_eq!(reply.rcode, ResponseCode::NoError, "{interior}");
+            assert!(reply.answers.is_empty() && is_soa(&reply.authorities), "{interior}");
+        }
+    }
+
+    #[test]
+    fn apex_answers_its_soa() {
+        let reply = local(&records(), "cluster.local.", RecordType::SOA);
+        assert!(is_soa(&reply.answers));
+        let reply = local(&records(), "cluster.local.", RecordType::A);
+        assert!(reply.answers.is_empty() && is_soa(&reply.authorities));
+    }
+
+    #[test]
+    fn srv_for_a_named_port_with_target_addresses() {
+        let reply = local(&records(), "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(rdata(&reply.answers), ["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(rdata(&reply.additionals), ["10.96.0.10"]);
+        let reply = local(&records(), "_sql._tcp.pg.db.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(rdata(&reply.answers), ["0 50 5432 10-244-0-6.pg.db.svc.cluster.local.", "0 50 5432 pg-0.pg.db.svc.cluster.local."]);
+        assert_eq!(rdata(&reply.additionals), ["10.244.0.5", "10.244.0.6"]);
+    }
+
+    #[test]
+    fn headless_service_answers_endpoint_addresses() {
+        let reply = local(&records(), "pg.db.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&reply.answers), ["10.244.0.5", "10.244.0.6"]);
+        let reply = local(&records(), "pg-0.pg.db.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&reply.answers), ["10.244.0.5"]);
+    }
+
+    #[test]
+    fn ptr_for_cluster_ips_and_endpoints_others_forwarded() {
+        let reply = local(&records(), "10.0.96.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&reply.answers), ["web.default.svc.cluster.local."]);
+        let reply = local(&records(), "5.0.244.10.IN-ADDR.ARPA.", RecordType::PTR);
+        assert_eq!(rdata(&reply.answers), ["pg-0.pg.db.svc.cluster.local."]);
+        assert_eq!(ask(&records(), "8.8.8.8.in-addr.arpa.", RecordType::PTR), Answer::Forward);
+    }
+
+    #[test]
+    fn names_outside_the_zone_are_forwarded() {
+        assert_eq!(ask(&records(), "example.com.", RecordType::A), Answer::Forward);
+        assert_eq!(ask(&records(), "local.", RecordType::A), Answer::Forward);
+        assert_eq!(ask(&records(), "othercluster.local.", RecordType::A), Answer::Forward);
+    }
+
+    #[test]
+    fn external_name_answers_cname_and_asks_for_the_target() {
+        let reply = local(&records(), "ext.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&reply.answers), ["db.example.com."]);
+        assert_eq!(reply.chase, Some(name("db.example.com.")));
+        let reply = local(&records(), "ext.default.svc.cluster.local.", RecordType::CNAME);
+        assert_eq!(rdata(&reply.answers), ["db.example.com."]);
+        assert_eq!(reply.chase, None);
+    }
+
+    #[test]
+    fn cname_into_the_zone_is_followed_here() {
+        let reply = local(&records(), "alias.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(reply.answers.len(), 2);
+        assert_eq!(reply.answers[0].record_type(), RecordType::CNAME);
+        assert_eq!(reply.answers[1].name.to_ascii(), "web.default.svc.cluster.local.");
+        assert_eq!(rdata(&reply.answers[1..]), ["10.96.0.10"]);
+        assert_eq!(reply.chase, None);
+    }
+
+    #[test]
+    fn pod_names_answer_their_address() {
+        let reply = local(&records(), "10-244-0-9.default.pod.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&reply.answers), ["10.244.0.9"]);
+        let reply = local(&records(), "10-244-0-9.default.pod.cluster.local.", RecordType::AAAA);
+        assert!(reply.answers.is_empty() && is_soa(&reply.authorities));
+        let reply = local(&records(), "fd00--9.default.pod.cluster.local.", RecordType::AAAA);
+        assert_eq!(rdata(&reply.answers), ["fd00::9"]);
+        let reply = local(&records(), "not-an-ip.default.pod.cluster.local.", RecordType::A);
+        assert_eq!(reply.rcode, ResponseCode::NXDomain);
+        let reply = local(&records(), "default.pod.cluster.local.", RecordType::A);
+        assert_eq!(reply.rcode, ResponseCode::NoError);
+    }
+
+    #[test]
+    fn before_the_first_list_the_zone_is_servfail_and_the_rest_forwarded() {
+        let records = Records::unsynced(zone());
+        assert_eq!(local(&records, "web.default.svc.cluster.local.", RecordType::A).rcode, ResponseCode::ServFail);
+        assert_eq!(ask(&records, "example.com.", RecordType::A), Answer::Forward);
+    }
+
+    #[test]
+    fn non_internet_class_is_refused() {
+        let mut query = Query::query(name("web.default.svc.cluster.local."), RecordType::A);
+        query.set_query_class(DNSClass::CH);
+        assert!(matches!(records().answer(&query), Answer::Local(r) if r.rcode == ResponseCode::Refused));
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            assert!(matches!(ask(&records(), "cluster.local.", qtype), Answer::Local(r) if r.rcode == ResponseCode::Refused));
+        }
+    }
+
+    #[test]
+    fn any_returns_everything_the_name_owns() {
+        let reply = local(&records(), "web.default.svc.cluster.local.", RecordType::ANY);
+        assert_eq!(rdata(&reply.answers), ["10.96.0.10"]);
     }
 }

@@ -13,6 +13,7 @@ pub mod answer;
 pub mod resolv_conf;
 pub mod upstream;
 pub mod server;
+mod bind;
 pub mod watch;
 
 pub use answer::{Answer, Reply};

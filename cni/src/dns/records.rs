@@ -239,3 +239,185 @@ fn srv_name(owner: &Name, port: &str, protocol: Option<&str>) -> Option<Name> {
     let protocol = protocol.unwrap_or("TCP").to_ascii_lowercase();
     owner.prepend_label(format!("_{protocol}").as_str()).and_then(|n| n.prepend_label(format!("_{port}").as_str())).ok()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    pub(crate) fn zone() -> Zone {
+        Zone::new("cluster.local", 5).unwrap()
+    }
+
+    pub(crate) fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    pub(crate) fn service(ns: &str, name: &str, cluster_ip: &str, ports: &[(&str, i32, &str)]) -> Service {
+        Service {
+            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(cluster_ip.into()),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|(n, p, proto)| ServicePort { name: (!n.is_empty()).then(|| n.to_string()), port: *p, protocol: Some(proto.to_string()), ..Default::default() })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn external(ns: &str, name: &str, target: &str) -> Service {
+        Service {
+            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            spec: Some(ServiceSpec { type_: Some("ExternalName".into()), external_name: Some(target.into()), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    /// `endpoints`: (address, hostname, ready).
+    pub(crate) fn slice(ns: &str, service: &str, endpoints: &[(&str, Option<&str>, Option<bool>)], ports: &[(&str, i32, &str)]) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(format!("{service}-abc")),
+                labels: Some(BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), service.to_string())])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: endpoints
+                .iter()
+                .map(|(ip, host, ready)| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    hostname: host.map(str::to_string),
+                    conditions: Some(EndpointConditions { ready: *ready, ..Default::default() }),
+                    ..Default::default()
+                })
+                .collect(),
+            ports: Some(ports.iter().map(|(n, p, proto)| EndpointPort { name: Some(n.to_string()), port: Some(*p), protocol: Some(proto.to_string()), ..Default::default() }).collect()),
+        }
+    }
+
+    pub(crate) fn headless(ns: &str, name: &str, ports: &[(&str, i32, &str)]) -> Service {
+        service(ns, name, "None", ports)
+    }
+
+    fn owned(records: &Records, owner: &str) -> Vec<String> {
+        let mut got: Vec<String> = records.get(&name(owner)).unwrap_or_default().iter().map(ToString::to_string).collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn cluster_ip_service_gets_a_ptr_and_srv_for_named_ports_only() {
+        let svc = service("default", "web", "10.96.0.10", &[("http", 80, "TCP"), ("", 81, "TCP"), ("dns", 53, "UDP")]);
+        let records = Records::build(zone(), [&svc], []);
+        assert!(records.is_synced());
+        assert_eq!(owned(&records, "web.default.svc.cluster.local."), ["10.96.0.10"]);
+        assert_eq!(owned(&records, "10.0.96.10.in-addr.arpa."), ["web.default.svc.cluster.local."]);
+        assert_eq!(owned(&records, "_http._tcp.web.default.svc.cluster.local."), ["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(owned(&records, "_dns._udp.web.default.svc.cluster.local."), ["0 100 53 web.default.svc.cluster.local."]);
+        assert!(records.is_interior(&name("default.svc.cluster.local.")));
+        assert!(records.is_interior(&name("svc.cluster.local.")));
+        assert!(records.is_interior(&name("_tcp.web.default.svc.cluster.local.")));
+    }
+
+    #[test]
+    fn dual_stack_service_gets_a_and_aaaa() {
+        let mut svc = service("default", "web", "10.96.0.10", &[]);
+        svc.spec.as_mut().unwrap().cluster_ips = Some(vec!["10.96.0.10".into(), "fd00::a".into()]);
+        let records = Records::build(zone(), [&svc], []);
+        assert_eq!(owned(&records, "web.default.svc.cluster.local."), ["10.96.0.10", "fd00::a"]);
+        let v6_reverse = "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+        assert_eq!(owned(&records, v6_reverse), ["web.default.svc.cluster.local."]);
+    }
+
+    #[test]
+    fn headless_service_gets_ready_endpoints_with_their_names() {
+        let svc = headless("db", "pg", &[]);
+        let eps = slice(
+            "db",
+            "pg",
+            &[("10.244.0.5", Some("pg-0"), Some(true)), ("10.244.0.6", None, None), ("10.244.0.7", Some("pg-2"), Some(false))],
+            &[("sql", 5432, "TCP")],
+        );
+        let records = Records::build(zone(), [&svc], [&eps]);
+        assert_eq!(owned(&records, "pg.db.svc.cluster.local."), ["10.244.0.5", "10.244.0.6"]);
+        assert_eq!(owned(&records, "pg-0.pg.db.svc.cluster.local."), ["10.244.0.5"]);
+        assert_eq!(owned(&records, "10-244-0-6.pg.db.svc.cluster.local."), ["10.244.0.6"]);
+        assert!(owned(&records, "pg-2.pg.db.svc.cluster.local.").is_empty(), "not ready");
+        assert_eq!(owned(&records, "5.0.244.10.in-addr.arpa."), ["pg-0.pg.db.svc.cluster.local."]);
+        assert_eq!(owned(&records, "6.0.244.10.in-addr.arpa."), ["10-244-0-6.pg.db.svc.cluster.local."]);
+        assert_eq!(
+            owned(&records, "_sql._tcp.pg.db.svc.cluster.local."),
+            ["0 50 5432 10-244-0-6.pg.db.svc.cluster.local.", "0 50 5432 pg-0.pg.db.svc.cluster.local."]
+        );
+    }
+
+    #[test]
+    fn publish_not_ready_addresses_includes_unready_endpoints() {
+        let mut svc = headless("db", "pg", &[]);
+        svc.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
+        let eps = slice("db", "pg", &[("10.244.0.7", Some("pg-2"), Some(false))], &[]);
+        let records = Records::build(zone(), [&svc], [&eps]);
+        assert_eq!(owned(&records, "pg.db.svc.cluster.local."), ["10.244.0.7"]);
+    }
+
+    #[test]
+    fn headless_without_endpoints_exists_but_owns_nothing() {
+        let svc = headless("db", "pg", &[]);
+        let records = Records::build(zone(), [&svc], []);
+        assert!(records.get(&name("pg.db.svc.cluster.local.")).is_none());
+        assert!(records.is_interior(&name("pg.db.svc.cluster.local.")));
+    }
+
+    #[test]
+    fn slices_of_other_services_or_namespaces_do_not_leak() {
+        let svc = headless("db", "pg", &[]);
+        let other_ns = slice("other", "pg", &[("10.244.1.1", None, None)], &[]);
+        let other_svc = slice("db", "redis", &[("10.244.1.2", None, None)], &[]);
+        let records = Records::build(zone(), [&svc], [&other_ns, &other_svc]);
+        assert!(records.get(&name("pg.db.svc.cluster.local.")).is_none());
+    }
+
+    #[test]
+    fn external_name_is_a_cname() {
+        let svc = external("default", "ext", "db.example.com");
+        let records = Records::build(zone(), [&svc], []);
+        assert_eq!(owned(&records, "ext.default.svc.cluster.local."), ["db.example.com."]);
+    }
+
+    #[test]
+    fn service_without_cluster_ip_yet_has_no_records() {
+        let svc = service("default", "new", "", &[("http", 80, "TCP")]);
+        let records = Records::build(zone(), [&svc], []);
+        assert!(records.get(&name("new.default.svc.cluster.local.")).is_none());
+        assert!(records.get(&name("_http._tcp.new.default.svc.cluster.local.")).is_none());
+    }
+
+    #[test]
+    fn schema_version_is_served() {
+        let records = Records::build(zone(), [], []);
+        assert_eq!(owned(&records, "dns-version.cluster.local."), ["1.1.0"]);
+    }
+
+    #[test]
+    fn lookups_ignore_case() {
+        let svc = service("default", "web", "10.96.0.10", &[]);
+        let records = Records::build(zone(), [&svc], []);
+        assert_eq!(owned(&records, "WEB.Default.SVC.cluster.LOCAL."), ["10.96.0.10"]);
+    }
+
+    #[test]
+    fn unsynced_records_say_so() {
+        assert!(!Records::unsynced(zone()).is_synced());
+    }
+}

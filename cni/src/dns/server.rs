@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::answer::{Answer, Reply};
+use super::bind;
 use super::{DnsError, Records, Upstreams};
 
 /// The UDP payload size we advertise in EDNS and the most we send to a client asking more
@@ -20,6 +21,11 @@ use super::{DnsError, Records, Upstreams};
 const EDNS_PAYLOAD: u16 = 1232;
 /// A TCP client idle this long is disconnected.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries past this many in flight (slow upstreams under a flood) are dropped; the
+/// clients retry. Bounds memory, not throughput: local answers finish at once.
+const MAX_UDP_IN_FLIGHT: usize = 2048;
+/// TCP connections past this many are closed at once.
+const MAX_TCP_CONNECTIONS: usize = 256;
 
 /// Sockets bound and ready to serve; bind first to learn the address (port 0 in tests).
 pub struct DnsServer {
@@ -31,14 +37,24 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on `listen`. With port 0 both get the same free port.
     pub async fn bind(listen: SocketAddr) -> Result<Self, DnsError> {
+        Self::bind_with(listen, false).await
+    }
+
+    /// As [`DnsServer::bind`], but `listen`'s address need not be on the node yet
+    /// (IP_FREEBIND): queries arrive once it is configured.
+    pub async fn bind_nonlocal(listen: SocketAddr) -> Result<Self, DnsError> {
+        Self::bind_with(listen, true).await
+    }
+
+    async fn bind_with(listen: SocketAddr, nonlocal: bool) -> Result<Self, DnsError> {
         let bind_err = |proto, addr, source| DnsError::Bind { proto, addr, source };
         // With port 0 the UDP port the kernel picks may be taken for TCP: pick again.
         let attempts = if listen.port() == 0 { 20 } else { 1 };
         let mut last = None;
         for _ in 0..attempts {
-            let udp = UdpSocket::bind(listen).await.map_err(|e| bind_err("UDP", listen, e))?;
+            let udp = if nonlocal { bind::udp(listen) } else { UdpSocket::bind(listen).await }.map_err(|e| bind_err("UDP", listen, e))?;
             let local = udp.local_addr().map_err(|e| bind_err("UDP", listen, e))?;
-            match TcpListener::bind(local).await {
+            match if nonlocal { bind::tcp(local) } else { TcpListener::bind(local).await } {
                 Ok(tcp) => return Ok(Self { udp, tcp, local }),
                 Err(e) => last = Some(bind_err("TCP", local, e)),
             }
@@ -96,16 +112,20 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, handler: Arc<Handler>) 
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused || e.kind() == std::io::ErrorKind::ConnectionReset => continue,
             Err(source) => return Err(DnsError::Socket { proto: "UDP", addr: local, source }),
         };
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= MAX_UDP_IN_FLIGHT {
+            tracing::debug!(%peer, "cluster DNS: too many queries in flight; dropped");
+            continue;
+        }
         let query = buf[..n].to_vec();
         let (socket, handler) = (socket.clone(), handler.clone());
         in_flight.spawn(async move {
-            if let Some(reply) = handler.handle(&query, false).await {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::debug!(%peer, error = %e, "cluster DNS: cannot send UDP reply");
-                }
+            if let Some(reply) = handler.handle(&query, false).await
+                && let Err(e) = socket.send_to(&reply, peer).await
+            {
+                tracing::debug!(%peer, error = %e, "cluster DNS: cannot send UDP reply");
             }
         });
-        while in_flight.try_join_next().is_some() {}
     }
 }
 
@@ -120,13 +140,17 @@ async fn serve_tcp(listener: TcpListener, local: SocketAddr, handler: Arc<Handle
             }
             Err(source) => return Err(DnsError::Socket { proto: "TCP", addr: local, source }),
         };
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_TCP_CONNECTIONS {
+            tracing::debug!(%peer, "cluster DNS: too many TCP connections; closed");
+            continue;
+        }
         let handler = handler.clone();
         connections.spawn(async move {
             if let Err(e) = serve_connection(stream, &handler).await {
                 tracing::debug!(%peer, error = %e, "cluster DNS: TCP connection ended");
             }
         });
-        while connections.try_join_next().is_some() {}
     }
 }
 

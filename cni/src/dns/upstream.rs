@@ -129,3 +129,27 @@ async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, DnsEr
     }
     Ok(reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(upstreams: &Upstreams) -> Vec<String> {
+        upstreams.servers().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn never_forwards_to_itself() {
+        let servers = vec!["127.0.0.1:53".parse().unwrap(), "10.0.0.2:53".parse().unwrap(), "127.0.0.53:53".parse().unwrap()];
+        let all = Upstreams::new(servers, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(addrs(&all.clone().without("0.0.0.0:53".parse().unwrap())), ["10.0.0.2:53"]);
+        assert_eq!(addrs(&all.clone().without("127.0.0.1:53".parse().unwrap())), ["10.0.0.2:53", "127.0.0.53:53"]);
+        assert_eq!(addrs(&all.without("0.0.0.0:5353".parse().unwrap())).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn no_upstream_is_an_error() {
+        let none = Upstreams::new(Vec::new(), DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(matches!(none.exchange(&[0; 12], false).await, Err(DnsError::NoUpstream)));
+    }
+}

@@ -21,7 +21,8 @@ use super::upstream::DEFAULT_UPSTREAM_TIMEOUT;
 use super::zone::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_TTL};
 use super::{DnsError, DnsServer, Records, Upstreams, Zone};
 
-/// Changes closer together than this are one rebuild (a rollout touches many slices).
+/// The first change opens a window this long; everything in it is one rebuild (a rollout
+/// touches many slices). Bounds both the rebuild rate and how stale an answer can be.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(100);
 
 /// How the cluster DNS runs.
@@ -37,7 +38,9 @@ pub struct DnsConfig {
     pub ttl: u32,
     /// How long each upstream gets before the next is tried.
     pub upstream_timeout: Duration,
-    /// How long to wait for more changes before rebuilding.
+    /// Bind `listen` even when its address is not on the node yet (IP_FREEBIND).
+    pub nonlocal_bind: bool,
+    /// How long after a change the records are rebuilt, taking in changes meanwhile.
     pub coalesce: Duration,
 }
 
@@ -48,6 +51,7 @@ impl Default for DnsConfig {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             ttl: DEFAULT_TTL,
+            nonlocal_bind: false,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             coalesce: DEFAULT_COALESCE,
         }
@@ -55,8 +59,12 @@ impl Default for DnsConfig {
 }
 
 /// Binds `config.listen`, then serves the cluster zone from the API server until `shutdown`.
+/// The client needs list and watch on `services` and `endpointslices.discovery.k8s.io` in
+/// all namespaces; until both have been listed, names in the zone get SERVFAIL. Watch
+/// errors are logged and retried with backoff; the error returned is a bind failure, an
+/// unreadable resolv.conf, an invalid cluster domain, or a failed listening socket.
 pub async fn run(client: kube::Client, config: DnsConfig, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
-    let server = DnsServer::bind(config.listen).await?;
+    let server = if config.nonlocal_bind { DnsServer::bind_nonlocal(config.listen).await? } else { DnsServer::bind(config.listen).await? };
     run_on(client, config, server, shutdown).await
 }
 
@@ -111,8 +119,8 @@ fn change<K>(event: &watcher::Event<K>, kind: Kind) -> Change {
     }
 }
 
-/// Calls `rebuild` after each burst of changes (events closer than `coalesce`), once both
-/// kinds have been listed; watch errors are logged (the watchers retry with backoff).
+/// Calls `rebuild` `coalesce` after a change, once for all the changes in that window, once
+/// both kinds have been listed; watch errors are logged (the watchers retry with backoff).
 async fn rebuild_on_changes<S, E>(events: S, coalesce: Duration, mut rebuild: impl FnMut()) -> Infallible
 where
     S: Stream<Item = Result<Change, E>>,
@@ -155,5 +163,57 @@ impl Listed {
             Ok(Change::Touched) => {}
             Err(e) => tracing::warn!(error = %e, "cluster DNS: watching services or endpointslices failed; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::mpsc;
+    use tokio_stream_shim::Receiver;
+
+    use super::*;
+
+    /// An mpsc receiver as a stream, without another crate.
+    mod tokio_stream_shim {
+        pub struct Receiver<T>(pub tokio::sync::mpsc::UnboundedReceiver<T>);
+        impl<T> futures::Stream for Receiver<T> {
+            type Item = T;
+            fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+                self.0.poll_recv(cx)
+            }
+        }
+    }
+
+    type Event = Result<Change, String>;
+
+    #[tokio::test(start_paused = true)]
+    async fn rebuilds_once_per_burst_and_only_after_both_lists() {
+        let (tx, rx) = mpsc::unbounded_channel::<Event>();
+        let rebuilds = Arc::new(AtomicUsize::new(0));
+        let counter = rebuilds.clone();
+        let task = tokio::spawn(rebuild_on_changes(Receiver(rx), Duration::from_millis(100), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        let settle = || tokio::time::sleep(Duration::from_millis(150));
+
+        tx.send(Ok(Change::Touched)).unwrap();
+        tx.send(Ok(Change::Listed(Kind::Services))).unwrap();
+        settle().await;
+        assert_eq!(rebuilds.load(Ordering::SeqCst), 0, "slices not listed yet");
+
+        tx.send(Ok(Change::Listed(Kind::Slices))).unwrap();
+        settle().await;
+        assert_eq!(rebuilds.load(Ordering::SeqCst), 1);
+
+        for _ in 0..15 {
+            tx.send(Ok(Change::Touched)).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(Err("watch failed".to_string())).unwrap();
+        settle().await;
+        assert_eq!(rebuilds.load(Ordering::SeqCst), 2, "one window, one rebuild");
+        task.abort();
     }
 }
