@@ -46,12 +46,11 @@ struct Args {
     dump_restore: Option<usize>,
 }
 
-/// The backend under test, by name. The integrator adds the nftables arm once both
-/// backends are on one branch.
+/// The backend under test, by name.
 fn backend(name: &str, options: BackendOptions) -> Result<Box<dyn Backend>, String> {
     match name {
         "iptables" => Ok(Box::new(Iptables::new(options))),
-        "nftables" => Err("nftables: not built in".into()),
+        "nftables" => Ok(Box::new(cni::proxy::nftables::Nftables::new(options))),
         other => Err(format!("unknown backend {other:?}: expected nftables or iptables")),
     }
 }
