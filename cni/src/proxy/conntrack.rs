@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use super::ProxyError;
 use super::model::Protocol;
-use super::nftables::exec;
 
 /// Which entries to delete: every given field must match.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,7 +67,7 @@ impl Conntrack for ConntrackCli {
         let mut args = vec!["-D".to_string()];
         args.extend(flow.args());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = exec::run("conntrack", self.netns.as_deref(), "conntrack", &args, None)?;
+        let out = crate::proxy::exec::run("conntrack", self.netns.as_deref(), "conntrack", &args, None)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         // Exit status 1 with "0 flow entries have been deleted" is "nothing matched".
         if out.status.success() || (out.status.code() == Some(1) && stderr.contains("0 flow entries")) {

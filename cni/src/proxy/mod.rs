@@ -6,6 +6,7 @@ pub mod backend;
 pub mod iptables;
 pub mod model;
 pub mod conntrack;
+mod exec;
 pub mod nftables;
 pub mod run;
 pub mod translate;

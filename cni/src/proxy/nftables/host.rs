@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
-use super::exec;
 use crate::proxy::ProxyError;
 
 const NAME: &str = "nftables";
@@ -27,7 +26,7 @@ pub struct System {
 
 impl Host for System {
     fn nft(&mut self, script: &str) -> Result<(), ProxyError> {
-        let out = exec::run(NAME, self.netns.as_deref(), "nft", &["-f", "-"], Some(script))?;
+        let out = crate::proxy::exec::run(NAME, self.netns.as_deref(), "nft", &["-f", "-"], Some(script))?;
         if out.status.success() {
             return Ok(());
         }

@@ -21,7 +21,6 @@
 
 mod diff;
 mod elements;
-pub(crate) mod exec;
 mod host;
 mod names;
 mod render;

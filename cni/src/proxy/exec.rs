@@ -1,6 +1,6 @@
 //! Running a tool (`nft`, `conntrack`), optionally inside a named network namespace through
 //! `ip netns exec` (tools act on the caller's namespace; tests and benchmarks use their own).
-//! Shared by the backend and the conntrack cleaner.
+//! Shared by both backends and the conntrack cleaner.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -22,10 +22,16 @@ pub(crate) fn run(backend: &'static str, netns: Option<&str>, program: &str, arg
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let spawn_err = |source| ProxyError::Spawn { backend, program: program.to_string(), source };
     let mut child = cmd.spawn().map_err(spawn_err)?;
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        // A tool that fails early closes its stdin; its stderr says why, so read on.
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    child.wait_with_output().map_err(spawn_err)
+    let Some(text) = stdin else { return child.wait_with_output().map_err(spawn_err) };
+    // Written from a thread while we read: a large input would otherwise block on a tool that
+    // writes before it has read everything. A tool that fails early closes its stdin; its
+    // stderr says why, so the write error is ignored.
+    let mut pipe = child.stdin.take().expect("piped stdin");
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+        child.wait_with_output()
+    })
+    .map_err(spawn_err)
 }
