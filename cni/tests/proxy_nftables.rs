@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cni::proxy::nftables::Nftables;
 use cni::proxy::{Backend, BackendOptions, Endpoint, ProxyState, ServicePort, ServicePortName};
@@ -439,7 +439,7 @@ fn a_stale_udp_conntrack_entry_goes_with_its_endpoint() {
 /// builds and busy machines, the times are printed.
 #[test]
 #[ignore = "needs root"]
-fn ten_thousand_services_program_quickly() {
+fn ten_thousand_services_are_programmed_and_one_change_touches_one_service() {
     test_support::require_root();
     let node = Netns::new();
     let mut b = Nftables::new(BackendOptions { netns: Some(node.name.clone()) });
@@ -454,16 +454,11 @@ fn ten_thousand_services_program_quickly() {
         }
         services.push((spn(&format!("svc{i}"), Protocol::Tcp), sp));
     }
-    let t = Instant::now();
+    // Speed is bench/proxy.sh's business; this checks the scale works at all.
     assert!(b.sync(&state(services.clone())).unwrap().full);
-    let full = t.elapsed();
     services[1234].1.endpoints.pop();
-    let t = Instant::now();
     let report = b.sync(&state(services.clone())).unwrap();
-    let one = t.elapsed();
     assert_eq!((report.full, report.changed), (false, 1));
-    eprintln!("10,000 services x 5 endpoints: full sync {full:?}, one-service change {one:?}");
-    assert!(full < Duration::from_secs(10) && one < Duration::from_millis(1000), "full {full:?}, one {one:?}");
     let chains = node.ok(&["nft", "list", "chains", "ip"]);
     assert_eq!(chains.lines().filter(|l| l.contains("chain svc-")).count(), 10_000);
     b.cleanup().unwrap();
