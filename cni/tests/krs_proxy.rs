@@ -32,6 +32,16 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool, log: i
     }
 }
 
+/// SIGTERM, and wait for the process to end.
+fn stop(mut p: Killed, log: &dyn Fn() -> String) {
+    unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    while p.0.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20), "krs-proxy did not stop on SIGTERM\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 #[ignore = "needs root"]
 fn krs_proxy_programs_services_from_the_api_server_and_serves_their_names() {
@@ -71,13 +81,22 @@ fn krs_proxy_programs_services_from_the_api_server_and_serves_their_names() {
 
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(&resolv, "nameserver 192.168.78.2\n").unwrap();
+    let table = || String::from_utf8_lossy(&ns.exec(&["nft", "list", "table", "ip", "krs-proxy"]).stdout).into_owned();
+
+    // A DNS address that cannot be served (not the node's) is reported and the proxy runs anyway.
+    let first_log = dir.path().join("proxy-bad-dns.log");
+    let first = spawn_in(&ns, &[proxy.to_str().unwrap(), "--kubeconfig", admin.to_str().unwrap(), "--cluster-dns-listen", "192.168.99.1:53"], &first_log);
+    let first_text = || format!("{}\n{}", std::fs::read_to_string(&first_log).unwrap_or_default(), table());
+    wait_for("the rules without DNS", Duration::from_secs(30), || table().contains("dnat to 10.244.0.7:8080"), first_text);
+    assert!(first_text().contains("cluster DNS not served on this node") && first_text().contains("192.168.99.1:53"), "{}", first_text());
+    stop(first, &first_text);
+
     let proxy_log = dir.path().join("proxy.log");
-    let mut proxy = spawn_in(
+    let proxy = spawn_in(
         &ns,
         &[proxy.to_str().unwrap(), "--kubeconfig", admin.to_str().unwrap(), "--hostname-override", "n1", "--cluster-cidr", "10.244.0.0/16", "--cluster-dns-listen", "192.168.78.1:53", "--resolv-conf", resolv.to_str().unwrap()],
         &proxy_log,
     );
-    let table = || String::from_utf8_lossy(&ns.exec(&["nft", "list", "table", "ip", "krs-proxy"]).stdout).into_owned();
     let log = || format!("{}\n{}", std::fs::read_to_string(&proxy_log).unwrap_or_default(), table());
     wait_for("the service's rules", Duration::from_secs(30), || table().contains("dnat to 10.244.0.7:8080") && table().contains(&format!("{ip} . tcp . 80")), log);
     assert!(table().contains("tcp . 30080"), "{}", table());
@@ -89,11 +108,6 @@ fn krs_proxy_programs_services_from_the_api_server_and_serves_their_names() {
     let more = objects.replace("- addresses: [10.244.0.7]\n  conditions: {ready: true}\n", "- addresses: [10.244.0.7]\n  conditions: {ready: true}\n- addresses: [10.244.0.8]\n  conditions: {ready: true}\n");
     assert!(in_ns(&["apply", "-f", "-"], Some(&more)).status.success());
     wait_for("the second endpoint", Duration::from_secs(20), || table().contains("10.244.0.8:8080"), log);
-    unsafe { libc::kill(proxy.0.id() as i32, libc::SIGTERM) };
-    let start = Instant::now();
-    while proxy.0.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20), "krs-proxy did not stop on SIGTERM\n{}", log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop(proxy, &log);
     assert!(!ns.exec(&["nft", "list", "table", "ip", "krs-proxy"]).status.success(), "the table is removed on SIGTERM\n{}", log());
 }

@@ -206,4 +206,5 @@ impl Drop for ServerProcess {
     }
 }
 
+#[allow(unused_imports)]
 pub use test_support::kubectl::Kubectl;

@@ -70,16 +70,24 @@ fn runs(program: &str) -> bool {
     std::process::Command::new(program).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// Run the proxy and the DNS server until `shutdown`; the proxy then removes its rules.
-/// Binding the DNS address fails at once (before anything else starts) so a port already in
-/// use is reported to the caller.
+/// Run the proxy and the DNS server until `shutdown`; the proxy then removes its rules. A
+/// DNS address that cannot be bound (a port already in use) is reported at once and the
+/// proxy runs without it.
 pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeServicesError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // A DNS address already taken must not take the proxy down with it: said, and skipped.
     let dns = match &config.dns {
-        Some(dns) => Some((crate::dns::DnsServer::bind(dns.listen).await?, dns.clone())),
+        Some(dns) => match crate::dns::DnsServer::bind(dns.listen).await {
+            Ok(server) => Some((server, dns.clone())),
+            Err(e) => {
+                tracing::error!("cluster DNS not served on this node: {e}");
+                eprintln!("cluster DNS not served on this node: {e}");
+                None
+            }
+        },
         None => None,
     };
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), NodeServicesError>>> = Vec::new();
