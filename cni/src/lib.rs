@@ -10,6 +10,7 @@ pub mod spec;
 pub mod skel;
 pub mod invoke;
 pub mod netlink;
+mod tool;
 pub mod firewall;
 pub mod ipam;
 pub mod bridge;

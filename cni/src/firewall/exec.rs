@@ -2,9 +2,6 @@
 //! namespace through `ip netns exec` (the tools act on the caller's namespace; the root
 //! tests use this so they never touch the host's own rules).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use super::{Error, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -18,23 +15,7 @@ impl Runner {
     /// Runs `program args`, feeding `stdin` when given; returns stdout, or the command and
     /// its stderr on failure.
     pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
-                c
-            }
-            None => Command::new(program),
-        };
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let spawn_err = |source| Error::Spawn { backend: self.backend, program: program.to_string(), source };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(text.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
+        let out = crate::tool::run(self.netns.as_deref(), program, args, stdin).map_err(|source| Error::Spawn { backend: self.backend, program: program.to_string(), source })?;
         if !out.status.success() {
             let mut command = format!("{program} {}", args.join(" "));
             if let Some(text) = stdin {

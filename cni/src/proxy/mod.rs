@@ -7,6 +7,7 @@ pub mod iptables;
 pub mod model;
 pub mod conntrack;
 mod exec;
+mod hash;
 pub mod nftables;
 pub mod run;
 pub mod translate;

@@ -52,15 +52,10 @@ pub fn is_ours(chain: &str) -> bool {
     NAT_FIXED.contains(&chain) || FILTER_FIXED.contains(&chain) || chain == OFF_CLUSTER || HASHED.iter().any(|p| chain.starts_with(p))
 }
 
-/// FNV-1a (64 bits), in base32: stable across builds and Rust versions, unlike std's hasher.
+/// The stable hash (`proxy::hash`) in 13 base32 characters: with a prefix, fits iptables'
+/// 28-character chain names after a prefix.
 fn hash(text: &str) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (0..13).map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char).collect()
+    crate::proxy::hash::base32(text, 13)
 }
 
 #[cfg(test)]

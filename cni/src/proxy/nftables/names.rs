@@ -1,6 +1,6 @@
 //! Names of the per-service-port objects: readable (`svc-<hash>-default/web/http/tcp`) so
 //! `nft list` shows which service a chain belongs to, and stable across runs and versions
-//! (FNV-1a of the service port's name, not std's hasher) so a restart writes the same names.
+//! (`proxy::hash`, not std's hasher) so a restart writes the same names.
 
 use std::net::Ipv4Addr;
 
@@ -17,15 +17,9 @@ pub(crate) fn proto(p: Protocol) -> &'static str {
     }
 }
 
-/// 40 bits of FNV-1a 64 as 8 base32 characters: the unique part of every name.
+/// 40 bits of the name's stable hash (8 base32 characters): the unique part of every name.
 fn hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    (0..8).map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char).collect()
+    crate::proxy::hash::base32(text, 8)
 }
 
 /// `namespace/name/proto[/port]`: the readable tail of a service port's names. Kubernetes
