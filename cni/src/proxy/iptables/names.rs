@@ -52,8 +52,8 @@ pub fn is_ours(chain: &str) -> bool {
     NAT_FIXED.contains(&chain) || FILTER_FIXED.contains(&chain) || chain == OFF_CLUSTER || HASHED.iter().any(|p| chain.starts_with(p))
 }
 
-/// The stable hash (`proxy::hash`) in 13 base32 characters: with a prefix, fits iptables'
-/// 28-character chain names after a prefix.
+/// The stable hash (`proxy::hash`) in 13 base32 characters: with a `KRS-XXX-` prefix, it
+/// fits iptables' 28-character chain names.
 fn hash(text: &str) -> String {
     crate::proxy::hash::base32(text, 13)
 }
