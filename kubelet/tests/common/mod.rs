@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cri_api::runtime::v1 as cri;
@@ -181,28 +181,20 @@ impl Service {
 
     pub fn spawn(&mut self) {
         let d = self.dir.path();
-        let plugin_dir = test_support::bins::workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
         let log = File::create(d.join("service.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", self.node.path().display()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_kubelet-rs"))
-            .arg("cri")
-            .arg("--socket")
-            .arg(self.socket())
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--oci-runtime")
-            .arg(&self.oci_runtime)
-            .arg("--cni-conf-dir")
-            .arg(d.join("net.d"))
-            .arg("--cni-bin-dir")
-            .arg(plugin_dir)
-            .arg("--cni-cache-dir")
-            .arg(d.join("cni-cache"))
-            .stdin(Stdio::null())
+        let (socket, root, state, conf, cache) = (self.socket(), d.join("root"), d.join("state"), d.join("net.d"), d.join("cni-cache"));
+        let service = test_support::cri_service::CriService {
+            kubelet_rs: Path::new(env!("CARGO_BIN_EXE_kubelet-rs")),
+            netns: &self.node.path(),
+            socket: &socket,
+            root: &root,
+            state_dir: &state,
+            oci_runtime: &self.oci_runtime,
+            cni_conf_dir: &conf,
+            cni_cache_dir: &cache,
+        };
+        let child = service
+            .command()
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -18,6 +18,7 @@ use cri_api::runtime::v1 as cri;
 
 use crate::bins::workspace_bin;
 use crate::containerd::{Containerd, CriOptions};
+use crate::cri_service::CriService;
 use crate::kubectl::Kubectl;
 use crate::netns::TestNetns;
 use crate::registry::{Auth, Registry};
@@ -264,27 +265,11 @@ impl Cluster {
         }
         let d = self.dir.path();
         let socket = d.join("cleanup-cri.sock");
-        let plugins = workspace_bin("cni", "krs-bridge").parent().unwrap().to_path_buf();
-        let Ok(mut cri) = Command::new("nsenter")
-            .arg(format!("--net={}", self.node.path().display()))
-            .arg("--")
-            .arg(kubelet_rs())
-            .arg("cri")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--root")
-            .arg(self.data_dir())
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--oci-runtime")
-            .arg(workspace_bin("runtime-rs", "runtime-rs"))
-            .arg("--cni-conf-dir")
-            .arg(self.data_dir().join("cni/net.d"))
-            .arg("--cni-bin-dir")
-            .arg(plugins)
-            .arg("--cni-cache-dir")
-            .arg(self.data_dir().join("cni/cache"))
-            .stdin(Stdio::null())
+        let oci_runtime = workspace_bin("runtime-rs", "runtime-rs");
+        let (root, state, conf, cache) = (self.data_dir(), d.join("state"), self.data_dir().join("cni/net.d"), self.data_dir().join("cni/cache"));
+        let service = CriService { kubelet_rs: &kubelet_rs(), netns: &self.node.path(), socket: &socket, root: &root, state_dir: &state, oci_runtime: &oci_runtime, cni_conf_dir: &conf, cni_cache_dir: &cache };
+        let Ok(mut cri) = service
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

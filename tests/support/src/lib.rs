@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod containerd;
+pub mod cri_service;
 pub mod bins;
 pub mod cutting_proxy;
 pub mod http;
