@@ -10,12 +10,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -48,16 +47,8 @@ pub async fn run(client: kube::Client, config: DnsServiceConfig) {
     }
     let changed = Arc::new(Notify::new());
     let (nodes, writer) = reflector::store::<Node>();
-    let stream = reflector::reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default())).default_backoff();
-    let notify = changed.clone();
-    let follow = async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if event.is_ok() {
-                notify.notify_one();
-            }
-        }
-    };
+    let stream = reflector::reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()));
+    let follow = crate::proxy::run::watch(stream, changed.clone(), "nodes for the kube-dns endpoints");
     tokio::join!(follow, keep_slice(client, config, nodes, changed));
 }
 

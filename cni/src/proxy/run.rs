@@ -45,8 +45,8 @@ pub async fn run(client: kube::Client, config: ProxyConfig, backend: Box<dyn Bac
     let changed = Arc::new(Notify::new());
     let (services, services_writer) = reflector::store::<Service>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let watch_services = watch(reflector::reflector(services_writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default())), changed.clone(), "services");
-    let watch_slices = watch(reflector::reflector(slices_writer, watcher(Api::<EndpointSlice>::all(client), watcher::Config::default())), changed.clone(), "endpointslices");
+    let watch_services = watch(reflector::reflector(services_writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default())), changed.clone(), "services for the service proxy");
+    let watch_slices = watch(reflector::reflector(slices_writer, watcher(Api::<EndpointSlice>::all(client), watcher::Config::default())), changed.clone(), "endpointslices for the service proxy");
     let backend = Arc::new(Mutex::new(backend));
     let syncing = sync_loop(&config, &services, &slices, &changed, backend.clone());
     tokio::select! {
@@ -59,7 +59,9 @@ pub async fn run(client: kube::Client, config: ProxyConfig, backend: Box<dyn Bac
     tokio::task::spawn_blocking(move || backend.lock().expect("backend lock").cleanup()).await.map_err(|e| ProxyError::Setup(format!("cleanup task: {e}")))?
 }
 
-async fn watch<K, S>(stream: S, changed: Arc<Notify>, what: &'static str)
+/// Drive a reflector's stream (which keeps its store) and wake `changed` at every event;
+/// watch errors are logged and retried with backoff.
+pub(crate) async fn watch<K, S>(stream: S, changed: Arc<Notify>, what: &'static str)
 where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
@@ -67,7 +69,7 @@ where
     while let Some(event) = stream.next().await {
         match event {
             Ok(_) => changed.notify_one(),
-            Err(e) => tracing::warn!("service proxy: watching {what}: {e}"),
+            Err(e) => tracing::warn!("watching {what}: {e}"),
         }
     }
 }

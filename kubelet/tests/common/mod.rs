@@ -272,22 +272,7 @@ impl Drop for Service {
     fn drop(&mut self) {
         // Whatever a failed test left: remove every pod through the service, then stop it.
         if self.child.is_some() {
-            let socket = self.socket();
-            // On a thread of its own: the test's runtime may be the one dropping us.
-            let cleanup = move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(ch) = cri_api::connect(&socket).await {
-                    let mut c = RuntimeServiceClient::new(ch);
-                    if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
-                        for s in list.into_inner().items {
-                            let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
-                        }
-                    }
-                }
-            });
-            };
-            let _ = std::thread::spawn(cleanup).join();
+            test_support::cri_service::remove_all_pods(&self.socket());
         }
         self.stop();
         // Pod inits the service did not stop (it was gone, or a test failed first): by

@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cri_api::RuntimeServiceClient;
-use cri_api::runtime::v1 as cri;
 
 use crate::bins::workspace_bin;
 use crate::containerd::{Containerd, CriOptions};
-use crate::cri_service::CriService;
+use crate::cri_service::{CriService, remove_all_pods};
 use crate::kubectl::Kubectl;
 use crate::netns::TestNetns;
 use crate::registry::{Auth, Registry};
@@ -280,21 +278,7 @@ impl Cluster {
         while std::os::unix::net::UnixStream::connect(&socket).is_err() && start.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let cleanup = move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(ch) = cri_api::connect(&socket).await {
-                    let mut c = RuntimeServiceClient::new(ch);
-                    if let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await {
-                        for s in list.into_inner().items {
-                            let _ = c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
-                            let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
-                        }
-                    }
-                }
-            });
-        };
-        let _ = std::thread::spawn(cleanup).join();
+        remove_all_pods(&socket);
         unsafe { libc::kill(cri.id() as i32, libc::SIGTERM) };
         let _ = cri.wait();
     }

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use cri_api::RuntimeServiceClient;
+use cri_api::runtime::v1 as cri;
+
 use crate::bins::workspace_bin;
 
 pub struct CriService<'a> {
@@ -46,4 +49,23 @@ impl CriService<'_> {
             .stdin(Stdio::null());
         cmd
     }
+}
+
+/// Stop and remove every pod sandbox of the CRI service at `socket` (what a test left),
+/// best effort. Runs on a thread of its own: the caller's runtime may be the one dropping it.
+pub fn remove_all_pods(socket: &Path) {
+    let socket = socket.to_path_buf();
+    let cleanup = move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let Ok(ch) = cri_api::connect(&socket).await else { return };
+            let mut c = RuntimeServiceClient::new(ch);
+            let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await else { return };
+            for s in list.into_inner().items {
+                let _ = c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
+                let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: s.id }).await;
+            }
+        });
+    };
+    let _ = std::thread::spawn(cleanup).join();
 }
