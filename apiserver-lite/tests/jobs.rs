@@ -317,7 +317,9 @@ async fn a_suspended_job_runs_only_when_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_goes_with_its_pods_after_its_ttl() {
     let (_s, client) = jobs_cluster().await;
-    create_job(&client, "brief", json!({"ttlSecondsAfterFinished": 1})).await;
+    // Condition times have whole seconds, so a TTL of 1 s may expire at once after
+    // the Complete condition; 3 s leaves the check below at least 2 s.
+    create_job(&client, "brief", json!({"ttlSecondsAfterFinished": 3})).await;
     let pod = eventually("a pod", 10, || async { active_pods(&client, "brief").await.pop().ok_or_else(|| "none".to_string()) }).await;
     finish(&client, &pod, "Succeeded").await;
     condition_becomes(&client, "brief", "Complete", 10).await;
