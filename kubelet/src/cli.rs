@@ -109,6 +109,18 @@ pub struct AgentArgs {
     /// A registry (`host:port`) to pull from over plain HTTP; may be repeated.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure: Vec<String>,
+    /// Routes to the other nodes' pod CIDRs via their InternalIPs (`host-gw`, for nodes on
+    /// one network), or `none` (another network plugin routes pods).
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    pub pod_routes: String,
+    /// The built-in CRI service's registry configuration: `<registry>/hosts.toml` files
+    /// (mirrors, CAs, plain HTTP) [default: /etc/kubelet-rs/certs.d].
+    #[arg(long, value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
+    /// With --apiserver: how long a node may go without renewing its Lease before it is
+    /// NotReady (Unknown) and tainted unreachable (kube-controller-manager's flag).
+    #[arg(long, default_value = "50s", value_parser = apiserver_lite::control_plane::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 #[derive(Subcommand, Debug)]

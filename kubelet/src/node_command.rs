@@ -167,13 +167,53 @@ fn dns_listen(args: &AgentArgs, node_ip: IpAddr) -> Result<Option<SocketAddr>, N
 
 /// The service proxy's and DNS server's settings from the flags.
 fn node_services_config(args: &AgentArgs, config: &AgentConfig, node_ip: IpAddr, pod_cidr: Option<&str>) -> Result<cni::node_services::NodeServicesConfig, NodeError> {
-    let cidr = args.cluster_cidr.clone().or_else(|| if args.apiserver { Some(DEFAULT_CLUSTER_CIDR.to_string()) } else { pod_cidr.map(str::to_string) });
-    let cluster_cidrs = match cidr {
-        Some(c) => vec![c.parse::<ipnet::Ipv4Net>().map_err(|_| NodeError::Usage(format!("--cluster-cidr: {c:?} is not an IPv4 CIDR (like 10.244.0.0/16)")))?.trunc()],
-        None => Vec::new(),
+    let pod_net = match pod_cidr {
+        Some(c) => Some(c.parse::<ipnet::Ipv4Net>().map_err(|_| NodeError::Usage(format!("--pod-cidr: {c:?} is not an IPv4 CIDR (like 10.244.1.0/24)")))?.trunc()),
+        None => None,
     };
+    let cidr = match &args.cluster_cidr {
+        Some(c) => Some(c.parse::<ipnet::Ipv4Net>().map_err(|_| NodeError::Usage(format!("--cluster-cidr: {c:?} is not an IPv4 CIDR (like 10.244.0.0/16)")))?.trunc()),
+        None => default_cluster_cidr(args.apiserver, pod_net),
+    };
+    if let (Some(cluster), Some(pods)) = (cidr, pod_net)
+        && !cluster.contains(&pods)
+    {
+        return Err(NodeError::Usage(format!("--pod-cidr {pods} is not inside the cluster's pod network {cluster} (--cluster-cidr)")));
+    }
     let dns = dns_listen(args, node_ip)?.map(|listen| cni::dns::watch::DnsConfig { listen, cluster_domain: config.cluster_domain.clone(), resolv_conf: config.host_resolv_conf.clone(), ..Default::default() });
-    Ok(cni::node_services::NodeServicesConfig { node_name: config.node_name.clone(), cluster_cidrs, proxy_mode: args.proxy_mode, backend: Default::default(), dns })
+    // The node masquerades its own pods when it runs their network (the generated bridge
+    // network leaves that to it, so pods on other nodes see pod addresses).
+    let masquerade = match (pod_net, cidr, owns_pod_network(args)) {
+        (Some(pod_cidr), Some(cluster), true) => Some(cni::node_services::masquerade::MasqueradeConfig { pod_cidr, cluster_cidrs: vec![cluster] }),
+        _ => None,
+    };
+    Ok(cni::node_services::NodeServicesConfig {
+        node_name: config.node_name.clone(),
+        cluster_cidrs: cidr.into_iter().collect(),
+        proxy_mode: args.proxy_mode,
+        backend: Default::default(),
+        dns,
+        pod_routes: args.pod_routes == "host-gw",
+        masquerade,
+    })
+}
+
+/// The cluster's pod network when --cluster-cidr is not given: 10.244.0.0/16 for a cluster
+/// of our own, or for a joining node whose pod CIDR lies in it (the usual layout of several
+/// nodes); else just the node's own pod CIDR.
+fn default_cluster_cidr(apiserver: bool, pod_cidr: Option<ipnet::Ipv4Net>) -> Option<ipnet::Ipv4Net> {
+    let default: ipnet::Ipv4Net = DEFAULT_CLUSTER_CIDR.parse().expect("a CIDR");
+    match pod_cidr {
+        _ if apiserver => Some(default),
+        Some(pods) if default.contains(&pods) => Some(default),
+        other => other,
+    }
+}
+
+/// Whether this node's pods get the network kubelet-rs generates (the built-in CRI service
+/// without --cni-conf-dir).
+fn owns_pod_network(args: &AgentArgs) -> bool {
+    args.container_runtime_endpoint.is_none() && args.cni_conf_dir.is_none()
 }
 
 /// Flag checks made before anything starts.
@@ -226,7 +266,7 @@ async fn start_cluster(
         service_cidr: apiserver_lite::server::parse_cidr(&args.service_cluster_ip_range).map_err(NodeError::Usage)?,
         controllers: true,
         scheduler: true,
-        components: Default::default(),
+        components: components(args),
     };
     let admin = data.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&admin);
@@ -259,6 +299,14 @@ async fn start_cluster(
     Ok((kubeconfig, (cert, key, ca), task))
 }
 
+/// The in-process scheduler's and controllers' options: upstream's defaults but for
+/// `--node-monitor-grace-period`.
+fn components(args: &AgentArgs) -> apiserver_lite::control_plane::ComponentOptions {
+    let mut options = apiserver_lite::control_plane::ComponentOptions::default();
+    options.controllers.node_lifecycle.grace = args.node_monitor_grace_period;
+    options
+}
+
 /// The built-in CRI service's config: our directories, the OCI runtime and CNI plugins next
 /// to this binary when they are there, and a bridge network over the pod CIDR.
 fn cri_config(args: &AgentArgs, pod_cidr: Option<&str>) -> Result<CriConfig, NodeError> {
@@ -276,6 +324,9 @@ fn cri_config(args: &AgentArgs, pod_cidr: Option<&str>) -> Result<CriConfig, Nod
     };
     config.cni_cache_dir = args.data_dir.join("cni").join("cache");
     config.insecure_registries = args.insecure.clone();
+    if let Some(dir) = &args.hosts_dir {
+        config.hosts_dir = dir.clone();
+    }
     config.cni_conf_dir = match (&args.cni_conf_dir, pod_cidr) {
         (Some(dir), _) => dir.clone(),
         (None, Some(cidr)) => {
@@ -288,15 +339,17 @@ fn cri_config(args: &AgentArgs, pod_cidr: Option<&str>) -> Result<CriConfig, Nod
     Ok(config)
 }
 
-/// The pod network: our bridge plugin with host-local addresses from the pod CIDR, masquerade
-/// for traffic leaving it, hairpin (a pod reaching itself through a service) and host ports.
+/// The pod network: our bridge plugin with host-local addresses from the pod CIDR, hairpin (a
+/// pod reaching itself through a service) and host ports. No `ipMasq`: it would masquerade
+/// pods talking to pods on other nodes; the node services masquerade only traffic leaving
+/// the cluster's pod network (`cni::node_services::masquerade`).
 fn write_network(dir: &Path, cidr: &str, ipam_dir: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(dir).map_err(file_err(dir))?;
     let conf = serde_json::json!({
         "cniVersion": "1.1.0",
         "name": "kubelet-rs",
         "plugins": [
-            {"type": "krs-bridge", "bridge": BRIDGE, "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
+            {"type": "krs-bridge", "bridge": BRIDGE, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
              "ipam": {"type": "krs-host-local", "ranges": [[{"subnet": cidr}]], "dataDir": ipam_dir}},
             {"type": "krs-portmap", "capabilities": {"portMappings": true}}
         ]

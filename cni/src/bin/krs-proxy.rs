@@ -56,7 +56,7 @@ async fn run(args: Args) -> Result<(), String> {
     let client = kube::Client::try_from(config).map_err(|e| format!("{}: {e}", args.kubeconfig.display()))?;
     let node_name = args.node_name.unwrap_or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()).to_lowercase());
     let dns = args.cluster_dns_listen.map(|listen| DnsConfig { listen, cluster_domain: args.cluster_domain.clone(), resolv_conf: args.resolv_conf.clone(), ..Default::default() });
-    let config = NodeServicesConfig { node_name, cluster_cidrs: args.cluster_cidr.map(|c| c.trunc()).into_iter().collect(), proxy_mode: args.proxy_mode, backend: Default::default(), dns };
+    let config = NodeServicesConfig { node_name, cluster_cidrs: args.cluster_cidr.map(|c| c.trunc()).into_iter().collect(), proxy_mode: args.proxy_mode, backend: Default::default(), dns, pod_routes: false, masquerade: None };
     let shutdown = async {
         use tokio::signal::unix::{SignalKind, signal};
         match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {

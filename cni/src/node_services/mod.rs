@@ -3,6 +3,8 @@
 //! `kube-dns` Service that points pods at every node's DNS server ([`dns_service`]).
 
 pub mod dns_service;
+pub mod host_gw;
+pub mod masquerade;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +44,11 @@ pub struct NodeServicesConfig {
     pub backend: BackendOptions,
     /// Serve the cluster DNS here (`None`: no DNS server on this node).
     pub dns: Option<DnsConfig>,
+    /// Keep routes to the other nodes' pod CIDRs ([`host_gw`]).
+    pub pod_routes: bool,
+    /// Masquerade this node's pods leaving the cluster network ([`masquerade`]): when the
+    /// node runs its own pod network (its bridge plugin then masquerades nothing).
+    pub masquerade: Option<masquerade::MasqueradeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,8 @@ pub enum NodeServicesError {
     Proxy(#[from] ProxyError),
     #[error("cluster DNS: {0}")]
     Dns(#[from] crate::dns::DnsError),
+    #[error("pod network: {0}")]
+    Masquerade(#[from] masquerade::MasqueradeError),
 }
 
 /// The backend for `mode`: nftables unless asked otherwise (or `nft` cannot run here, then
@@ -91,6 +100,16 @@ pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: imp
         None => None,
     };
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), NodeServicesError>>> = Vec::new();
+    if let Some(masq) = config.masquerade.clone() {
+        let filter = if config.proxy_mode == ProxyMode::Iptables || !runs("nft") { masquerade::Filter::Iptables } else { masquerade::Filter::Nftables };
+        let netns = config.backend.netns.clone();
+        tokio::task::spawn_blocking(move || masquerade::apply(filter, &masq, netns.as_deref())).await.expect("masquerade task")?;
+        tracing::info!(?filter, pod_cidr = %config.masquerade.as_ref().map(|m| m.pod_cidr.to_string()).unwrap_or_default(), "pods leaving the cluster network are masqueraded");
+    }
+    let routes = config.pod_routes.then(|| {
+        let table = Box::new(host_gw::IpRoutes { netns: config.backend.netns.clone() });
+        tokio::spawn(host_gw::run(client.clone(), config.node_name.clone(), table))
+    });
     if let Some((server, dns)) = dns {
         let (client, stopped) = (client.clone(), stopped.clone());
         let listen: SocketAddr = server.local_addr();
@@ -116,6 +135,10 @@ pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: imp
     }
     shutdown.await;
     let _ = stop.send(true);
+    // The routes stay in the kernel for the pods; only their keeper stops.
+    if let Some(routes) = routes {
+        routes.abort();
+    }
     let mut result = Ok(());
     for task in tasks {
         if let Ok(Err(e)) = task.await {
