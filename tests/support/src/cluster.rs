@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::bins::workspace_bin;
 use crate::containerd::{Containerd, CriOptions};
-use crate::cri_service::{CriService, remove_all_pods};
+use crate::cri_service::remove_pods_in;
 use crate::kubectl::Kubectl;
 use crate::netns::TestNetns;
 use crate::registry::{Auth, Registry};
@@ -242,45 +242,16 @@ impl Cluster {
     /// SIGTERM and wait (up to 20 s, then SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let _ = child.wait();
+            crate::terminate(&mut child, Duration::from_secs(20));
         }
     }
 
     /// Remove every pod sandbox left, through a `kubelet-rs cri` on the cluster's directories
     /// (containerd's go with containerd).
     fn remove_pods(&self) {
-        if self.containerd.is_some() {
-            return;
+        if self.containerd.is_none() {
+            remove_pods_in(&self.node.path(), &self.data_dir(), &self.dir.path().join("state"));
         }
-        let d = self.dir.path();
-        let socket = d.join("cleanup-cri.sock");
-        let oci_runtime = workspace_bin("runtime-rs", "runtime-rs");
-        let (root, state, conf, cache) = (self.data_dir(), d.join("state"), self.data_dir().join("cni/net.d"), self.data_dir().join("cni/cache"));
-        let service = CriService { kubelet_rs: &kubelet_rs(), netns: &self.node.path(), socket: &socket, root: &root, state_dir: &state, oci_runtime: &oci_runtime, cni_conf_dir: &conf, cni_cache_dir: &cache };
-        let Ok(mut cri) = service
-            .command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return;
-        };
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() && start.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        remove_all_pods(&socket);
-        unsafe { libc::kill(cri.id() as i32, libc::SIGTERM) };
-        let _ = cri.wait();
     }
 }
 

@@ -69,3 +69,21 @@ pub fn remove_all_pods(socket: &Path) {
     };
     let _ = std::thread::spawn(cleanup).join();
 }
+
+/// Remove every pod sandbox a stopped node left, through a `kubelet-rs cri` started on its
+/// directories (`<data_dir>/cni/net.d`, the generated network) in its namespace, best effort.
+pub fn remove_pods_in(netns: &Path, data_dir: &Path, state_dir: &Path) {
+    let kubelet_rs = workspace_bin("kubelet-rs", "kubelet-rs");
+    let oci_runtime = workspace_bin("runtime-rs", "runtime-rs");
+    let socket = data_dir.join("cleanup-cri.sock");
+    let (conf, cache) = (data_dir.join("cni/net.d"), data_dir.join("cni/cache"));
+    let service = CriService { kubelet_rs: &kubelet_rs, netns, socket: &socket, root: data_dir, state_dir, oci_runtime: &oci_runtime, cni_conf_dir: &conf, cni_cache_dir: &cache };
+    let Ok(mut cri) = service.command().stdout(Stdio::null()).stderr(Stdio::null()).spawn() else { return };
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    remove_all_pods(&socket);
+    unsafe { libc::kill(cri.id() as i32, libc::SIGTERM) };
+    let _ = cri.wait();
+}

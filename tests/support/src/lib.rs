@@ -19,6 +19,7 @@ pub mod bins;
 pub mod cutting_proxy;
 pub mod http;
 pub mod kubectl;
+pub mod multinode;
 pub mod netns;
 pub mod registry;
 pub mod relay;
@@ -455,4 +456,18 @@ pub fn shift_ownership(root: &Path, by: u32) {
             shift_ownership(&e.unwrap().path(), by);
         }
     }
+}
+
+/// SIGTERM `child` and wait for it, then SIGKILL after `grace`.
+pub fn terminate(child: &mut std::process::Child, grace: std::time::Duration) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = std::time::Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
 }
