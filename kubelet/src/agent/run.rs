@@ -5,7 +5,7 @@
 //! the API (and probes to newly running containers), and probe results to the pods. On
 //! shutdown the loops stop and the pods keep running, to be adopted at the next start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -145,8 +145,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         background.push(tokio::spawn(sources::static_pods::watch(dir, node.clone(), updates_tx.clone())));
     }
     drop(updates_tx);
-    let mut synced: HashMap<Source, HashSet<String>> = HashMap::new();
-    let sources_expected = if config.manifest_dir.is_some() { 2 } else { 1 };
+    let mut desired = sources::Desired::new(if config.manifest_dir.is_some() { 2 } else { 1 });
     let mut static_pods: HashMap<String, Pod> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
 
@@ -163,6 +162,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             }
             update = updates.recv() => {
                 let Some(update) = update else { break };
+                if let Some(uids) = desired.apply(&update) {
+                    manager.set_desired_pods(uids);
+                }
                 match update {
                     PodUpdate::Set(source, pod) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -179,12 +181,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                             spawn_mirror_sync(&client, &node, &node_uid, &static_pods);
                         }
                     }
-                    PodUpdate::Synced(source, uids) => {
-                        synced.insert(source, uids);
-                        if synced.len() == sources_expected {
-                            manager.set_desired_pods(synced.values().flatten().cloned().collect());
-                        }
-                    }
+                    PodUpdate::Synced(..) => {}
                 }
             }
             event = pod_events.recv() => {
