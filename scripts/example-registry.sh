@@ -6,7 +6,8 @@
 # up: builds the images if needed (scripts/build-example-images.sh, from Debian packages),
 # runs Debian's docker-registry on 127.0.0.1:5000 (or uses a registry already answering there,
 # such as Debian's docker-registry service), pushes library/busybox:latest,
-# library/nginx:latest, library/nginx:1.22, hello:1.0 and hello:2.0, and writes
+# library/nginx:latest, library/nginx:1.22, library/hello:1.0 and library/hello:2.0 (Docker
+# Hub keeps one-part names under library/), and writes
 # /etc/kubelet-rs/certs.d/docker.io/hosts.toml naming it as a mirror of Docker Hub, so that
 # `nginx`, `busybox`, `hello:1.0` resolve to it (and anything it lacks to Docker Hub).
 # down: stops the registry it started (by the PID it recorded) and removes the hosts.toml it
@@ -25,7 +26,7 @@ hosts_toml=$hosts_dir/docker.io/hosts.toml
 pidfile=$dir/registry.pid
 marker="# Written by scripts/example-registry.sh up; removed by its down."
 # image layout:repository:tag
-pushes="busybox:library/busybox:latest nginx:library/nginx:latest nginx:library/nginx:1.22 hello-1.0:hello:1.0 hello-2.0:hello:2.0"
+pushes="busybox:library/busybox:latest nginx:library/nginx:latest nginx:library/nginx:1.22 hello-1.0:library/hello:1.0 hello-2.0:library/hello:2.0"
 
 die() {
     echo "example-registry.sh: $*" >&2
