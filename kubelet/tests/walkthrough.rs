@@ -180,8 +180,22 @@ impl Walk<'_> {
 
     fn ok(&self, line: &str) -> String {
         let r = self.run(line);
-        assert!(r.ok, "walkthrough line failed: {line}\n{}\n{}", r.out, self.cluster.diagnose());
+        if !r.ok {
+            self.fail(&format!("walkthrough line failed: {line}\n{}", r.out));
+        }
         r.out
+    }
+
+    /// Panic with `what`, the cluster's pods and events, and the tail of kubelet-rs's log.
+    fn fail(&self, what: &str) -> ! {
+        let log = self.cluster.log();
+        // The whole log outlives the cluster's tempdir, for a look at what led here.
+        let kept = std::env::temp_dir().join(format!("krs-walkthrough-{}.log", std::process::id()));
+        let _ = std::fs::write(&kept, &log);
+        eprintln!("walkthrough: kubelet-rs's whole log is in {}", kept.display());
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("{what}\n{}\nkubelet-rs log tail:\n{}", self.cluster.diagnose(), tail.join("\n"));
     }
 
     /// Rerun `line` until `good` holds for its output (up to `limit`); the last output.
@@ -193,7 +207,7 @@ impl Walk<'_> {
                 return r.out;
             }
             if start.elapsed() > limit {
-                panic!("walkthrough line {line}: no {what} after {limit:?}; last output:\n{}\n{}", r.out, self.cluster.diagnose());
+                self.fail(&format!("walkthrough line {line}: no {what} after {limit:?}; last output:\n{}", r.out));
             }
             std::thread::sleep(Duration::from_secs(1));
         }
