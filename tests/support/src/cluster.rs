@@ -42,6 +42,20 @@ pub const NODE_IP: &str = "192.168.77.1";
 /// resolver the node's `resolv.conf` names.
 pub const OUTSIDE_IP: &str = "192.168.77.2";
 
+/// How [`Cluster::start_with_options`] starts the cluster; `Options::default()` is [`Cluster::start`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub runtime: Runtime,
+    /// kubelet-rs's `--hosts-dir` (`<registry>/hosts.toml` mirrors); default: none given.
+    pub hosts_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { runtime: Runtime::Builtin, hosts_dir: None }
+    }
+}
+
 pub struct Cluster {
     pub registry: Registry,
     /// `127.0.0.1:PORT/library/busybox:1.36` (the same address on the host and on the node).
@@ -53,6 +67,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub cgroup: CgroupParent,
     pub runtime: Runtime,
+    hosts_dir: Option<PathBuf>,
     containerd: Option<Containerd>,
     child: Option<Child>,
     relays: Vec<Relay>,
@@ -68,6 +83,11 @@ impl Cluster {
     }
 
     pub fn start_with(runtime: Runtime) -> Cluster {
+        Cluster::start_with_options(Options { runtime, ..Options::default() })
+    }
+
+    pub fn start_with_options(options: Options) -> Cluster {
+        let Options { runtime, hosts_dir } = options;
         require_root();
         for bin in ["krs-bridge", "krs-host-local", "krs-portmap"] {
             workspace_bin("cni", bin);
@@ -110,7 +130,7 @@ impl Cluster {
             c
         });
         std::fs::write(dir.path().join("resolv.conf"), format!("nameserver {OUTSIDE_IP}\noptions timeout:1 attempts:1\n")).unwrap();
-        let mut cluster = Cluster { registry, busybox, kubectl: Kubectl::new(&kubeconfig), node, outside, dir, cgroup, runtime, containerd, child: None, relays };
+        let mut cluster = Cluster { registry, busybox, kubectl: Kubectl::new(&kubeconfig), node, outside, dir, cgroup, runtime, hosts_dir, containerd, child: None, relays };
         cluster.spawn();
         let api = Relay::start(None, 0, Some(&cluster.node.path()), API_ADDR.parse().unwrap());
         let admin = std::fs::read_to_string(cluster.data_dir().join("admin.kubeconfig")).unwrap();
@@ -160,6 +180,9 @@ impl Cluster {
             Some(c) => cmd.arg("--container-runtime-endpoint").arg(&c.socket).args(["--cgroup-root", "/"]),
             None => cmd.arg("--cgroup-root").arg(format!("/{}", self.cgroup.name)),
         };
+        if let Some(dir) = &self.hosts_dir {
+            cmd.arg("--hosts-dir").arg(dir);
+        }
         let child = cmd
             .arg("--apiserver")
             .arg("--data-dir")
