@@ -234,6 +234,9 @@ user_home() {
 
 # ---- file helpers ---------------------------------------------------------------------
 
+# Set when put_file installs something.
+CHANGED=0
+
 # Install $1 as $2 (mode $3) unless $2 already has that content and mode.
 put_file() {
     src=$1 dest=$2 mode=$3
@@ -252,6 +255,7 @@ put_file() {
     chmod "$mode" "$dest.krs-new" || die "chmod $mode $dest failed"
     mv -f "$dest.krs-new" "$dest" || die "moving $dest into place failed"
     note "installed $dest"
+    CHANGED=1
 }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/krs-install.XXXXXX")
@@ -349,6 +353,7 @@ install_binaries() {
     for b in $CNI_PLUGINS; do
         put_file "$BIN_DIR/$b" "$ROOT/opt/cni/bin/$b" 755
     done
+    BINARIES_CHANGED=$CHANGED
 }
 
 install_kubectl() {
@@ -411,6 +416,7 @@ exec_start() {
 
 UNIT=/etc/systemd/system/kubelet-rs.service
 UNIT_CHANGED=0
+BINARIES_CHANGED=0
 
 install_unit() {
     step "writing the systemd unit $ROOT$UNIT ($ROLE)"
@@ -440,9 +446,9 @@ OOMScoreAdjust=-999
 [Install]
 WantedBy=multi-user.target
 EOF
-    before=$(cat "$ROOT$UNIT" 2>/dev/null || true)
+    CHANGED=0
     put_file "$TMP/unit" "$ROOT$UNIT" 644
-    [ "$before" = "$(cat "$TMP/unit")" ] || UNIT_CHANGED=1
+    UNIT_CHANGED=$CHANGED
 }
 
 start_service() {
@@ -458,9 +464,9 @@ start_service() {
         systemctl daemon-reload || die "systemctl daemon-reload failed"
     fi
     systemctl enable --now kubelet-rs.service || die "systemctl enable --now kubelet-rs failed (journalctl -u kubelet-rs says why)"
-    if [ $UNIT_CHANGED = 1 ] && [ $was_active = 1 ]; then
-        # A changed command line takes effect at a restart (pods keep running).
-        note "the unit changed: restarting"
+    if [ $was_active = 1 ] && { [ $UNIT_CHANGED = 1 ] || [ $BINARIES_CHANGED = 1 ]; }; then
+        # New binaries or a new command line take effect at a restart (pods keep running).
+        note "the unit or the binaries changed: restarting"
         systemctl restart kubelet-rs.service || die "systemctl restart kubelet-rs failed (journalctl -u kubelet-rs says why)"
     fi
 }
@@ -557,7 +563,7 @@ write_worker_material() {
         dir=$JOIN_DIR/$name
         # Kept while issued by this cluster's CA: a new certificate each run would change files.
         if [ -f "$dir/kubelet.kubeconfig" ] && [ -f "$dir/kubelet.crt" ] && [ -f "$dir/kubelet.key" ] \
-            && cmp -s "$dir/ca.crt" "$api/pki/ca.crt" && grep -qF "server: $SERVER" "$dir/kubelet.kubeconfig"; then
+            && cmp -s "$dir/ca.crt" "$api/pki/ca.crt" && grep -qE "^[[:space:]]*server: \"?$SERVER\"?\$" "$dir/kubelet.kubeconfig"; then
             note "unchanged $dir"
             continue
         fi
