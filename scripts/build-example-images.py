@@ -234,18 +234,7 @@ IMAGES = ["busybox", "nginx", "hello-1.0", "hello-2.0"]
 
 
 def main():
-    args = sys.argv[1:]
-    if not args or args[0].startswith("-"):
-        sys.exit(f"usage: {sys.argv[0]} OUTDIR [--only NAME,...]   (names: {', '.join(IMAGES)})")
-    outdir = os.path.abspath(args[0])
-    only = IMAGES
-    if len(args) == 3 and args[1] == "--only":
-        only = args[2].split(",")
-        unknown = set(only) - set(IMAGES)
-        if unknown:
-            sys.exit(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(IMAGES)}")
-    elif len(args) != 1:
-        sys.exit(f"usage: {sys.argv[0]} OUTDIR [--only NAME,...]")
+    outdir, only = bti.parse_args(IMAGES)
     os.makedirs(outdir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="krs-example-images.") as work:
         busybox = bti.busybox_layer(work)

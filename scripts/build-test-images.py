@@ -264,17 +264,20 @@ def build_big(out):
 IMAGES = ["busybox", "busybox-zstd", "layered", "multiarch", "big"]
 
 
-def main():
+def parse_args(images):
+    """`OUTDIR [--only NAME,...]` from the command line: (absolute OUTDIR, the names to build)."""
     args = sys.argv[1:]
-    if not args or args[0].startswith("-"):
-        sys.exit(f"usage: {sys.argv[0]} OUTDIR [--only NAME,...]   (names: {', '.join(IMAGES)})")
-    outdir = os.path.abspath(args[0])
-    only = IMAGES
-    if len(args) == 3 and args[1] == "--only":
-        only = args[2].split(",")
-        unknown = set(only) - set(IMAGES)
-        if unknown:
-            sys.exit(f"unknown image(s): {', '.join(sorted(unknown))}")
+    if not args or args[0].startswith("-") or len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--only"):
+        sys.exit(f"usage: {sys.argv[0]} OUTDIR [--only NAME,...]   (names: {', '.join(images)})")
+    only = images if len(args) == 1 else args[2].split(",")
+    unknown = set(only) - set(images)
+    if unknown:
+        sys.exit(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(images)}")
+    return os.path.abspath(args[0]), only
+
+
+def main():
+    outdir, only = parse_args(IMAGES)
     if shutil.which("zstd") is None:
         sys.exit("zstd not found; install it with: apt-get install zstd")
     os.makedirs(outdir, exist_ok=True)
