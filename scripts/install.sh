@@ -342,17 +342,23 @@ build() {
 BINARIES="kubelet-rs runtime-rs apiserver-lite krs-proxy"
 CNI_PLUGINS="krs-bridge krs-host-local krs-portmap"
 
+# put_binaries FROM CNI_FROM TO CNI_TO: our binaries from FROM into TO, the CNI plugins
+# from CNI_FROM into CNI_TO (put_file: changed files only).
+put_binaries() {
+    for b in $BINARIES; do
+        put_file "$1/$b" "$3/$b" 755
+    done
+    for b in $CNI_PLUGINS; do
+        put_file "$2/$b" "$4/$b" 755
+    done
+}
+
 install_binaries() {
     step "installing the binaries into $ROOT$PREFIX/bin and the CNI plugins into $ROOT/opt/cni/bin"
     for b in $BINARIES $CNI_PLUGINS; do
         [ -f "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing (cargo build --release builds it)"
     done
-    for b in $BINARIES; do
-        put_file "$BIN_DIR/$b" "$ROOT$PREFIX/bin/$b" 755
-    done
-    for b in $CNI_PLUGINS; do
-        put_file "$BIN_DIR/$b" "$ROOT/opt/cni/bin/$b" 755
-    done
+    put_binaries "$BIN_DIR" "$BIN_DIR" "$ROOT$PREFIX/bin" "$ROOT/opt/cni/bin"
     BINARIES_CHANGED=$CHANGED
 }
 
@@ -551,12 +557,7 @@ write_worker_material() {
     step "writing the workers' join material into $JOIN_DIR (server $SERVER)"
     mkdir -p "$JOIN_DIR" || die "mkdir -p $JOIN_DIR failed"
     # The binaries too, so workers can install with --bin-dir instead of building.
-    for b in $BINARIES; do
-        put_file "$ROOT$PREFIX/bin/$b" "$JOIN_DIR/bin/$b" 755
-    done
-    for b in $CNI_PLUGINS; do
-        put_file "$ROOT/opt/cni/bin/$b" "$JOIN_DIR/bin/$b" 755
-    done
+    put_binaries "$ROOT$PREFIX/bin" "$ROOT/opt/cni/bin" "$JOIN_DIR/bin" "$JOIN_DIR/bin"
     i=0
     for name in $(echo "$WORKER_NAMES" | tr ',' ' '); do
         i=$((i + 1))
