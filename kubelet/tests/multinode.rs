@@ -107,6 +107,21 @@ fn pods_on_three_nodes_reach_each_other_and_services_across_nodes_and_a_daemonse
     c.wait_for("the ClusterIP from krs-cp reaching only-c on krs-worker2", Duration::from_secs(30), || get_from_pod(&c, "client", &format!("{cluster_ip} 80"), "/") == "only-c");
     c.wait_for("only-c.default.svc.cluster.local from krs-worker1", Duration::from_secs(30), || get_from_pod(&c, "asker", "only-c.default.svc.cluster.local 80", "/") == "only-c");
 
+    // A pod going out of the cluster network leaves with its node's address (masquerade):
+    // the lan has no route back to pod addresses, so an answer at all says so too.
+    let www = c.dir.path().join("lan-www");
+    std::fs::create_dir_all(www.join("cgi-bin")).unwrap();
+    std::fs::write(www.join("cgi-bin/ip"), "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n").unwrap();
+    std::fs::set_permissions(www.join("cgi-bin/ip"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _outside = c.lan_spawn(&["busybox", "httpd", "-f", "-p", "8090", "-h", &www.to_string_lossy()]);
+    let mut seen = String::new();
+    c.wait_for("a pod on krs-worker1 reaching outside as its node", Duration::from_secs(30), || {
+        seen = get_from_pod(&c, "asker", &format!("{LAN_PREFIX}.1 8090"), "/cgi-bin/ip");
+        seen.contains('.')
+    });
+    let seen = seen.trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:");
+    assert_eq!(seen, c.node("krs-worker1").ip, "the outside sees the node's address");
+
     // A NodePort on worker1, from outside the cluster (the lan namespace), reaches the web
     // pods on all three nodes.
     c.kubectl.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]\n");

@@ -471,3 +471,13 @@ pub fn terminate(child: &mut std::process::Child, grace: std::time::Duration) {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
 }
+
+/// A child process killed (SIGKILL, by its PID) and reaped when this drops.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

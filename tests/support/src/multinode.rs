@@ -143,6 +143,12 @@ impl MultiNode {
         Command::new("ip").args(["netns", "exec", &format!("{}-lan", self.prefix)]).args(argv).output().expect("ip netns exec")
     }
 
+    /// Start a server in the lan namespace; it is killed (by its PID) when the guard drops.
+    pub fn lan_spawn(&self, argv: &[&str]) -> crate::KillOnDrop {
+        let child = Command::new("ip").args(["netns", "exec", &format!("{}-lan", self.prefix)]).args(argv).stdin(std::process::Stdio::null()).spawn().expect("ip netns exec");
+        crate::KillOnDrop(child)
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> &Node {
         self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
