@@ -180,14 +180,7 @@ struct RunningUnit {
 
 impl RunningUnit {
     fn start(root: &Path, argv: &[String], registry: &Registry) -> RunningUnit {
-        let node = TestNetns::new();
-        let gateway = TestNetns::new();
-        node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &gateway.name]);
-        node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
-        node.ip(&["link", "set", "eth0", "up"]);
-        node.ip(&["route", "add", "default", "via", GATEWAY_IP]);
-        gateway.ip(&["addr", "add", &format!("{GATEWAY_IP}/24"), "dev", "eth0"]);
-        gateway.ip(&["link", "set", "eth0", "up"]);
+        let (node, gateway) = test_support::netns::node_with_uplink(NODE_IP, GATEWAY_IP);
         let registry_addr: std::net::SocketAddr = registry.host.parse().unwrap();
         let mut relays = vec![Relay::start(Some(&node.path()), registry_addr.port(), None, registry_addr)];
         let cgroup = CgroupParent::new();

@@ -97,16 +97,7 @@ impl Cluster {
         let registry = Registry::start(Auth::None);
         registry.push("busybox", "library/busybox:1.36");
         let busybox = registry.reference("library/busybox:1.36");
-        let node = TestNetns::new();
-        let outside = TestNetns::new();
-        node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
-        node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
-        node.ip(&["link", "set", "eth0", "up"]);
-        // As on a real network: a default route (cluster IPs are routed by it before the
-        // proxy's DNAT picks a pod).
-        node.ip(&["route", "add", "default", "via", OUTSIDE_IP]);
-        outside.ip(&["addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"]);
-        outside.ip(&["link", "set", "eth0", "up"]);
+        let (node, outside) = crate::netns::node_with_uplink(NODE_IP, OUTSIDE_IP);
         let registry_addr: SocketAddr = registry.host.parse().unwrap();
         let relays = vec![Relay::start(Some(&node.path()), registry_addr.port(), None, registry_addr)];
         let dir = tempfile::Builder::new().prefix("krs-test-cluster.").tempdir().unwrap();

@@ -57,6 +57,21 @@ impl TestNetns {
     }
 }
 
+/// A "node" namespace with an `eth0` at `node_ip`/24 whose peer `eth0` in a second namespace
+/// (the network beyond it) has `gateway_ip`/24, the node's default route (cluster IPs are
+/// routed by it before a service proxy's DNAT picks a pod). Returns (node, beyond).
+pub fn node_with_uplink(node_ip: &str, gateway_ip: &str) -> (TestNetns, TestNetns) {
+    let node = TestNetns::new();
+    let beyond = TestNetns::new();
+    node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &beyond.name]);
+    node.ip(&["addr", "add", &format!("{node_ip}/24"), "dev", "eth0"]);
+    node.ip(&["link", "set", "eth0", "up"]);
+    node.ip(&["route", "add", "default", "via", gateway_ip]);
+    beyond.ip(&["addr", "add", &format!("{gateway_ip}/24"), "dev", "eth0"]);
+    beyond.ip(&["link", "set", "eth0", "up"]);
+    (node, beyond)
+}
+
 impl Default for TestNetns {
     fn default() -> TestNetns {
         TestNetns::new()
