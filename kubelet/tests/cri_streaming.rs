@@ -168,8 +168,12 @@ async fn exec_and_port_forward_over_websocket(runtime: Runtime) {
     assert_eq!(text(&got, 1), "hello\n", "{got:?}");
     assert_eq!(status(&got), serde_json::json!({"metadata": {}, "status": "Success"}));
 
-    // A terminal, and its size from the resize channel (applied before the input after it).
-    let url = exec_url(&mut rt, &id, &["sh", "-c", "tty; read x; stty size"], true, false, true).await;
+    // A terminal, and its size from the resize channel. Our terminal is resized before the
+    // input after it is written, but the runtime passes the size on to the container's
+    // terminal when its SIGWINCH arrives, apart from copying input (runc: two goroutines), so
+    // the size may land just after "go": the shell gives it up to 5 s.
+    let wait_for_size = r#"tty; read x; i=0; until [ "$(stty size)" = "30 100" ] || [ $i = 50 ]; do sleep 0.1; i=$((i+1)); done; stty size"#;
+    let url = exec_url(&mut rt, &id, &["sh", "-c", wait_for_size], true, false, true).await;
     let mut ws = connect(&node, &url, "v5.channel.k8s.io").await.unwrap();
     ws.send(Message::Binary(b"\x04{\"Width\":100,\"Height\":30}".to_vec().into())).await.unwrap();
     ws.send(Message::Binary(b"\x00go\r".to_vec().into())).await.unwrap();
