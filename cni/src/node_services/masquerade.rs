@@ -6,12 +6,15 @@
 //!
 //! nftables: the table `ip krs-node`, replaced whole in one transaction; iptables: the chain
 //! `KRS-NODE-MASQ` in `nat`, jumped to from POSTROUTING. Both stay when kubelet-rs stops (pods
-//! keep their way out) and are rewritten at the next start.
+//! keep their way out) and are rewritten at the next start; while it runs, [`keep`] checks
+//! them every so often and writes them again if someone removed them (a firewall reload
+//! that flushed the ruleset, say), as the proxy does with its own table.
 
 use ipnet::Ipv4Net;
 
 pub const NFT_TABLE: &str = "krs-node";
 pub const IPTABLES_CHAIN: &str = "KRS-NODE-MASQ";
+const COMMENT: &str = "kubelet-rs: pods leaving the cluster network";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasqueradeError {
@@ -41,8 +44,9 @@ pub struct MasqueradeConfig {
 pub fn nft_script(config: &MasqueradeConfig) -> String {
     let keep: Vec<String> = config.cluster_cidrs.iter().map(|c| c.to_string()).chain(["224.0.0.0/4".to_string()]).collect();
     format!(
-        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr {src} ip daddr != {{ {keep} }} masquerade comment \"kubelet-rs: pods leaving the cluster network\"\n\t}}\n}}\n",
+        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr {src} ip daddr != {{ {keep} }} masquerade comment \"{comment}\"\n\t}}\n}}\n",
         t = NFT_TABLE,
+        comment = COMMENT,
         src = config.pod_cidr,
         keep = keep.join(", ")
     )
@@ -54,7 +58,7 @@ pub fn iptables_script(config: &MasqueradeConfig) -> String {
     for cidr in &config.cluster_cidrs {
         s.push_str(&format!("-A {IPTABLES_CHAIN} -d {cidr} -j RETURN\n"));
     }
-    s.push_str(&format!("-A {IPTABLES_CHAIN} -s {} -m comment --comment \"kubelet-rs: pods leaving the cluster network\" -j MASQUERADE\nCOMMIT\n", config.pod_cidr));
+    s.push_str(&format!("-A {IPTABLES_CHAIN} -s {} -m comment --comment \"{COMMENT}\" -j MASQUERADE\nCOMMIT\n", config.pod_cidr));
     s
 }
 
@@ -80,6 +84,51 @@ pub fn apply(filter: Filter, config: &MasqueradeConfig, netns: Option<&str>) -> 
     }
 }
 
+/// Whether `nft list table ip krs-node` shows this node's rule.
+pub fn nft_listing_has_rule(listing: &str, config: &MasqueradeConfig) -> bool {
+    listing.lines().any(|l| l.contains(&format!("ip saddr {}", config.pod_cidr)) && l.contains("masquerade") && l.contains(COMMENT))
+}
+
+/// Whether the rule is in place as [`apply`] wrote it (the table, or the chain, its rule and
+/// the jump to it, are there).
+pub fn in_place(filter: Filter, config: &MasqueradeConfig, netns: Option<&str>) -> Result<bool, MasqueradeError> {
+    let run = |program: &'static str, args: &[&str]| crate::tool::run(netns, program, args, None).map_err(|source| MasqueradeError::Spawn { program, source });
+    match filter {
+        Filter::Nftables => {
+            let out = run("nft", &["list", "table", "ip", NFT_TABLE])?;
+            Ok(out.status.success() && nft_listing_has_rule(&String::from_utf8_lossy(&out.stdout), config))
+        }
+        Filter::Iptables => {
+            let source = config.pod_cidr.to_string();
+            let rule = ["-t", "nat", "-C", IPTABLES_CHAIN, "-s", &source, "-m", "comment", "--comment", COMMENT, "-j", "MASQUERADE", "-w"];
+            let jump = ["-t", "nat", "-C", "POSTROUTING", "-j", IPTABLES_CHAIN, "-w"];
+            Ok(run("iptables", &rule)?.status.success() && run("iptables", &jump)?.status.success())
+        }
+    }
+}
+
+/// Check the rule every `every` and write it again when it is gone; runs until dropped.
+/// Failures are logged (the next round tries again).
+pub async fn keep(filter: Filter, config: MasqueradeConfig, netns: Option<String>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (config, netns) = (config.clone(), netns.clone());
+        let round = tokio::task::spawn_blocking(move || {
+            if in_place(filter, &config, netns.as_deref())? {
+                return Ok(false);
+            }
+            apply(filter, &config, netns.as_deref()).map(|()| true)
+        })
+        .await
+        .expect("masquerade check");
+        match round {
+            Ok(true) => tracing::warn!(?filter, "the node's masquerade rule was gone (removed by someone else); written again"),
+            Ok(false) => {}
+            Err(e) => tracing::error!("the node's masquerade rule: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +143,15 @@ mod tests {
         assert!(s.starts_with("table ip krs-node\ndelete table ip krs-node\n"), "{s}");
         assert!(s.contains("type nat hook postrouting priority srcnat;"), "{s}");
         assert!(s.contains("ip saddr 10.244.1.0/24 ip daddr != { 10.244.0.0/16, 224.0.0.0/4 } masquerade"), "{s}");
+    }
+
+    #[test]
+    fn the_listing_check_finds_the_rule_apply_writes_and_no_other() {
+        let written = nft_script(&config());
+        assert!(nft_listing_has_rule(&written, &config()));
+        let other = MasqueradeConfig { pod_cidr: "10.244.2.0/24".parse().unwrap(), ..config() };
+        assert!(!nft_listing_has_rule(&written, &other));
+        assert!(!nft_listing_has_rule("table ip krs-node {\n\tchain postrouting {\n\t}\n}\n", &config()));
     }
 
     #[test]

@@ -14,6 +14,9 @@ use ipnet::Ipv4Net;
 use crate::dns::watch::DnsConfig;
 use crate::proxy::{Backend, BackendOptions, ProxyConfig, ProxyError};
 
+/// How often the node's masquerade rule is checked (and written again if gone).
+const MASQUERADE_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How Services are programmed into the packet filter (kube-proxy's `--proxy-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {
@@ -100,16 +103,21 @@ pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: imp
         None => None,
     };
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), NodeServicesError>>> = Vec::new();
+    // Tasks that only keep kernel state (routes, the masquerade): stopped, their state stays.
+    let mut keepers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     if let Some(masq) = config.masquerade.clone() {
         let filter = if config.proxy_mode == ProxyMode::Iptables || !runs("nft") { masquerade::Filter::Iptables } else { masquerade::Filter::Nftables };
         let netns = config.backend.netns.clone();
-        tokio::task::spawn_blocking(move || masquerade::apply(filter, &masq, netns.as_deref())).await.expect("masquerade task")?;
-        tracing::info!(?filter, pod_cidr = %config.masquerade.as_ref().map(|m| m.pod_cidr.to_string()).unwrap_or_default(), "pods leaving the cluster network are masqueraded");
+        let written = masq.clone();
+        let ns = netns.clone();
+        tokio::task::spawn_blocking(move || masquerade::apply(filter, &written, ns.as_deref())).await.expect("masquerade task")?;
+        tracing::info!(?filter, pod_cidr = %masq.pod_cidr, "pods leaving the cluster network are masqueraded");
+        keepers.push(tokio::spawn(masquerade::keep(filter, masq, netns, MASQUERADE_CHECK)));
     }
-    let routes = config.pod_routes.then(|| {
+    if config.pod_routes {
         let table = Box::new(host_gw::IpRoutes { netns: config.backend.netns.clone() });
-        tokio::spawn(host_gw::run(client.clone(), config.node_name.clone(), table))
-    });
+        keepers.push(tokio::spawn(host_gw::run(client.clone(), config.node_name.clone(), table)));
+    }
     if let Some((server, dns)) = dns {
         let (client, stopped) = (client.clone(), stopped.clone());
         let listen: SocketAddr = server.local_addr();
@@ -135,10 +143,8 @@ pub async fn run(client: kube::Client, config: NodeServicesConfig, shutdown: imp
     }
     shutdown.await;
     let _ = stop.send(true);
-    // The routes stay in the kernel for the pods; only their keeper stops.
-    if let Some(routes) = routes {
-        routes.abort();
-    }
+    // The routes and the masquerade stay in the kernel for the pods; only their keepers stop.
+    keepers.iter().for_each(tokio::task::JoinHandle::abort);
     let mut result = Ok(());
     for task in tasks {
         if let Ok(Err(e)) = task.await {
