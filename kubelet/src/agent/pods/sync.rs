@@ -62,6 +62,8 @@ pub struct PodMemory {
     pub status: Option<PodStatus>,
     /// The start latency was reported.
     pub start_reported: bool,
+    /// Syncs in a row that left a step failing (the retry backs off with them).
+    pub failed_syncs: u32,
 }
 
 /// The result of one sync.
@@ -78,8 +80,15 @@ fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
 
-/// How soon to retry a failed step.
+/// How soon to retry a failed step after the first failed sync; the wait doubles with each
+/// failed sync in a row up to [`MAX_RETRY`] (upstream's pod workers wait 10 s after an error).
 const RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// The retry after `failed` failed syncs in a row (at least one).
+fn retry_after_failures(failed: u32) -> Duration {
+    RETRY.saturating_mul(1 << failed.saturating_sub(1).min(8)).min(MAX_RETRY)
+}
 
 impl Syncer {
     /// A syncer with the real CRI configs, the system clock and no metrics.
@@ -191,14 +200,19 @@ impl Syncer {
             self.events.event(pod, Some(name), EventType::Warning, "BackOff", &message);
         }
 
+        let mut failed = false;
         if !actions.is_noop()
-            && let Err(failed) = self.act(pod, &rt, &actions, memory).await
+            && let Err(failure) = self.act(pod, &rt, &actions, memory).await
         {
-            tracing::warn!(pod = %pod_name, "sync: {failed}");
-            retry_after = Some(retry_after.map_or(RETRY, |r| r.min(RETRY)));
+            tracing::warn!(pod = %pod_name, "sync: {failure}");
+            failed = true;
         }
-        if memory.errors.values().any(|w| w.reason != "CrashLoopBackOff") {
-            retry_after = Some(retry_after.map_or(RETRY, |r| r.min(RETRY)));
+        // A crash back-off has its own end (in `actions.retry_after`); other waits retry.
+        failed |= memory.errors.values().any(|w| w.reason != "CrashLoopBackOff");
+        memory.failed_syncs = if failed { memory.failed_syncs.saturating_add(1) } else { 0 };
+        if failed {
+            let retry = retry_after_failures(memory.failed_syncs);
+            retry_after = Some(retry_after.map_or(retry, |r| r.min(retry)));
         }
 
         let rt = if actions.is_noop() { rt } else { observe(self.runtime.as_ref(), &uid).await.map_err(observe_err)? };
@@ -539,6 +553,29 @@ mod tests {
         let out = syncer.sync(&pod, &mut mem).await.unwrap();
         assert_eq!(out.status.phase.as_deref(), Some("Running"));
         assert!(h.events.messages("Pulled").contains(&"Container image \"busybox:1\" already present on machine".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_step_that_keeps_failing_is_retried_less_often_until_it_works() {
+        let h = Harness::new();
+        let syncer = h.syncer();
+        let pod = web("u1");
+        h.runtime.add_image("busybox:1");
+        *h.deps.env_error.lock().unwrap() = Some("configmap \"cfg\" not found".into());
+        let mut mem = PodMemory::default();
+        let mut retries = Vec::new();
+        for _ in 0..5 {
+            let out = syncer.sync(&pod, &mut mem).await.unwrap();
+            assert_eq!(waiting_reason(&out.status, 0).as_deref(), Some("CreateContainerConfigError"));
+            retries.push(out.retry_after.unwrap().as_secs());
+        }
+        assert_eq!(retries, [2, 4, 8, 10, 10]);
+        *h.deps.env_error.lock().unwrap() = None;
+        let out = syncer.sync(&pod, &mut mem).await.unwrap();
+        assert_eq!(out.status.phase.as_deref(), Some("Running"));
+        // A later failure starts again from the shortest wait.
+        assert_eq!(mem.failed_syncs, 0);
+        assert_eq!(retry_after_failures(1), RETRY);
     }
 
     #[tokio::test]
