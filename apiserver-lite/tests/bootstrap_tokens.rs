@@ -106,11 +106,13 @@ async fn a_node_joins_with_a_bootstrap_token() {
     // Before the server ever ran: a clear error naming what is missing.
     let (_, stderr, ok) = token_create(&data, &dir.path().join("x"), &[]);
     assert!(!ok && stderr.contains("admin.kubeconfig"), "{stderr}");
-    let server = ServerProcess::start(&data, &[]);
+    let mut server = ServerProcess::start(&data, &[]);
     let admin_kubectl = Kubectl::new(&server.kubeconfig());
     let admin = client(&server.kubeconfig()).await;
     let (_, stderr, ok) = token_create(&data, &dir.path().join("x"), &["--ttl", "soon"]);
     assert!(!ok && stderr.contains("--ttl"), "{stderr}");
+    let (_, stderr, ok) = token_create(&data, &dir.path().join("no/such/dir/x"), &[]);
+    assert!(!ok && stderr.contains("is not a directory"), "{stderr}");
 
     // The token and its kubeconfig.
     let boot_path = dir.path().join("bootstrap.kubeconfig");
@@ -227,4 +229,10 @@ async fn a_node_joins_with_a_bootstrap_token() {
     assert!(short.contains("certificatesigningrequest.certificates.k8s.io/node-csr-w1"), "{short}");
     // The bootstrapper may list them too (it watches its own request).
     assert!(boot_kubectl.ok(&["get", "csr"]).contains("node-csr-w1"));
+
+    // With the server stopped, the command says so.
+    server.stop();
+    let (_, stderr, ok) = token_create(&data, &dir.path().join("late.kubeconfig"), &[]);
+    assert!(!ok && stderr.contains("is apiserver-lite running?"), "{stderr}");
+    assert!(!dir.path().join("late.kubeconfig").exists());
 }

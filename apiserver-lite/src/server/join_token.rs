@@ -51,6 +51,11 @@ pub async fn create_join_token(options: &JoinTokenOptions) -> Result<String, Joi
     if !admin.exists() {
         return Err(JoinTokenError::NoAdminKubeconfig { path: admin, data_dir: options.data_dir.clone() });
     }
+    // Checked before the Secret exists, so a bad --out leaves no stray token behind.
+    let out_dir = options.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !out_dir.is_dir() {
+        return Err(JoinTokenError::Write { path: options.out.clone(), reason: format!("{} is not a directory", out_dir.display()) });
+    }
     let read_err = |reason: String| JoinTokenError::Kubeconfig { path: admin.clone(), reason };
     let ca_pem = crate::controllers::root_ca_publisher::ca_from_kubeconfig(&admin).map_err(|e| read_err(e.to_string()))?;
     let admin_server = kubeconfig_server(&admin).map_err(read_err)?;
