@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use apiserver_lite::auth::csr::make_request;
 use apiserver_lite::auth::kubeconfig::{self, Credentials};
 use base64::Engine as _;
-use common::{Kubectl, ServerProcess, eventually};
+use axum::http::StatusCode;
+use common::{Kubectl, ServerProcess, TestServer, eventually};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use serde_json::{Value, json};
@@ -235,4 +236,45 @@ async fn a_node_joins_with_a_bootstrap_token() {
     let (_, stderr, ok) = token_create(&data, &dir.path().join("late.kubeconfig"), &[]);
     assert!(!ok && stderr.contains("is apiserver-lite running?"), "{stderr}");
     assert!(!dir.path().join("late.kubeconfig").exists());
+}
+
+/// The CSR strategy over HTTP: the spec is fixed at create, `status` cannot decide and
+/// `approval` can only decide.
+#[tokio::test]
+async fn only_the_approval_subresource_decides_and_the_spec_never_changes() {
+    let s = TestServer::new().await;
+    let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let (request, _) = make_request("system:node:w9", &["system:nodes"], &[]);
+    let csr = serde_json::to_value(csr_object("c1", &request, "example.com/custom", &["client auth"])).unwrap();
+    let (code, created) = s.post(path, csr).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["username"], "system:apiserver", "the requester is who asked, not who the body says");
+    assert_eq!(created["status"], json!({}));
+
+    let mut changed = created.clone();
+    changed["spec"]["signerName"] = json!("kubernetes.io/kube-apiserver-client-kubelet");
+    changed["status"]["conditions"] = json!([{"type": "Approved", "status": "True", "reason": "Sneaky"}]);
+    let (code, updated) = s.put(&format!("{path}/c1"), changed.clone()).await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!((updated["spec"]["signerName"].as_str(), &updated["status"]), (Some("example.com/custom"), &json!({})));
+    let (code, updated) = s.put(&format!("{path}/c1/status"), changed.clone()).await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert!(updated["status"]["conditions"].is_null(), "status may not approve: {updated}");
+
+    let (code, approved) = s.put(&format!("{path}/c1/approval"), changed).await;
+    assert_eq!(code, StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"]["conditions"][0]["type"], "Approved");
+    assert_eq!(approved["spec"]["signerName"], "example.com/custom");
+    let mut both = approved.clone();
+    both["status"]["conditions"] = json!([{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]);
+    let (code, body) = s.put(&format!("{path}/c1/approval"), both).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("mutually exclusive"), "{body}");
+
+    let mut bad = serde_json::to_value(csr_object("c2", &request, "", &["client auth"])).unwrap();
+    bad["spec"]["request"] = json!(b64("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"));
+    let (code, body) = s.post(path, bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("spec.request: Invalid value: PEM block type must be CERTIFICATE REQUEST") && message.contains("spec.signerName: Required value"), "{message}");
 }
