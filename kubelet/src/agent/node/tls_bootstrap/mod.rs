@@ -16,10 +16,12 @@
 //! - `certs` — keys, requests, what a held certificate says (expiry, IPs, public key).
 //! - `kubeconfig` — reading a kubeconfig's cluster and credentials, writing the node's.
 //! - `signing` — the CSR object, created and waited on.
+//! - `join` — the join flags (`--bootstrap-kubeconfig` and the TLS files) checked, then carried out.
 //! - `api` — the CSR calls and the client from a kubeconfig, as traits (`kube` implements them).
 
 pub mod api;
 pub mod certs;
+pub mod join;
 pub mod kubeconfig;
 pub mod signing;
 
@@ -112,18 +114,15 @@ pub async fn ensure_client_kubeconfig(connector: &dyn CsrConnector, node: &str, 
     Ok(ClientOutcome::Bootstrapped { reason })
 }
 
-/// Step 2: the kubelet API's serving certificate for `node` at `node_ip` and the cluster CA
-/// (from the node's `kubeconfig`) as `files`; a certificate there that is unexpired, names
-/// `node_ip` and matches its key is kept, else one is requested with `kubeconfig`'s
-/// credentials.
+/// Step 2: the kubelet API's serving certificate for `node` at `node_ip` as `files.cert` and
+/// `files.key` (`files.client_ca` is not touched: see [`write_cluster_ca`]); a certificate
+/// there that is unexpired, names `node_ip` and matches its key is kept, else one is
+/// requested with `kubeconfig`'s credentials. Returns whether one was requested.
 pub async fn ensure_serving_cert(connector: &dyn CsrConnector, node: &str, node_ip: IpAddr, kubeconfig: &Path, files: &ServingFiles) -> Result<bool, BootstrapError> {
     validate_node_name(node)?;
-    let access = kubeconfig::cluster_access(kubeconfig)?;
-    write_file(&files.client_ca, access.ca_pem.as_bytes(), 0o644)?;
-    if let Some(why_not) = reusable(files, node_ip) {
-        tracing::info!("requesting a serving certificate for the kubelet API: {why_not}");
-    } else {
-        return Ok(false);
+    match reusable(files, node_ip) {
+        None => return Ok(false),
+        Some(why) => tracing::info!("requesting a serving certificate for the kubelet API: {why}"),
     }
     let api = connector.connect(kubeconfig).await.map_err(|e| BootstrapError::Connect { path: kubeconfig.to_path_buf(), message: e.0 })?;
     let request = certs::new_request(node, &[node_ip], &[node.to_string()])?;
@@ -134,6 +133,13 @@ pub async fn ensure_serving_cert(connector: &dyn CsrConnector, node: &str, node_
     write_file(&files.cert, cert_pem.as_bytes(), 0o644)?;
     tracing::info!("wrote the kubelet API's serving certificate {}", files.cert.display());
     Ok(true)
+}
+
+/// Write the CA of `kubeconfig`'s cluster to `out`: the kubelet API's client CA, as the
+/// API server's client certificate for kubelets is issued by the cluster CA.
+pub fn write_cluster_ca(kubeconfig: &Path, out: &Path) -> Result<(), BootstrapError> {
+    let access = kubeconfig::cluster_access(kubeconfig)?;
+    write_file(out, access.ca_pem.as_bytes(), 0o644)
 }
 
 /// `None` if the serving certificate in `files` can be used; else why not.

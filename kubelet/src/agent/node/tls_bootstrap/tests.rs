@@ -281,6 +281,8 @@ async fn the_serving_certificate_is_requested_with_the_node_credentials_and_kept
     let files = ServingFiles::under(&dir.path().join("pki"));
     let ip: IpAddr = "10.0.0.7".parse().unwrap();
     assert!(ensure_serving_cert(&fake, "worker-1", ip, &kubeconfig, &files).await.unwrap());
+    assert!(!files.client_ca.exists(), "a given --client-ca-file is not overwritten");
+    write_cluster_ca(&kubeconfig, &files.client_ca).unwrap();
 
     let created = fake.created();
     let (with, csr) = &created[1];
@@ -349,4 +351,23 @@ async fn a_bootstrap_kubeconfig_without_a_ca_is_refused_before_any_request() {
     let err = ensure_client_kubeconfig(&fake, "n", &dir.path().join("k"), &bootstrap).await.unwrap_err().to_string();
     assert!(err.contains("certificate-authority") && err.contains("bootstrap.kubeconfig"), "{err}");
     assert!(fake.created().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_with_only_a_bootstrap_kubeconfig_gets_everything_once() {
+    let fake = Fake::new(Answer::IssueAtRead(2));
+    let (dir, bootstrap, _) = setup(&fake);
+    let data = dir.path().join("data");
+    let plan = join::plan(&join::JoinFlags { bootstrap_kubeconfig: Some(bootstrap.clone()), ..Default::default() }, &data).unwrap();
+    let ip: IpAddr = "10.0.0.7".parse().unwrap();
+    plan.carry_out(&fake, "worker-1", ip).await.unwrap();
+    for file in ["kubelet.kubeconfig", "pki/kubelet.crt", "pki/kubelet.key", "pki/ca.crt"] {
+        assert!(data.join(file).exists(), "{file}");
+    }
+    assert_eq!(std::fs::read_to_string(data.join("pki/ca.crt")).unwrap(), fake.ca_pem());
+    let connects = fake.state.lock().unwrap().connects.clone();
+    assert_eq!(connects, [bootstrap.clone(), data.join("kubelet.kubeconfig")]);
+    // A restart: nothing requested again.
+    plan.carry_out(&fake, "worker-1", ip).await.unwrap();
+    assert_eq!(fake.created().len(), 2);
 }
