@@ -371,3 +371,52 @@ async fn a_join_with_only_a_bootstrap_kubeconfig_gets_everything_once() {
     plan.carry_out(&fake, "worker-1", ip).await.unwrap();
     assert_eq!(fake.created().len(), 2);
 }
+
+/// The `kube` implementation on the wire: a plain-HTTP server answering the CSR API as the
+/// fake does (POST the collection, GET by name), with the bootstrap token checked.
+#[tokio::test]
+async fn the_kube_client_creates_and_reads_csrs_as_the_api_wants() {
+    use axum::extract::{Path as UrlPath, State as AxState};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+    type Shared = (Fake, Arc<Mutex<Vec<serde_json::Value>>>);
+    async fn create(AxState((fake, bodies)): AxState<Shared>, headers: HeaderMap, body: String) -> (StatusCode, String) {
+        assert_eq!(headers.get("authorization").unwrap(), "Bearer abcdef.0123456789abcdef");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        bodies.lock().unwrap().push(value);
+        let csr: CertificateSigningRequest = serde_json::from_str(&body).unwrap();
+        let api = fake.connect(Path::new("wire")).await.unwrap();
+        (StatusCode::CREATED, serde_json::to_string(&api.create(&csr).await.unwrap()).unwrap())
+    }
+    async fn read(AxState((fake, _)): AxState<Shared>, UrlPath(name): UrlPath<String>) -> String {
+        let api = fake.connect(Path::new("wire")).await.unwrap();
+        serde_json::to_string(&api.get(&name).await.unwrap()).unwrap()
+    }
+    let fake = Fake::new(Answer::IssueAtRead(2));
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/apis/certificates.k8s.io/v1/certificatesigningrequests", post(create))
+        .route("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}", get(read))
+        .with_state((fake.clone(), bodies.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.kubeconfig");
+    let server = format!("http://127.0.0.1:{port}");
+    apiserver_lite::auth::kubeconfig::write(&bootstrap, "lab", &server, &fake.ca_pem(), "kubelet-bootstrap", apiserver_lite::auth::Credentials::Token("abcdef.0123456789abcdef".into())).unwrap();
+    let kubeconfig = dir.path().join("kubelet.kubeconfig");
+    ensure_client_kubeconfig(&KubeConnector, "worker-1", &kubeconfig, &bootstrap).await.unwrap();
+
+    let sent = bodies.lock().unwrap()[0].clone();
+    assert_eq!(sent["apiVersion"], "certificates.k8s.io/v1");
+    assert_eq!(sent["kind"], "CertificateSigningRequest");
+    assert_eq!(sent["metadata"]["generateName"], "node-csr-");
+    assert_eq!(sent["spec"]["signerName"], "kubernetes.io/kube-apiserver-client-kubelet");
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD.decode(sent["spec"]["request"].as_str().unwrap()).unwrap();
+    assert!(pem.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----"));
+    assert_eq!(kubeconfig::cluster_access(&kubeconfig).unwrap().server, server);
+    assert_eq!(kubeconfig::credentials(&kubeconfig, certs::now()), kubeconfig::Credentials::Valid);
+}
