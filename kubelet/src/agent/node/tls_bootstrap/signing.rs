@@ -40,7 +40,7 @@ pub fn csr_object(csr_pem: &str, signer: &str, usages: &[&str]) -> CertificateSi
 pub async fn request_certificate(api: &dyn CsrApi, csr: &CertificateSigningRequest) -> Result<String, BootstrapError> {
     let created = api.create(csr).await.map_err(|e| BootstrapError::Create { signer: csr.spec.signer_name.clone(), message: e.0 })?;
     let name = created.metadata.name.clone().ok_or_else(|| BootstrapError::Create { signer: csr.spec.signer_name.clone(), message: "the created CSR has no name".into() })?;
-    tracing::info!("created CSR {name} ({}); waiting for its certificate", csr.spec.signer_name);
+    tracing::info!("created CSR {name} ({}); waiting for it to be approved (kubectl certificate approve {name})", csr.spec.signer_name);
     let pem = wait_for_certificate(api, &name, created).await?;
     match certs::cert_facts(pem.as_bytes()) {
         Ok(facts) if facts.expired(certs::now()) => Err(BootstrapError::Issued { csr: name, message: "the certificate has already expired".into() }),

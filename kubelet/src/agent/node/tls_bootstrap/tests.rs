@@ -261,12 +261,33 @@ async fn a_denied_or_failed_csr_is_an_error_naming_it_and_the_reason() {
     }
 }
 
+/// Log lines, captured.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_pending_csr_is_read_every_second_until_approved() {
+async fn a_pending_csr_is_read_every_second_until_approved_and_the_wait_is_told_every_30_s() {
     let fake = Fake::new(Answer::IssueAtRead(75));
     let (_dir, bootstrap, kubeconfig) = setup(&fake);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let start = tokio::time::Instant::now();
     ensure_client_kubeconfig(&fake, "worker-1", &kubeconfig, &bootstrap).await.unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("waiting for CSR node-csr-1 to be approved (kubectl certificate approve node-csr-1)").count(), 2, "{text}");
+    assert_eq!(text.matches("created CSR node-csr-1").count(), 1, "{text}");
     let waited = start.elapsed().as_secs();
     assert!((75..=76).contains(&waited), "waited {waited} s");
     assert_eq!(fake.state.lock().unwrap().reads, 75);
