@@ -130,6 +130,11 @@ enum Command {
         #[arg(long = "node-address", value_name = "ADDRESS")]
         node_addresses: Vec<String>,
     },
+    /// Bootstrap tokens for joining nodes (as `kubeadm token`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run the controllers (kube-controller-manager's loops) against the API server in
     /// --kubeconfig, under leader election on kube-system/kube-controller-manager.
     ControllerManager {
@@ -143,6 +148,14 @@ enum Command {
         election: ElectionFlags,
         #[command(flatten)]
         node_monitor: NodeMonitorFlags,
+        /// The CA certificate (PEM) that signs approved kubelet CSRs; with
+        /// --cluster-signing-key-file (the server's DATA/pki/ca.crt and ca.key). Without
+        /// them CSRs are not approved or signed.
+        #[arg(long, requires = "cluster_signing_key_file")]
+        cluster_signing_cert_file: Option<PathBuf>,
+        /// The CA's private key (PEM).
+        #[arg(long, requires = "cluster_signing_cert_file")]
+        cluster_signing_key_file: Option<PathBuf>,
     },
     /// Run the scheduler against the API server in --kubeconfig, under leader election on
     /// kube-system/kube-scheduler.
@@ -155,6 +168,27 @@ enum Command {
         leader_elect: bool,
         #[command(flatten)]
         election: ElectionFlags,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a bootstrap token through the running server (its --data-dir/admin.kubeconfig)
+    /// and write a bootstrap kubeconfig with it for a joining kubelet's
+    /// --bootstrap-kubeconfig; prints the token.
+    Create {
+        /// The API server's URL as the joining node reaches it (default: admin.kubeconfig's).
+        #[arg(long)]
+        server: Option<String>,
+        /// Where to write the bootstrap kubeconfig (mode 600).
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the token works (`0`: until its Secret is deleted).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// A note kept in the token's Secret.
+        #[arg(long)]
+        description: Option<String>,
     },
 }
 
@@ -175,8 +209,24 @@ fn main() {
             }
             return;
         }
-        Some(Command::ControllerManager { kubeconfig, leader_elect, election, node_monitor }) => {
+        Some(Command::Token { command: TokenCommand::Create { server, out, ttl, description } }) => {
+            let options = apiserver_lite::server::JoinTokenOptions { data_dir: args.data_dir.clone(), server: server.clone(), out: out.clone(), ttl: *ttl, description: description.clone() };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+            match runtime.block_on(apiserver_lite::server::create_join_token(&options)) {
+                Ok(token) => println!("{token}"),
+                Err(e) => fail(&e.to_string()),
+            }
+            return;
+        }
+        Some(Command::ControllerManager { kubeconfig, leader_elect, election, node_monitor, cluster_signing_cert_file, cluster_signing_key_file }) => {
             let mut options = options(*leader_elect, election, Some(node_monitor));
+            if let (Some(cert), Some(key)) = (cluster_signing_cert_file, cluster_signing_key_file) {
+                let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| fail(&format!("reading {}: {e}", p.display())));
+                match apiserver_lite::auth::csr_signer::ClusterSigner::new(&read(cert), &read(key)) {
+                    Ok(signer) => options.controllers.cluster_signer = Some(signer),
+                    Err(e) => fail(&format!("--cluster-signing-cert-file {} / --cluster-signing-key-file {}: {e}", cert.display(), key.display())),
+                }
+            }
             // What kube-controller-manager publishes as kube-root-ca.crt without --root-ca-file.
             match apiserver_lite::controllers::root_ca_publisher::ca_from_kubeconfig(kubeconfig) {
                 Ok(pem) => options.controllers.root_ca_pem = Some(pem),

@@ -1,7 +1,8 @@
 //! Authentication: who a request comes from. Like kube-apiserver, a verified client
 //! certificate names the user (CN) and groups (O); otherwise an `Authorization: Bearer`
 //! token is looked up among the static token file's and the server's own tokens, then
-//! checked as a service account token (see [`super::sa_token`]). Every authenticated user
+//! checked as a bootstrap token (`ID.SECRET`, see [`super::bootstrap_token`]) or a service
+//! account token (see [`super::sa_token`]). Every authenticated user
 //! is also in `system:authenticated`.
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, header};
 
+use super::bootstrap_token::{self, BootstrapSecrets};
 use super::sa_token::{BoundObjects, ServiceAccountTokens};
 use super::token_file::{self, TokenFileError};
 
@@ -68,6 +70,16 @@ impl UserInfo {
 pub struct Authenticator {
     tokens: RwLock<HashMap<String, UserInfo>>,
     service_accounts: Option<ServiceAccounts>,
+    bootstrap: Option<BootstrapTokens>,
+}
+
+/// Where bootstrap tokens' Secrets are read.
+struct BootstrapTokens(Arc<dyn BootstrapSecrets>);
+
+impl std::fmt::Debug for BootstrapTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootstrapTokens")
+    }
 }
 
 /// Service account token checking: the key that signs them and the objects they name.
@@ -97,6 +109,7 @@ impl Authenticator {
         Ok(Authenticator {
             tokens: RwLock::new(tokens),
             service_accounts: None,
+            bootstrap: None,
         })
     }
 
@@ -108,6 +121,13 @@ impl Authenticator {
         objects: Arc<dyn BoundObjects>,
     ) -> Authenticator {
         self.service_accounts = Some(ServiceAccounts { tokens, objects });
+        self
+    }
+
+    /// Also accept bootstrap tokens whose Secrets `secrets` holds (kube-apiserver's
+    /// `--enable-bootstrap-token-auth`).
+    pub fn with_bootstrap_tokens(mut self, secrets: Arc<dyn BootstrapSecrets>) -> Authenticator {
+        self.bootstrap = Some(BootstrapTokens(secrets));
         self
     }
 
@@ -155,7 +175,8 @@ impl Authenticator {
         bearer_token(headers).and_then(|token| self.authenticate_token(token))
     }
 
-    /// [`Self::authenticate`], then service account tokens, which need storage lookups.
+    /// [`Self::authenticate`], then bootstrap and service account tokens, which need
+    /// storage lookups.
     pub async fn authenticate_request(
         &self,
         client_cert: Option<&[u8]>,
@@ -164,8 +185,20 @@ impl Authenticator {
         if let Some(user) = self.authenticate(client_cert, headers) {
             return Some(user);
         }
-        let (token, sa) = (bearer_token(headers)?, self.service_accounts.as_ref()?);
+        let token = bearer_token(headers)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(bootstrap) = &self.bootstrap
+            && bootstrap_token::parse(token).is_ok()
+        {
+            return match bootstrap_token::authenticate(token, bootstrap.0.as_ref(), now).await {
+                Ok(user) => Some(user),
+                Err(e) => {
+                    tracing::debug!(error = %e, "bootstrap token refused");
+                    None
+                }
+            };
+        }
+        let sa = self.service_accounts.as_ref()?;
         match sa
             .tokens
             .authenticate(token, sa.objects.as_ref(), now)

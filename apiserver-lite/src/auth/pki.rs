@@ -178,6 +178,12 @@ impl Pki {
         &self.ca_cert_pem
     }
 
+    /// The CA's private key (PEM), for the CSR signer (kube-controller-manager's
+    /// --cluster-signing-key-file).
+    pub fn ca_key_pem(&self) -> String {
+        self.ca_key.serialize_pem()
+    }
+
     pub fn serving_cert_pem(&self) -> &str {
         &self.serving.cert_pem
     }

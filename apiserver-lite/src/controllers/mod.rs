@@ -14,6 +14,7 @@ mod workload_events;
 
 use axum::http::Request;
 
+pub mod csr_signing;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
@@ -32,13 +33,16 @@ pub struct ControllersConfig {
     /// The cluster CA (PEM) the root CA publisher puts in every namespace's
     /// `kube-root-ca.crt` (upstream's --root-ca-file, else its kubeconfig's CA); None: not published.
     pub root_ca_pem: Option<String>,
+    /// The CA that signs approved kubelet CSRs (upstream's --cluster-signing-cert-file and
+    /// --cluster-signing-key-file); None: the CSR controller does not run.
+    pub cluster_signer: Option<crate::auth::csr_signer::ClusterSigner>,
 }
 
 /// Run every controller until the process ends (each is level-triggered and restartable:
 /// a controller whose watch breaks relists and goes on). Each controller module adds its
 /// one line here.
 pub async fn run(client: kube::Client, config: ControllersConfig) {
-    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(endpoints::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(garbage_collector::run(client.clone())),
@@ -53,6 +57,9 @@ pub async fn run(client: kube::Client, config: ControllersConfig) {
         tokio::spawn(root_ca_publisher::run(client.clone(), config.root_ca_pem.clone())),
         tokio::spawn(service_lb::run(client.clone())),
     ];
+    if let Some(signer) = config.cluster_signer.clone() {
+        tasks.push(tokio::spawn(csr_signing::run(client.clone(), signer)));
+    }
     drop(client);
     for t in tasks {
         let _ = t.await;

@@ -1,9 +1,11 @@
 //! The REST verbs over storage: get, list, watch, create, update, patch, delete and
 //! deletecollection on every resource of the registry, plus the subresources the server
-//! itself implements (status, scale, binding, eviction, finalize, service account token),
+//! itself implements (status, scale, binding, eviction, finalize, service account token,
+//! CSR approval),
 //! and SelfSubjectReview.
 
 mod conversion;
+mod csr;
 mod delete;
 mod list;
 pub mod negotiate;

@@ -1,4 +1,5 @@
-//! Subresources the server implements itself: status (only status changes), scale (an
+//! Subresources the server implements itself: status (only status changes), a CSR's
+//! approval (only its conditions, see `csr`), scale (an
 //! autoscaling/v1 Scale over spec.replicas), pod binding (the scheduler's write), eviction,
 //! namespace finalize, service account token (see `token`). The node-side ones (log, exec, attach, portforward, proxy) are proxied
 //! to the kubelet's server.
@@ -20,8 +21,8 @@ fn success(code: StatusCode) -> Response {
 pub(crate) async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let sub = call.info.subresource.as_deref().unwrap_or("");
     match (sub, call.info.verb) {
-        ("status", Verb::Get) => Ok(json_response(StatusCode::OK, &current(api, &call.info).await?.0)),
-        ("status", Verb::Update) => {
+        ("status" | "approval", Verb::Get) => Ok(json_response(StatusCode::OK, &current(api, &call.info).await?.0)),
+        ("status" | "approval", Verb::Update) => {
             let r = &call.info.resource;
             let (old, revision) = current(api, &call.info).await?;
             let new = super::objects::parse_body(&call.body, r, &r.kind, &r.api_version())?;
@@ -32,7 +33,7 @@ pub(crate) async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError>
             }
             Ok(json_response(StatusCode::OK, &finish_update(api, call, old, revision, new, true).await?))
         }
-        ("status", Verb::Patch) => {
+        ("status" | "approval", Verb::Patch) => {
             let r = &call.info.resource;
             for _ in 0..5 {
                 let (old, revision) = current(api, &call.info).await?;

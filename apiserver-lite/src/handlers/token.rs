@@ -148,6 +148,30 @@ impl BoundObjects for StoreObjects {
     }
 }
 
+/// Bootstrap tokens' Secrets, read from storage (`data` base64-decoded).
+#[async_trait::async_trait]
+impl crate::auth::bootstrap_token::BootstrapSecrets for StoreObjects {
+    async fn secret(&self, name: &str) -> Result<Option<crate::auth::bootstrap_token::TokenSecret>, String> {
+        use base64::Engine as _;
+        let namespace = crate::auth::bootstrap_token::SECRET_NAMESPACE;
+        let resource = self.registry.get("", "v1", "secrets").expect("built-in resource");
+        let Some(kv) = self.store.get(&resource.key(Some(namespace), name)).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let object: Value = serde_json::from_slice(&kv.value).map_err(|e| format!("stored secret {namespace}/{name} is not JSON: {e}"))?;
+        let mut data = std::collections::BTreeMap::new();
+        for (key, value) in object["data"].as_object().into_iter().flatten() {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(value.as_str().unwrap_or("")).map_err(|e| format!("secret {namespace}/{name}: data[{key}] is not base64: {e}"))?;
+            data.insert(key.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(Some(crate::auth::bootstrap_token::TokenSecret {
+            type_: object["type"].as_str().unwrap_or("").to_string(),
+            data,
+            deleting: object["metadata"]["deletionTimestamp"].is_string(),
+        }))
+    }
+}
+
 /// Create the `default` service account in `namespace` unless it exists. In Kubernetes the
 /// service account controller does this; pods need it as soon as their namespace exists.
 pub(crate) async fn ensure_default_service_account(api: &Api, namespace: &str) -> Result<(), ApiError> {

@@ -221,6 +221,9 @@ async fn create_object(api: &Api, call: &Call, object: &mut Value) -> Result<(),
         name => name.to_string(),
     };
     prepare_create(info, object)?;
+    if super::csr::is_csr(r) {
+        super::csr::prepare_create(&call.user, object);
+    }
     // Upstream's order: the namespace's lifecycle (404), admission (403), validation (422).
     if r.namespaced {
         check_namespace(api, info.namespace.as_deref().unwrap_or("")).await?;
@@ -311,6 +314,9 @@ pub(crate) async fn finish_update(api: &Api, call: &Call, old: Value, revision: 
         keep_admission_fields(r, &old, &mut m);
         m
     };
+    if super::csr::is_csr(r) {
+        super::csr::prepare_update(info.subresource.as_deref(), &old, &mut merged);
+    }
     {
         let old_meta = &old["metadata"];
         let meta = metadata_mut(&mut merged);

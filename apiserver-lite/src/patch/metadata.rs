@@ -155,6 +155,8 @@ pub const TYPES: &[(&str, &[Field])] = &[
     ("Event", &[object("metadata", "ObjectMeta")]),
     ("Binding", &[object("metadata", "ObjectMeta")]),
     ("Lease", &[object("metadata", "ObjectMeta")]),
+    ("CertificateSigningRequest", &[object("metadata", "ObjectMeta"), object("status", "CertificateSigningRequestStatus")]),
+    ("CertificateSigningRequestStatus", &[list_map("conditions", &["type"])]),
     // Storage.
     ("PersistentVolume", &[object("metadata", "ObjectMeta")]),
     ("PersistentVolumeClaim", &[object("metadata", "ObjectMeta"), object("status", "PersistentVolumeClaimStatus")]),
@@ -183,6 +185,7 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("batch", "Job", "Job"),
     ("batch", "CronJob", "CronJob"),
     ("coordination.k8s.io", "Lease", "Lease"),
+    ("certificates.k8s.io", "CertificateSigningRequest", "CertificateSigningRequest"),
     ("discovery.k8s.io", "EndpointSlice", "EndpointSlice"),
     ("events.k8s.io", "Event", "Event"),
 ];

@@ -43,6 +43,7 @@ const DEFS: &[Def] = &[
     def("apps", "statefulsets", "StatefulSet", true, &["sts"], true, &["scale", "status"]),
     def("batch", "cronjobs", "CronJob", true, &["cj"], true, &["status"]),
     def("batch", "jobs", "Job", true, &[], true, &["status"]),
+    def("certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", false, &["csr"], false, &["approval", "status"]),
     def("coordination.k8s.io", "leases", "Lease", true, &[], false, &[]),
     def("discovery.k8s.io", "endpointslices", "EndpointSlice", true, &[], false, &[]),
     def("events.k8s.io", "events", "Event", true, &["ev"], false, &[]),
@@ -57,7 +58,7 @@ fn verbs(plural: &str) -> Vec<String> {
 
 fn subresource(group: &str, plural: &str, kind: &str, name: &str) -> Subresource {
     let (kind, sub_group, sub_version, verbs): (&str, &str, &str, &[&str]) = match name {
-        "status" => (kind, group, "v1", &["get", "patch", "update"]),
+        "status" | "approval" => (kind, group, "v1", &["get", "patch", "update"]),
         "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
         "finalize" => (kind, group, "v1", &["update"]),
         "binding" => ("Binding", "", "v1", &["create"]),

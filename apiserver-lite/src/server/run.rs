@@ -119,6 +119,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
     let pki = auth::Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| ServerError::Pki(e.to_string()))?;
     // In-process controllers have no kubeconfig to read the CA from: they get it here.
     config.components.controllers.root_ca_pem.get_or_insert_with(|| pki.ca_cert_pem().to_string());
+    // And the CA itself, to sign kubelets' certificate requests.
+    if config.components.controllers.cluster_signer.is_none() {
+        config.components.controllers.cluster_signer = Some(auth::csr_signer::ClusterSigner::from_pki(&pki).map_err(|e| ServerError::Pki(e.to_string()))?);
+    }
     let server_url = match advertise {
         IpAddr::V6(ip) => format!("https://[{ip}]:{}", config.listen.port()),
         IpAddr::V4(ip) => format!("https://{ip}:{}", config.listen.port()),
@@ -149,7 +153,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
     let (stop_components, components) = start_components(&config, &app);
     let tls = auth::tls::server_config(&pki).map_err(|e| ServerError::Pki(e.to_string()))?;
     let authn = auth::authn::Authenticator::new(config.token_auth_file.as_deref()).map_err(|e| ServerError::Pki(e.to_string()))?;
-    let authn = Arc::new(authn.with_service_accounts(api.sa_tokens.clone(), Arc::new(crate::handlers::token::StoreObjects::new(&api))));
+    let objects = Arc::new(crate::handlers::token::StoreObjects::new(&api));
+    let authn = Arc::new(authn.with_service_accounts(api.sa_tokens.clone(), objects.clone()).with_bootstrap_tokens(objects));
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, kubeconfig = %config.data_dir.join("admin.kubeconfig").display(), "serving");
     auth::serve::serve(listener, tls, authn, app, shutdown).await;

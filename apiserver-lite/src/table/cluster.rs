@@ -182,6 +182,33 @@ pub(crate) fn lease(l: &Value, now: OffsetDateTime) -> Row {
     Row::new(vec![json!(str_at(l, "/metadata/name")), json!(str_at(l, "/spec/holderIdentity")), age_of(l, now)])
 }
 
+pub(crate) const CSR_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col("SignerName", "string", "Only requests with this signer name are signed"),
+    col("Requestor", "string", "Name of the user that created the request"),
+    col("RequestedDuration", "string", "Requested duration of the issued certificate"),
+    col("Condition", "string", "Approval and issuance state"),
+];
+
+/// CONDITION as upstream prints it: Approved, Denied or Pending, then Failed and Issued.
+pub(crate) fn csr(c: &Value, now: OffsetDateTime) -> Row {
+    let conditions = array_at(c, "/status/conditions");
+    let has = |t: &str| conditions.iter().any(|x| str_at(x, "/type") == t);
+    let mut condition = if has("Denied") { "Denied" } else if has("Approved") { "Approved" } else { "Pending" }.to_string();
+    if has("Failed") {
+        condition.push_str(",Failed");
+    }
+    if !str_at(c, "/status/certificate").is_empty() {
+        condition.push_str(",Issued");
+    }
+    let duration = match c.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+        Some(s) => super::age::human_duration(time::Duration::seconds(s)),
+        None => "<none>".into(),
+    };
+    Row::new(vec![json!(str_at(c, "/metadata/name")), age_of(c, now), json!(str_at(c, "/spec/signerName")), json!(str_at(c, "/spec/username")), json!(duration), json!(condition)])
+}
+
 /// RWO, ROX, RWX, RWOP in that order, whatever order the object lists them in.
 fn access_modes(modes: &[Value]) -> String {
     let has = |m: &str| modes.iter().any(|v| v.as_str() == Some(m));

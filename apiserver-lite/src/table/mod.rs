@@ -112,6 +112,7 @@ fn printer(group: &str, plural: &str) -> Option<(&'static [Column], Printer)> {
         ("", "events") => (cluster::EVENT_COLUMNS, cluster::event),
         ("events.k8s.io", "events") => (cluster::EVENT_COLUMNS, cluster::events_k8s_io_event),
         ("coordination.k8s.io", "leases") => (cluster::LEASE_COLUMNS, cluster::lease),
+        ("certificates.k8s.io", "certificatesigningrequests") => (cluster::CSR_COLUMNS, cluster::csr),
         ("", "persistentvolumes") => (cluster::PV_COLUMNS, cluster::persistentvolume),
         ("", "persistentvolumeclaims") => (cluster::PVC_COLUMNS, cluster::persistentvolumeclaim),
         _ => return None,

@@ -6,6 +6,7 @@
 //! required field stops there with one error naming the path. The rules then run on the
 //! typed object. Unknown kinds have no rules.
 
+mod certificates;
 mod config;
 mod names;
 mod pod;
@@ -201,6 +202,7 @@ pub fn validate(group: &str, kind: &str, object: &Value, old: Option<&Value>) ->
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events};
     match (group, kind) {
         ("", "Pod") => with(object, old, &mut errs, pod::pod),
+        ("certificates.k8s.io", "CertificateSigningRequest") => with(object, old, &mut errs, certificates::csr),
         ("apps", "Deployment") => with(object, old, &mut errs, workloads::deployment),
         ("apps", "ReplicaSet") => with(object, old, &mut errs, workloads::replicaset),
         ("apps", "StatefulSet") => with(object, old, &mut errs, workloads::statefulset),
@@ -266,6 +268,7 @@ pub fn type_errors(group: &str, kind: &str, object: &Value) -> Vec<FieldError> {
     }
     match (group, kind) {
         ("", "Pod") => check::<core::Pod>(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => check::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(object),
         ("", "Service") => check::<core::Service>(object),
         ("", "ConfigMap") => check::<core::ConfigMap>(object),
         ("", "Secret") => check::<core::Secret>(object),

@@ -1,8 +1,10 @@
 //! Authorization: may this user do this? A fixed policy standing in for kube-apiserver's
 //! RBAC defaults plus the Node authorizer: `system:masters` may do anything, every
 //! authenticated user may read discovery and ask about itself, anyone may read the health
-//! and version endpoints, and kubelets get what a node needs (`authz/node.rs`).
+//! and version endpoints, kubelets get what a node needs (`authz/node.rs`), and
+//! bootstrappers and nodes may ask for certificates (`authz/certificates.rs`).
 
+mod certificates;
 mod node;
 
 use super::authn::{AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP, UserInfo};
@@ -45,7 +47,8 @@ pub fn authorize(attrs: &Attributes) -> Decision {
     let allowed = attrs.user.in_group(MASTERS_GROUP)
         || public_info(attrs)
         || (attrs.user.in_group(AUTHENTICATED_GROUP) && (discovery(attrs) || self_review(attrs)))
-        || node::authorize(attrs);
+        || node::authorize(attrs)
+        || certificates::authorize(attrs);
     if allowed {
         Decision::Allow
     } else {
