@@ -28,8 +28,15 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/run/kubelet-rs")]
     pub state_dir: PathBuf,
     /// The API server to join (a kubeconfig with this node's credentials); not with --apiserver.
+    /// With --bootstrap-kubeconfig: where the node's credentials are written when this file is
+    /// missing or its certificate unreadable or expired [default: <data-dir>/kubelet.kubeconfig].
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Join with a bootstrap token: a kubeconfig (server, CA, token; `apiserver-lite token
+    /// create` writes one) to request this node's client certificate with, and its kubelet API
+    /// serving certificate unless --tls-cert-file is given (kept in <data-dir>/pki).
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     /// The node's name [default: the host name].
     #[arg(long = "hostname-override", value_name = "NAME")]
     pub node_name: Option<String>,
@@ -52,12 +59,14 @@ pub struct AgentArgs {
     /// The kubelet API's port.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
-    /// The kubelet API's serving certificate [default with --apiserver: issued by the cluster CA].
+    /// The kubelet API's serving certificate [default with --apiserver: issued by the cluster CA;
+    /// with --bootstrap-kubeconfig: requested, <data-dir>/pki/kubelet.crt].
     #[arg(long)]
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long)]
     pub tls_private_key_file: Option<PathBuf>,
-    /// The CA whose client certificates the kubelet API accepts (the cluster CA).
+    /// The CA whose client certificates the kubelet API accepts (the cluster CA) [default with
+    /// --bootstrap-kubeconfig: the cluster CA, written to <data-dir>/pki/ca.crt].
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
     /// The node's pod CIDR; a bridge network over it is configured for the built-in CRI service

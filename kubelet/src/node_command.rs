@@ -1,5 +1,6 @@
 //! `kubelet-rs` without a subcommand: the node agent, joining the API server of
-//! `--kubeconfig`, or with `--apiserver` a whole single-node cluster in this process (API
+//! `--kubeconfig` (with `--bootstrap-kubeconfig`, getting its certificates first:
+//! `agent::node::tls_bootstrap`), or with `--apiserver` a whole single-node cluster in this process (API
 //! server, scheduler and controllers from apiserver-lite, the built-in CRI service and the
 //! agent), its admin kubeconfig at `<data-dir>/admin.kubeconfig`.
 //!
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubelet_rs::agent::config::{AgentConfig, ServerConfig, default_node_name};
+use kubelet_rs::agent::node::tls_bootstrap::KubeConnector;
+use kubelet_rs::agent::node::tls_bootstrap::join::{JoinFlags, JoinPlan};
 use kubelet_rs::cri::config::CriConfig;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -40,6 +43,8 @@ pub enum NodeError {
     Cri(#[from] kubelet_rs::cri::server::ServeError),
     #[error("certificates: {0}")]
     Pki(String),
+    #[error("TLS bootstrapping: {0}")]
+    Bootstrap(#[from] kubelet_rs::agent::node::tls_bootstrap::BootstrapError),
     #[error(transparent)]
     Agent(#[from] kubelet_rs::agent::AgentError),
 }
@@ -77,11 +82,14 @@ pub async fn run(args: AgentArgs) -> Result<(), NodeError> {
         tasks.push(task);
         (kubeconfig, server_tls)
     } else {
-        let kubeconfig = args.kubeconfig.clone().ok_or_else(|| NodeError::Usage("--kubeconfig (the API server to join) or --apiserver (a cluster of its own) is needed".into()))?;
-        let tls = match (&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file) {
-            (Some(cert), Some(key), Some(ca)) => (cert.clone(), key.clone(), ca.clone()),
-            _ => return Err(NodeError::Usage("joining a cluster needs --tls-cert-file, --tls-private-key-file and --client-ca-file for the kubelet API (`apiserver-lite node-kubeconfig --serving-cert-dir DIR` issues them)".into())),
-        };
+        let plan = join_plan(&args)?;
+        // Until the certificates are issued (an approval may take a while), a signal ends the wait.
+        tokio::select! {
+            done = plan.carry_out(&KubeConnector, &node_name, node_ip) => done?,
+            _ = shutdown(stopped.clone()) => return Ok(()),
+        }
+        let tls = (plan.serving.cert, plan.serving.key, plan.serving.client_ca);
+        let kubeconfig = plan.kubeconfig;
         (kubeconfig, tls)
     };
 
@@ -216,10 +224,33 @@ fn owns_pod_network(args: &AgentArgs) -> bool {
     args.container_runtime_endpoint.is_none() && args.cni_conf_dir.is_none()
 }
 
+/// A joining node's credential flags, checked (`tls_bootstrap::join` has the rules).
+fn join_plan(args: &AgentArgs) -> Result<JoinPlan, NodeError> {
+    let flags = JoinFlags {
+        kubeconfig: args.kubeconfig.clone(),
+        bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
+        tls_cert_file: args.tls_cert_file.clone(),
+        tls_private_key_file: args.tls_private_key_file.clone(),
+        client_ca_file: args.client_ca_file.clone(),
+    };
+    kubelet_rs::agent::node::tls_bootstrap::join::plan(&flags, &args.data_dir).map_err(NodeError::Usage)
+}
+
 /// Flag checks made before anything starts.
 fn validate(args: &AgentArgs) -> Result<(), NodeError> {
     if args.apiserver && args.kubeconfig.is_some() {
         return Err(NodeError::Usage("--apiserver runs a cluster of its own: it takes no --kubeconfig".into()));
+    }
+    if args.apiserver && args.bootstrap_kubeconfig.is_some() {
+        return Err(NodeError::Usage("--apiserver runs a cluster of its own: it takes no --bootstrap-kubeconfig".into()));
+    }
+    if !args.apiserver {
+        join_plan(args)?;
+        if let Some(node) = &args.node_name
+            && args.bootstrap_kubeconfig.is_some()
+        {
+            kubelet_rs::agent::node::tls_bootstrap::validate_node_name(node).map_err(|e| NodeError::Usage(format!("--hostname-override: {e}")))?;
+        }
     }
     for label in &args.node_labels {
         if !label.contains('=') {

@@ -2,7 +2,8 @@
 //! and its status (`object`), its conditions (`conditions`), registration and the status
 //! loop (`registration`), the heartbeat Lease (`lease`), the flags that shape it (`flags`),
 //! all over the API calls of `api` (implemented for `kube::Client`); `cri_facts` is
-//! [`RuntimeFacts`] over any CRI runtime.
+//! [`RuntimeFacts`] over any CRI runtime; `tls_bootstrap` gets a joining node its
+//! certificates with a bootstrap token (`--bootstrap-kubeconfig`).
 //!
 //! The integrator builds a [`NodeStatusManager`] and a [`LeaseRenewer`] and spawns their
 //! `run()`; it passes [`CriRuntimeFacts`] (or its own [`RuntimeFacts`]) and marks
@@ -16,6 +17,7 @@ pub mod lease;
 pub mod machine;
 pub mod object;
 pub mod registration;
+pub mod tls_bootstrap;
 
 pub use api::{ApiCallError, NodeApi};
 pub use cri_facts::CriRuntimeFacts;
