@@ -1,7 +1,8 @@
 #!/bin/sh
 # A cluster of several kubelet-rs nodes on one machine: a control plane (`kubelet-rs
-# --apiserver`, itself a node) and N workers (`kubelet-rs --kubeconfig`, with credentials
-# from `apiserver-lite node-kubeconfig`), each in a network namespace of its own with its own
+# --apiserver`, itself a node) and N workers (`kubelet-rs --bootstrap-kubeconfig`, joining
+# with a bootstrap token from `apiserver-lite token create`: each asks the control plane for
+# its credentials and its serving certificate by CSR), each in a network namespace of its own with its own
 # address on one bridge (192.168.78.10, .11, ...), its own data and state directories, cgroup
 # and pod CIDR (10.244.<i>.0/24). kubelet-rs routes between the pod CIDRs itself (host-gw),
 # exactly as it does for machines on one network: run the same two command lines on real
@@ -84,8 +85,8 @@ node_args() {
     if [ "$i" = 0 ]; then
         set -- "$@" --apiserver --apiserver-listen 0.0.0.0:6443
     else
-        set -- "$@" --kubeconfig "$d/kubelet.kubeconfig" --tls-cert-file "$d/pki/kubelet.crt" \
-            --tls-private-key-file "$d/pki/kubelet.key" --client-ca-file "$d/pki/ca.crt" --cluster-dns 10.96.0.10
+        set -- "$@" --bootstrap-kubeconfig "$dir/bootstrap.kubeconfig" --kubeconfig "$d/kubelet.kubeconfig" \
+            --cluster-dns 10.96.0.10
     fi
     printf '%s\n' "$@"
 }
@@ -127,6 +128,21 @@ wait_file() {
     done
 }
 
+# The workers' bootstrap kubeconfig (a token the control plane knows, its CA), made through
+# the control plane's API once it answers: what a user does on the control-plane machine
+# before starting workers elsewhere.
+bootstrap_token() {
+    n=0
+    until nsenter --net="/run/netns/$prefix-krs-cp" -- "$bin/apiserver-lite" token create \
+        --data-dir "$dir/krs-cp/data/apiserver" --server "https://$CP_IP:6443" \
+        --out "$dir/bootstrap.kubeconfig" --description "scripts/multinode.sh workers" > /dev/null 2> "$dir/token.err"; do
+        n=$((n + 1))
+        [ $n -lt 120 ] || die "no bootstrap token from the control plane in 60 s: $(cat "$dir/token.err")"
+        sleep 0.5
+    done
+    say "workers join with the bootstrap token in $dir/bootstrap.kubeconfig"
+}
+
 up() {
     mkdir -p "$dir"
     : > "$dir/extra-args"
@@ -163,15 +179,11 @@ up() {
             ip -n "$prefix-lan" link set "n$i" master br0
             ip -n "$prefix-lan" link set "n$i" up
         fi
-        if [ $i -gt 0 ] && [ ! -s "$dir/$name/kubelet.kubeconfig" ]; then
-            mkdir -p "$dir/$name"
-            "$bin/apiserver-lite" node-kubeconfig --data-dir "$dir/krs-cp/data/apiserver" --node "$name" \
-                --server "https://$CP_IP:6443" --out "$dir/$name/kubelet.kubeconfig" \
-                --serving-cert-dir "$dir/$name/pki" --node-address "$LAN.$((10 + i))" \
-                || die "writing $name's credentials failed"
-        fi
         start_node $i
-        if [ "$i" -eq 0 ]; then wait_file "$dir/krs-cp/data/admin.kubeconfig" krs-cp; fi
+        if [ "$i" -eq 0 ]; then
+            wait_file "$dir/krs-cp/data/admin.kubeconfig" krs-cp
+            [ "$workers" -eq 0 ] || [ -s "$dir/bootstrap.kubeconfig" ] || bootstrap_token
+        fi
         i=$((i + 1))
     done
     cp "$dir/krs-cp/data/admin.kubeconfig" "$dir/admin.kubeconfig"

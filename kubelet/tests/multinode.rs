@@ -1,5 +1,6 @@
 //! A cluster of three nodes on one machine (root; tests/support/src/multinode.rs): the control
-//! plane's `kubelet-rs --apiserver` and two workers joining it, each in its own network
+//! plane's `kubelet-rs --apiserver` and two workers joining it with a bootstrap token (their client and serving
+//! certificates by CSR), each in its own network
 //! namespace on one LAN bridge, with the real kubectl. Pods spread over the nodes and reach
 //! pods on other nodes by their own addresses (host-gw routes, no NAT); a ClusterIP whose only
 //! endpoint is on a third node answers, by name too; a NodePort on one node reaches pods on
@@ -67,6 +68,20 @@ fn pods_on_three_nodes_reach_each_other_and_services_across_nodes_and_a_daemonse
     let names: BTreeSet<String> = c.nodes.iter().map(|n| n.name.clone()).collect();
     let nodes = c.kubectl.ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
     assert_eq!(nodes.split_whitespace().map(str::to_string).collect::<BTreeSet<_>>(), names, "every node registered");
+    // The workers joined with the bootstrap token: each asked for its client certificate as
+    // the token's user and for its serving certificate as itself, and got both.
+    let csrs = c.kubectl.ok(&["get", "csr", "-o", r#"jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type} {.status.certificate}{"\n"}{end}"#]);
+    for worker in names.iter().filter(|n| *n != "krs-cp") {
+        let issued = |signer: &str, user: &dyn Fn(&str) -> bool| {
+            csrs.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() == 4 && f[0] == signer && user(f[1]) && f[2] == "Approved" && !f[3].is_empty()
+            })
+        };
+        assert!(issued("kubernetes.io/kubelet-serving", &|u| u == format!("system:node:{worker}")), "{worker}'s serving certificate by CSR:\n{csrs}");
+    }
+    let clients = csrs.lines().filter(|l| l.starts_with("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:") && l.contains(" Approved ")).count();
+    assert_eq!(clients, names.len() - 1, "one client certificate per worker, asked with the token:\n{csrs}");
 
     // Pods spread: one web pod per node (required anti-affinity), each from its node's CIDR.
     c.kubectl.apply(&web_deployment(&c));
