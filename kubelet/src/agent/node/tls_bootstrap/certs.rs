@@ -112,17 +112,7 @@ mod tests {
     #[test]
     fn a_serving_request_names_the_node_ip_and_name() {
         let req = new_request("worker-1", &["10.0.0.7".parse().unwrap()], &["worker-1".into()]).unwrap();
-        let (_, block) = x509_parser::pem::parse_x509_pem(req.csr_pem.as_bytes()).unwrap();
-        let (_, csr) = X509CertificationRequest::from_der(&block.contents).unwrap();
-        let sans: Vec<String> = csr
-            .requested_extensions()
-            .unwrap()
-            .filter_map(|e| match e {
-                ParsedExtension::SubjectAlternativeName(san) => Some(san.general_names.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let (_, sans) = super::super::tests::parse_request_pem(req.csr_pem.as_bytes());
         assert_eq!(sans, ["DNSName(worker-1)", "IPAddress(0a:00:00:07)"], "{sans:?}");
     }
 

@@ -150,7 +150,12 @@ fn setup(fake: &Fake) -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn parse_request(csr: &CertificateSigningRequest) -> (String, Vec<String>) {
-    let (_, block) = x509_parser::pem::parse_x509_pem(&csr.spec.request.0).unwrap();
+    parse_request_pem(&csr.spec.request.0)
+}
+
+/// A request's subject and subject alternative names (as x509-parser prints them).
+pub(super) fn parse_request_pem(pem: &[u8]) -> (String, Vec<String>) {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).unwrap();
     assert_eq!(block.label, "CERTIFICATE REQUEST");
     let (_, req) = X509CertificationRequest::from_der(&block.contents).unwrap();
     let sans = req
