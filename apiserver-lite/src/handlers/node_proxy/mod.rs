@@ -1,15 +1,18 @@
 //! The node-side subresources, proxied to the kubelet of the node as kube-apiserver does:
 //! `pods/log` (streamed as the kubelet writes it), `pods/exec`, `pods/attach` and
 //! `pods/portforward` (HTTP upgrades to WebSocket or SPDY: the client's upgrade request goes
-//! to the kubelet, and after its 101 the bytes are copied both ways until either side
-//! closes), and `nodes/proxy` (any path of the kubelet's API). `pods/proxy` and
+//! to the kubelet, and after its 101 the bytes are copied both ways until both sides have
+//! closed), and `nodes/proxy` (any path of the kubelet's API). `pods/proxy` and
 //! `services/proxy` go over plain HTTP to the pod's IP or an endpoint of the service.
 //!
 //! - `target` — the container, the kubelet's address, the pod's or the endpoint's, from
 //!   the stored objects.
 //! - `client` — HTTPS to kubelets with the API server's client certificate, HTTP to pods.
+//! - `splice` — the two upgraded connections joined, each direction to its own end (the
+//!   kubelet's proxy to its streaming server uses it too).
 
 mod client;
+pub mod splice;
 mod target;
 
 use std::convert::Infallible;
@@ -22,7 +25,6 @@ use axum::response::IntoResponse;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 use serde_json::Value;
 
 pub use client::{DialError, KUBELET_CLIENT_GROUP, KUBELET_CLIENT_USER, KubeletClient, KubeletClientError};
@@ -32,7 +34,7 @@ use super::request::RequestInfo;
 use super::status::ApiError;
 use super::{Api, Call, current, json_response};
 
-/// How long closing an ended tunnel's two connections may take.
+/// How long the other direction of a tunnel may go on once one has ended.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The most of a kubelet's error body that is read to put in a Status message.
@@ -232,16 +234,12 @@ fn tunnel(client: OnUpgrade, mut resp: Response<hyper::body::Incoming>) -> axum:
                 return;
             }
         };
-        let (mut client, mut kubelet) = (TokioIo::new(client), TokioIo::new(kubelet));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+        // Each side's end is passed on (a TLS side gets its close_notify), and a side that
+        // vanishes still lets the other side's last bytes through.
+        let spliced = splice::join(TokioIo::new(client), TokioIo::new(kubelet), CLOSE_TIMEOUT).await;
+        if let Some(e) = spliced.error() {
             tracing::debug!(error = %e, "an upgraded connection to a kubelet ended with an error");
         }
-        // However it ended (a side that vanished without closing its TLS session is an
-        // error to rustls), both get a proper close rather than a cut connection.
-        let close = async {
-            let _ = tokio::join!(client.shutdown(), kubelet.shutdown());
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     });
     let (parts, _) = resp.into_parts();
     Response::from_parts(parts, Body::empty())

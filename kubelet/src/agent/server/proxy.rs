@@ -2,7 +2,7 @@
 //! as upstream's kubelet does since the streams stopped being redirected: the client's
 //! request (with its Upgrade, Connection, Sec-WebSocket-* and X-Stream-Protocol-Version
 //! headers) goes to the runtime's URL; after its 101 the runtime's answer goes back and the
-//! bytes are copied both ways until either side closes. Any other answer is passed on.
+//! bytes are copied both ways (`splice`), each to its own end. Any other answer is passed on.
 
 use std::time::Duration;
 
@@ -11,10 +11,11 @@ use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use apiserver_lite::handlers::node_proxy::splice;
 use tokio::net::TcpStream;
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the other direction of a stream may go on once one has ended.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -91,14 +92,10 @@ pub async fn forward(url: &str, method: &Method, headers: &HeaderMap, body: Byte
                 return;
             }
         };
-        let (mut client, mut runtime) = (TokioIo::new(client), TokioIo::new(runtime));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut runtime).await {
+        let spliced = splice::join(TokioIo::new(client), TokioIo::new(runtime), CLOSE_TIMEOUT).await;
+        if let Some(e) = spliced.error() {
             tracing::debug!(error = %e, "an upgraded stream to the runtime ended with an error");
         }
-        let close = async {
-            let _ = tokio::join!(client.shutdown(), runtime.shutdown());
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     });
     let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, Body::empty()))
