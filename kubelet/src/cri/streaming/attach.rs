@@ -30,9 +30,9 @@ pub struct AttachTarget {
 
 /// Runs the session to its end; the client gets a status on the error channel.
 pub async fn run(ws: WebSocket, target: AttachTarget, version: Version) -> Result<(), Error> {
-    let (sink, incoming) = ws.split();
+    let (sink, mut incoming) = ws.split();
     let (out, writer) = channel::spawn_writer(sink);
-    let result = bridge(&target, incoming, &out, version).await;
+    let result = bridge(&target, &mut incoming, &out, version).await;
     let status = match &result {
         Ok(()) => channel::exit_status(0),
         Err(e) => channel::error_status(&e.to_string()),
@@ -40,10 +40,11 @@ pub async fn run(ws: WebSocket, target: AttachTarget, version: Version) -> Resul
     let _ = out.send(channel::binary(ERROR, status.to_string().as_bytes())).await;
     drop(out);
     let _ = writer.await;
+    channel::finish(&mut incoming).await;
     result
 }
 
-async fn bridge(target: &AttachTarget, incoming: SplitStream<WebSocket>, out: &Outgoing, version: Version) -> Result<(), Error> {
+async fn bridge(target: &AttachTarget, incoming: &mut SplitStream<WebSocket>, out: &Outgoing, version: Version) -> Result<(), Error> {
     let dir = target.dir.clone();
     let stream = tokio::task::spawn_blocking(move || socket::connect(&dir))
         .await
@@ -84,7 +85,7 @@ async fn bridge(target: &AttachTarget, incoming: SplitStream<WebSocket>, out: &O
 }
 
 /// The client's messages, until it goes away (which detaches it).
-async fn feed(mut incoming: SplitStream<WebSocket>, mut to_monitor: OwnedWriteHalf, target: &AttachTarget, version: Version) {
+async fn feed(incoming: &mut SplitStream<WebSocket>, mut to_monitor: OwnedWriteHalf, target: &AttachTarget, version: Version) {
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(b) => b,

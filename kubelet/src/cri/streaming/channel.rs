@@ -5,8 +5,8 @@
 
 use axum::extract::ws::{Message, WebSocket};
 use axum::http::HeaderValue;
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -63,6 +63,24 @@ pub fn spawn_writer(mut sink: SplitSink<WebSocket, Message>) -> (Outgoing, JoinH
         let _ = sink.close().await;
     });
     (out, writer)
+}
+
+/// How long the client has to answer our close frame.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// After the writer's close frame: read until the client's (or the end of its stream),
+/// the WebSocket closing handshake, so that the connection is closed with nothing unread.
+/// A socket closed with unread input is reset, and a proxy between (the kubelet's, the API
+/// server's) may then lose the session's last frames: kubectl saw its exec cut (1006).
+pub async fn finish(incoming: &mut SplitStream<WebSocket>) {
+    let answered = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, answered).await;
 }
 
 /// A binary message for `channel`.

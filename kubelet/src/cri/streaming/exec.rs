@@ -37,9 +37,9 @@ pub struct ExecTarget {
 
 /// Runs the session to its end; the client always gets a status on the error channel.
 pub async fn run(socket: WebSocket, target: ExecTarget, version: Version) -> Result<(), Error> {
-    let (sink, incoming) = socket.split();
+    let (sink, mut incoming) = socket.split();
     let (out, writer) = channel::spawn_writer(sink);
-    let result = run_process(&target, incoming, &out, version).await;
+    let result = run_process(&target, &mut incoming, &out, version).await;
     let status = match &result {
         Ok(code) => channel::exit_status(*code),
         Err(e) => channel::error_status(&e.to_string()),
@@ -47,6 +47,7 @@ pub async fn run(socket: WebSocket, target: ExecTarget, version: Version) -> Res
     let _ = out.send(channel::binary(ERROR, status.to_string().as_bytes())).await;
     drop(out);
     let _ = writer.await;
+    channel::finish(&mut incoming).await;
     result.map(drop)
 }
 
@@ -58,10 +59,11 @@ enum Input {
 }
 
 /// The process and its stdio; `incoming` is the client's channel messages, from the
-/// WebSocket or from SPDY streams.
-pub(super) async fn run_process<S>(target: &ExecTarget, incoming: S, out: &Outgoing, version: Version) -> Result<i32, Error>
+/// WebSocket or from SPDY streams. They are read until the process ends (or the client
+/// goes), and what follows is left for the caller: a WebSocket's closing handshake.
+pub(super) async fn run_process<S>(target: &ExecTarget, incoming: &mut S, out: &Outgoing, version: Version) -> Result<i32, Error>
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let dir = tempfile::tempdir().map_err(io("creating the exec's directory"))?;
     let process_json = dir.path().join("process.json");
@@ -104,9 +106,15 @@ where
             Input::Pipe(child.stdin.take())
         }
     };
-    let input_task = tokio::spawn(feed(incoming, input, version, target.stdin));
-    let status = wait(&mut child).await;
-    input_task.abort();
+    let status = {
+        let feeding = feed(incoming, input, version, target.stdin);
+        tokio::pin!(feeding);
+        tokio::select! {
+            status = wait(&mut child) => status,
+            // The client is gone or closed the session: the process runs on to its end.
+            () = &mut feeding => wait(&mut child).await,
+        }
+    };
     let drain = futures_util::future::join_all(pumps.iter_mut());
     if tokio::time::timeout(DRAIN, drain).await.is_err() {
         pumps.iter().for_each(JoinHandle::abort);
@@ -144,7 +152,7 @@ async fn pump_pty(master: Arc<PtyMaster>, out: Outgoing) {
 
 /// The client's messages: stdin, resizes and (v5) the end of stdin. A client that goes
 /// away ends stdin; the process runs on to its own end.
-async fn feed(mut incoming: impl Stream<Item = Result<Message, axum::Error>> + Unpin, mut input: Input, version: Version, stdin: bool) {
+async fn feed(incoming: &mut (impl Stream<Item = Result<Message, axum::Error>> + Unpin), mut input: Input, version: Version, stdin: bool) {
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(b) => b,

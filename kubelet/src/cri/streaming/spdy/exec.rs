@@ -79,7 +79,7 @@ pub async fn run(mut session: Session, target: ExecTarget, protocol: &'static st
     let (out, queued) = mpsc::channel::<Message>(64);
     let writers = [streams.stdout.as_ref().map(|s| s.writer.clone()), streams.stderr.as_ref().map(|s| s.writer.clone())];
     let router = tokio::spawn(forward_out(queued, writers.clone()));
-    let result = run_process(&target, ReceiverStream::new(rx), &out, Version::V5).await;
+    let result = run_process(&target, &mut ReceiverStream::new(rx), &out, Version::V5).await;
     drop(out);
     let _ = router.await;
 
