@@ -30,14 +30,19 @@ fn a_pod_from_the_registry_runs_and_kubectl_sees_it() {
     assert!(cluster.pod_field("hello", "{.status.containerStatuses[0].containerID}").starts_with("kubelet-rs://"));
     assert!(!cluster.pod_field("hello", "{.status.podIP}").is_empty());
 
-    // exec, and exec with a TTY (script(1) gives kubectl a terminal).
+    // exec, and exec with a TTY: script(1) gives kubectl a terminal, sized 40x100, whose
+    // size kubectl sends on. Its stdin is at its end at once (script passes the end on as
+    // ^D, which kubectl reads as the end of its input or, in raw mode, forwards): either
+    // way kubectl must get the exit status, not a cut connection.
     assert_eq!(cluster.kubectl.ok(&["exec", "hello", "--", "cat", "/etc/hostname"]).trim(), "hello");
     let out = cluster.kubectl.run_with_stdin(&["exec", "-i", "hello", "--", "sh", "-c", "read line; echo got $line"], "ping\n");
     assert!(out.stdout.contains("got ping"), "{}{}", out.stdout, out.stderr);
+    // The resize may reach the terminal after the shell started.
+    let shell = r#"tty; for i in $(seq 50); do s=$(stty size); [ "$s" = "40 100" ] && break; sleep 0.1; done; echo size=$s"#;
     let tty = std::process::Command::new("script")
         .args(["-qec"])
         .arg(format!(
-            "timeout 30 kubectl --kubeconfig {} --cache-dir {} exec -it hello -- sh -c 'tty; echo cols=$(stty size)'",
+            "stty rows 40 cols 100; timeout 30 kubectl --kubeconfig {} --cache-dir {} exec -it hello -- sh -c '{shell}'",
             cluster.kubectl.kubeconfig.display(),
             cluster.kubectl.cache.path().display()
         ))
@@ -46,7 +51,9 @@ fn a_pod_from_the_registry_runs_and_kubectl_sees_it() {
         .output()
         .unwrap();
     let tty_out = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "exec -it failed ({}): {tty_out} {}", tty.status, String::from_utf8_lossy(&tty.stderr));
     assert!(tty_out.contains("/dev/pts/"), "exec -it did not get a terminal: {tty_out} {}", String::from_utf8_lossy(&tty.stderr));
+    assert!(tty_out.contains("size=40 100"), "the terminal's size did not reach the container: {tty_out}");
 
     // port-forward from the host to the pod's port 8080.
     let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
