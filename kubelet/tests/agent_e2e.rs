@@ -37,16 +37,20 @@ fn a_pod_from_the_registry_runs_and_kubectl_sees_it() {
     assert_eq!(cluster.kubectl.ok(&["exec", "hello", "--", "cat", "/etc/hostname"]).trim(), "hello");
     let out = cluster.kubectl.run_with_stdin(&["exec", "-i", "hello", "--", "sh", "-c", "read line; echo got $line"], "ping\n");
     assert!(out.stdout.contains("got ping"), "{}{}", out.stdout, out.stderr);
-    // The resize may reach the terminal after the shell started.
+    // The resize may reach the terminal after the shell started. script(1) runs the line
+    // with $SHELL, pinned to sh as on a machine without SHELL set; `timeout` must keep
+    // kubectl in the terminal's foreground group (--foreground), or kubectl's switch to raw
+    // mode stops it with SIGTTOU whenever the shell does not exec its last command.
     let shell = r#"tty; for i in $(seq 50); do s=$(stty size); [ "$s" = "40 100" ] && break; sleep 0.1; done; echo size=$s"#;
     let tty = std::process::Command::new("script")
         .args(["-qec"])
         .arg(format!(
-            "stty rows 40 cols 100; timeout 30 kubectl --kubeconfig {} --cache-dir {} exec -it hello -- sh -c '{shell}'",
+            "stty rows 40 cols 100; timeout --foreground -k 5 30 kubectl --kubeconfig {} --cache-dir {} exec -it hello -- sh -c '{shell}'",
             cluster.kubectl.kubeconfig.display(),
             cluster.kubectl.cache.path().display()
         ))
         .arg("/dev/null")
+        .env("SHELL", "/bin/sh")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
