@@ -338,16 +338,16 @@ fn a_process_left_holding_the_output_does_not_keep_the_exit_from_being_recorded(
     test_support::require_root();
     // Without a pid namespace of its own (a hostPID pod) the init's death kills nothing
     // else: the background sleep keeps the stdout pipe open.
-    let mut f = Fixture::new(&runtime_rs(), "sleep 30 & echo hi; exit 4");
+    // It holds the pipe for 300 s; `wait_exit` gives up after 60 (a slow emulated guest
+    // needs seconds where a host needs one).
+    let mut f = Fixture::new(&runtime_rs(), "sleep 300 & echo hi; exit 4");
     let ns = f.bundle.config["linux"]["namespaces"].as_array_mut().unwrap();
     ns.retain(|n| n["type"] != "pid");
     f.bundle.write();
     f.spawn().unwrap();
     f.start();
-    let started = Instant::now();
     let rec = f.wait_exit();
     assert_eq!(rec.exit_code, 4);
-    assert!(started.elapsed() < Duration::from_secs(10), "the exit waited for the background process");
     assert_eq!(entries(&f.log_path()), [e("stdout", "F", "hi")]);
     f.assert_monitor_exits();
 }
@@ -380,9 +380,10 @@ fn a_process_left_writing_without_pause_does_not_keep_the_exit_from_being_record
     f.bundle.write();
     f.spawn().unwrap();
     f.start();
-    let started = Instant::now();
+    // The writer never ends while the monitor reads: the exit must be recorded all the same,
+    // within `wait_exit`'s 60 s (the monitor reads at most 5 s after the exit; a slow
+    // emulated guest took over 15 s here, formatting `yes`'s flood into the log).
     assert_eq!(f.wait_exit().exit_code, 6);
-    assert!(started.elapsed() < Duration::from_secs(15), "the exit waited for the writer");
     // With the monitor gone the writer dies of SIGPIPE (and the cgroup's removal kills it).
     f.assert_monitor_exits();
 }
