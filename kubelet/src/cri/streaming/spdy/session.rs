@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +22,9 @@ use super::header_block::{Compressor, Decompressor, Headers};
 
 /// Our largest data frame.
 const CHUNK: usize = 32 * 1024;
+
+/// After our GOAWAY: how long the peer has to close its side before we drop the connection.
+const LINGER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -126,11 +130,15 @@ impl Session {
         Ok(Stream { id, headers, incoming, writer: StreamWriter { id, out: self.out.clone() } })
     }
 
-    /// Sends what is queued, a GOAWAY, and closes the connection.
+    /// Sends what is queued, a GOAWAY and our end of the connection; then reads (and drops)
+    /// what the peer still sends until it closes too or says GOAWAY, for at most [`LINGER`].
+    /// A socket closed with the peer's frames unread is reset, and a reset can cut what we
+    /// sent last (the exit status) on its way through a proxy.
     pub async fn close(mut self) {
         let _ = self.out.send(Out::Frame(Frame::GoAway { last_stream: 0, status: 0 })).await;
         let _ = self.out.send(Out::Close).await;
         let _ = (&mut self.writer).await;
+        let _ = tokio::time::timeout(LINGER, &mut self.reader).await;
     }
 }
 
@@ -231,8 +239,7 @@ mod tests {
             while let Some(d) = s.read().await {
                 got.extend(d);
             }
-            client.close().await;
-            got
+            (got, client)
         });
         let mut s = server.accept().await.unwrap();
         assert_eq!((s.id, s.headers.get("streamtype")), (1, Some("stdin")));
@@ -240,8 +247,38 @@ mod tests {
         assert_eq!(s.read().await, None);
         s.writer.write(&vec![7u8; 100_000]).await.unwrap();
         s.writer.close().await.unwrap();
-        assert_eq!(opened.await.unwrap(), vec![7u8; 100_000]);
-        assert!(server.accept().await.is_none());
+        let (got, client) = opened.await.unwrap();
+        assert_eq!(got, vec![7u8; 100_000]);
+        // Each side's GOAWAY ends the other's reading, so both closes return at once.
+        let server_closed = async {
+            assert!(server.accept().await.is_none());
+            server.close().await;
+        };
+        tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(client.close(), server_closed) }).await.expect("both sides closed");
+    }
+
+    /// Closing waits for the peer to close its side, reading what it still sends, so the
+    /// connection ends with FINs, not a reset that could cut our last frames.
+    #[tokio::test]
+    async fn close_reads_until_the_peer_closes_its_side() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let server = Session::new(listener.accept().await.unwrap().0, Role::Server);
+        let closing = tokio::spawn(server.close());
+        let mut z = Decompressor::new();
+        assert!(matches!(Frame::read(&mut peer, &mut z).await.unwrap(), Some(Frame::GoAway { .. })));
+        assert_eq!(Frame::read(&mut peer, &mut z).await.unwrap(), None, "our end follows the GOAWAY");
+        // The peer is still sending: a close that went on now would leave this unread.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!closing.is_finished(), "closed before the peer closed its side");
+        let mut c = Compressor::new();
+        peer.write_all(&Frame::Ping { id: 1 }.encode(&mut c).unwrap()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peer.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), closing).await.expect("closed once the peer did").unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(peer.read_to_end(&mut rest).await.unwrap(), 0, "the connection ended cleanly, not reset");
     }
 
     #[tokio::test]
