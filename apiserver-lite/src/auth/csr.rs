@@ -81,11 +81,12 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// A request (PEM) for `cn` in `orgs` with `sans` (IPs or DNS names), signed by a new key;
-/// with the key's PEM. For tests and tools.
-pub fn make_request(cn: &str, orgs: &[&str], sans: &[&str]) -> (String, String) {
-    let key = rcgen::KeyPair::generate().expect("key generation works");
-    let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid names");
+/// A certificate request (PEM) for `cn` in `orgs`, naming `ips` and `dns`, signed by a new
+/// ECDSA P-256 key; with the key (PKCS#8 PEM). A joining node's requests are made with it.
+pub fn new_request(cn: &str, orgs: &[&str], ips: &[IpAddr], dns: &[String]) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(dns.to_vec())?;
+    params.subject_alt_names.extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     for (i, o) in orgs.iter().enumerate() {
@@ -93,8 +94,15 @@ pub fn make_request(cn: &str, orgs: &[&str], sans: &[&str]) -> (String, String) 
         let ty = if i == 0 { rcgen::DnType::OrganizationName } else { rcgen::DnType::CustomDnType(vec![2, 5, 4, 10]) };
         params.distinguished_name.push(ty, *o);
     }
-    let csr = params.serialize_request(&key).expect("a request serializes");
-    (csr.pem().expect("PEM"), key.serialize_pem())
+    Ok((params.serialize_request(&key)?.pem()?, key.serialize_pem()))
+}
+
+/// [`new_request`] for tests and tools: `sans` are IP addresses or DNS names; panics on a
+/// name rcgen refuses.
+pub fn make_request(cn: &str, orgs: &[&str], sans: &[&str]) -> (String, String) {
+    let ips: Vec<IpAddr> = sans.iter().filter_map(|s| s.parse().ok()).collect();
+    let dns: Vec<String> = sans.iter().filter(|s| s.parse::<IpAddr>().is_err()).map(|s| s.to_string()).collect();
+    new_request(cn, orgs, &ips, &dns).expect("a request for valid names")
 }
 
 #[cfg(test)]

@@ -25,16 +25,9 @@ pub struct KeyAndRequest {
 }
 
 pub fn new_request(node: &str, ips: &[IpAddr], dns: &[String]) -> Result<KeyAndRequest, BootstrapError> {
-    let err = |e: rcgen::Error| BootstrapError::Request { node: node.to_string(), message: e.to_string() };
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
-    let mut params = rcgen::CertificateParams::new(dns.to_vec()).map_err(err)?;
-    params.subject_alt_names.extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
-    let mut name = rcgen::DistinguishedName::new();
-    name.push(rcgen::DnType::CommonName, node_user(node));
-    name.push(rcgen::DnType::OrganizationName, NODES_GROUP);
-    params.distinguished_name = name;
-    let csr_pem = params.serialize_request(&key).map_err(err)?.pem().map_err(err)?;
-    Ok(KeyAndRequest { csr_pem, key_pem: key.serialize_pem() })
+    let (csr_pem, key_pem) = apiserver_lite::auth::csr::new_request(&node_user(node), &[NODES_GROUP], ips, dns)
+        .map_err(|e| BootstrapError::Request { node: node.to_string(), message: e.to_string() })?;
+    Ok(KeyAndRequest { csr_pem, key_pem })
 }
 
 /// What we check of a certificate we hold: until when it is valid, the IP addresses it
