@@ -269,7 +269,8 @@ mod tests {
         let mut z = Decompressor::new();
         assert!(matches!(Frame::read(&mut peer, &mut z).await.unwrap(), Some(Frame::GoAway { .. })));
         assert_eq!(Frame::read(&mut peer, &mut z).await.unwrap(), None, "our end follows the GOAWAY");
-        // The peer is still sending: a close that went on now would leave this unread.
+        // The peer has not closed its side, so the server must still be reading: what the
+        // peer sends now would otherwise arrive at a closed socket.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!closing.is_finished(), "closed before the peer closed its side");
         let mut c = Compressor::new();
