@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use apiserver_lite::controllers::{in_process_client, CONTROLLER_MANAGER_USER, SCHEDULER_USER};
-use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
+use common::{event_messages_until, eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
@@ -156,11 +156,6 @@ async fn status_is(client: &Client, name: &str, want: (i32, i32, i32, i32, i32, 
     .await
 }
 
-async fn events(client: &Client, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default()).await.unwrap().items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect()
-}
-
 async fn revisions(client: &Client, app: &str) -> Vec<ControllerRevision> {
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), NS);
     let mut revs = api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items;
@@ -212,7 +207,7 @@ async fn one_pod_per_node_pinned_by_affinity_and_bound_by_the_scheduler() {
         assert!(!tolerations.iter().any(|t| t.0 == "node.kubernetes.io/network-unavailable"), "only for host networking");
         assert!(spec.tolerations.iter().flatten().all(|t| t.toleration_seconds.is_none()));
     }
-    let created = events(&client, "SuccessfulCreate").await;
+    let created = event_messages_until(&client, "SuccessfulCreate", |m| m.len() >= 3).await;
     assert_eq!(created.len(), 3, "{created:?}");
     assert!(created.iter().all(|m| m.starts_with("Created pod: agent-")), "{created:?}");
 
@@ -225,9 +220,8 @@ async fn one_pod_per_node_pinned_by_affinity_and_bound_by_the_scheduler() {
         if on_n2.len() == 1 && on_n2[0] != victim.name_any() { Ok(()) } else { Err(format!("{on_n2:?}")) }
     })
     .await;
-    let failed = events(&client, "FailedDaemonPod").await;
-    assert!(failed.contains(&format!("Found failed daemon pod default/{} on node n2, will try to kill it", victim.name_any())), "{failed:?}");
-    assert!(events(&client, "SuccessfulDelete").await.contains(&format!("Deleted pod: {}", victim.name_any())));
+    event_messages_until(&client, "FailedDaemonPod", |m| m.contains(&format!("Found failed daemon pod default/{} on node n2, will try to kill it", victim.name_any()))).await;
+    event_messages_until(&client, "SuccessfulDelete", |m| m.contains(&format!("Deleted pod: {}", victim.name_any()))).await;
 
     // A second pod on a node (here one the test makes) is surplus.
     let mut extra = victim.clone();
@@ -285,7 +279,7 @@ async fn nodes_coming_changing_and_going_gain_and_lose_pods() {
     placed_on(&client, "agent", &["n3"], "agent:1").await;
     // n3 keeps its pod but no longer "should run" one: upstream counts it misscheduled.
     status_is(&client, "agent", (0, 0, 0, 0, 0, 1, 0)).await;
-    let deleted = events(&client, "SuccessfulDelete").await;
+    let deleted = event_messages_until(&client, "SuccessfulDelete", |m| m.len() >= 3).await;
     assert_eq!(deleted.len(), 3, "{deleted:?}");
 }
 

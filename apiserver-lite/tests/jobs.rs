@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use apiserver_lite::controllers::cronjob::clock::FakeClock;
 use apiserver_lite::controllers::{cronjob, garbage_collector, job, ttl_after_finished};
-use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
+use common::{event_messages, event_messages_until, eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -99,20 +99,6 @@ async fn condition_becomes(client: &Client, name: &str, type_: &str, secs: u64) 
     .await
 }
 
-async fn events(client: &Client, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default()).await.unwrap().items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect()
-}
-
-/// Events are recorded just after the action they tell of.
-async fn event_appears(client: &Client, reason: &str, message: &str) {
-    eventually(&format!("event {reason} {message:?}"), 10, || async {
-        let seen = events(client, reason).await;
-        if seen.iter().any(|m| m == message) { Ok(()) } else { Err(format!("{seen:?}")) }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_completions_two_at_a_time_complete_the_job() {
     let (_s, client) = jobs_cluster().await;
@@ -154,9 +140,9 @@ async fn three_completions_two_at_a_time_complete_the_job() {
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller, owner.block_owner_deletion), ("Job", uid.as_str(), Some(true), Some(true)));
         assert!(p.finalizers().is_empty(), "counted pods lose the tracking finalizer: {:?}", p.finalizers());
     }
-    let created = events(&client, "SuccessfulCreate").await;
+    let created = event_messages_until(&client, "SuccessfulCreate", |m| m.iter().filter(|m| m.starts_with("Created pod: pi-")).count() >= 3).await;
     assert_eq!(created.iter().filter(|m| m.starts_with("Created pod: pi-")).count(), 3, "{created:?}");
-    assert_eq!(events(&client, "Completed").await, ["Job completed"]);
+    event_messages_until(&client, "Completed", |m| m == ["Job completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +169,7 @@ async fn failing_pods_reach_the_backoff_limit() {
     assert!(status.completion_time.is_none());
     assert!(active_pods(&client, "flaky").await.is_empty());
     assert_eq!(job_pods(&client, "flaky").await.len(), 3, "no pod after the limit");
-    assert_eq!(events(&client, "BackoffLimitExceeded").await, ["Job has reached the specified backoff limit"]);
+    event_messages_until(&client, "BackoffLimitExceeded", |m| m == ["Job has reached the specified backoff limit"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,13 +247,13 @@ async fn a_job_active_past_its_deadline_fails() {
     assert_eq!(condition(&j, "Failed"), Some(("True".into(), "DeadlineExceeded".into())));
     assert_eq!(condition(&j, "FailureTarget"), Some(("True".into(), "DeadlineExceeded".into())));
     assert!(job_pods(&client, "slow").await.is_empty(), "its running pod was deleted");
-    assert_eq!(events(&client, "DeadlineExceeded").await, ["Job was active longer than specified deadline"]);
+    event_messages_until(&client, "DeadlineExceeded", |m| m == ["Job was active longer than specified deadline"]).await;
     // A job another controller manages is left alone.
     create_job(&client, "elsewhere", json!({"managedBy": "example.com/other-controller"})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(job_pods(&client, "elsewhere").await.is_empty());
     assert_eq!(get_job(&client, "elsewhere").await.status.and_then(|s| s.start_time), None);
-    assert!(events(&client, "SuccessfulDelete").await.iter().any(|m| m.starts_with("Deleted pod: slow-")));
+    event_messages_until(&client, "SuccessfulDelete", |m| m.iter().any(|m| m.starts_with("Deleted pod: slow-"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,8 +296,8 @@ async fn a_suspended_job_runs_only_when_resumed() {
         finish(&client, p, "Succeeded").await;
     }
     condition_becomes(&client, "later", "Complete", 15).await;
-    assert_eq!(events(&client, "Suspended").await.len(), 2);
-    assert_eq!(events(&client, "Resumed").await, ["Job resumed", "Job resumed"]);
+    event_messages_until(&client, "Suspended", |m| m.len() == 2).await;
+    event_messages_until(&client, "Resumed", |m| m == ["Job resumed", "Job resumed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +385,7 @@ async fn a_cronjob_makes_jobs_at_its_times_on_an_injected_clock() {
     let status = cj.status.unwrap();
     assert_eq!(status.active.unwrap()[0].name.as_deref(), Some(name_at("tick", t1).as_str()));
     assert_eq!(status.last_schedule_time.unwrap().0, t1);
-    assert_eq!(events(&client, "SuccessfulCreate").await.iter().filter(|m| m.starts_with("Created job")).cloned().collect::<Vec<_>>(), [format!("Created job {}", name_at("tick", t1))]);
+    event_messages_until(&client, "SuccessfulCreate", |m| m.iter().filter(|m| m.starts_with("Created job")).cloned().collect::<Vec<_>>() == [format!("Created job {}", name_at("tick", t1))]).await;
 
     // Allow: the next time runs beside the active one; nothing in between.
     clock.set(t1 + Duration::from_secs(299));
@@ -412,7 +398,7 @@ async fn a_cronjob_makes_jobs_at_its_times_on_an_injected_clock() {
     // A finished job leaves status.active and sets lastSuccessfulTime.
     complete_job(&client, &name_at("tick", t1)).await;
     eventually("SawCompletedJob", 10, || async {
-        let seen = events(&client, "SawCompletedJob").await;
+        let seen = event_messages(&client, "SawCompletedJob").await;
         let cj = Api::<CronJob>::namespaced(client.clone(), NS).get("tick").await.unwrap();
         let st = cj.status.clone().unwrap_or_default();
         let ok = seen == [format!("Saw completed job: {}, condition: Complete", name_at("tick", t1))] && st.active.unwrap_or_default().len() == 1 && st.last_successful_time.is_some();
@@ -437,7 +423,7 @@ async fn a_cronjob_far_behind_warns_and_runs_only_the_latest_time() {
     let latest = t1 + Duration::from_secs(200 * 60);
     clock.set(latest + Duration::from_secs(20));
     jobs_become(&client, "behind", &[name_at("behind", latest)]).await;
-    let warnings = events(&client, "TooManyMissedTimes").await;
+    let warnings = event_messages_until(&client, "TooManyMissedTimes", |m| !m.is_empty()).await;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("too many missed start times: ") && warnings[0].ends_with(". Set or decrease .spec.startingDeadlineSeconds or check clock skew"), "{warnings:?}");
 }
@@ -474,7 +460,7 @@ async fn forbid_skips_while_a_job_runs_and_history_limits_trim() {
     jobs_become(&client, "once", &[name_at("once", at(0))]).await;
     clock.set(at(1));
     eventually("JobAlreadyActive", 10, || async {
-        let e = events(&client, "JobAlreadyActive").await;
+        let e = event_messages(&client, "JobAlreadyActive").await;
         if e == ["Not starting job because prior execution is running and concurrency policy is Forbid"] { Ok(()) } else { Err(format!("{e:?}")) }
     })
     .await;
@@ -487,7 +473,7 @@ async fn forbid_skips_while_a_job_runs_and_history_limits_trim() {
     complete_job(&client, &name_at("once", at(1))).await;
     // One successful job kept: the older goes.
     jobs_become(&client, "once", &[name_at("once", at(1))]).await;
-    event_appears(&client, "SuccessfulDelete", &format!("Deleted job {}", name_at("once", at(0)))).await;
+    event_messages_until(&client, "SuccessfulDelete", |m| m.contains(&format!("Deleted job {}", name_at("once", at(0))))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,7 +487,7 @@ async fn replace_deletes_the_running_job_for_the_new_one() {
     let t2 = t1 + Duration::from_secs(300);
     clock.set(t2);
     jobs_become(&client, "swap", &[name_at("swap", t2)]).await;
-    event_appears(&client, "SuccessfulDelete", &format!("Deleted job {}", name_at("swap", t1))).await;
+    event_messages_until(&client, "SuccessfulDelete", |m| m.contains(&format!("Deleted job {}", name_at("swap", t1)))).await;
     eventually("the replaced job's pods gone", 15, || async {
         let pods = job_pods(&client, &name_at("swap", t1)).await;
         if pods.is_empty() { Ok(()) } else { Err(format!("{}", pods.len())) }

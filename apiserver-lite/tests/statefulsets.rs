@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
+use common::{event_messages_until, eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
@@ -91,11 +91,6 @@ async fn get_set(client: &Client, name: &str) -> StatefulSet {
     Api::<StatefulSet>::namespaced(client.clone(), NS).get(name).await.unwrap()
 }
 
-async fn events(client: &Client, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default()).await.unwrap().items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect()
-}
-
 async fn revisions(client: &Client, app: &str) -> Vec<ControllerRevision> {
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), NS);
     let mut items = api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items;
@@ -175,8 +170,7 @@ async fn ordered_ready_creates_pods_in_order_each_after_the_previous_is_ready() 
         let owner = &p.owner_references()[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("StatefulSet", set.uid().unwrap().as_str(), Some(true)));
     }
-    let created = events(&client, "SuccessfulCreate").await;
-    assert!(created.contains(&"create Pod web-0 in StatefulSet web successful".to_string()), "{created:?}");
+    event_messages_until(&client, "SuccessfulCreate", |m| m.contains(&"create Pod web-0 in StatefulSet web successful".to_string())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +229,7 @@ async fn scaling_down_goes_from_the_highest_ordinal_and_lost_pods_come_back_by_n
     })
     .await;
     assert_eq!(*deleted.lock().unwrap(), ["web-2", "web-1"]);
-    assert!(events(&client, "SuccessfulDelete").await.contains(&"delete Pod web-1 in StatefulSet web successful".to_string()));
+    event_messages_until(&client, "SuccessfulDelete", |m| m.contains(&"delete Pod web-1 in StatefulSet web successful".to_string())).await;
     eventually("status of one", 10, || async {
         let s = get_set(&client, "web").await.status.unwrap();
         if s.replicas == 1 && s.ready_replicas == Some(1) { Ok(()) } else { Err(format!("{s:?}")) }
@@ -311,8 +305,7 @@ async fn volume_claim_templates_give_each_pod_its_claim_kept_or_deleted_on_scale
             assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().claim_name, format!("www-{app}-{i}"));
         }
     }
-    let created = events(&client, "SuccessfulCreate").await;
-    assert!(created.contains(&"create Claim www-keep-0 Pod keep-0 in StatefulSet keep success".to_string()), "{created:?}");
+    event_messages_until(&client, "SuccessfulCreate", |m| m.contains(&"create Claim www-keep-0 Pod keep-0 in StatefulSet keep success".to_string())).await;
 
     for app in ["keep", "drop"] {
         api.patch(app, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();

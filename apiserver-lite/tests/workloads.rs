@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{eventually, wait_for, Kubectl, ServerProcess, TestServer};
+use common::{event_messages_until, eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
@@ -120,11 +120,6 @@ async fn set_image(client: &Client, name: &str, image: &str) {
     api.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
 }
 
-async fn events(client: &Client, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default()).await.unwrap().items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_of_two_makes_one_replicaset_and_two_pods_and_heals() {
     let (_s, client) = cluster().await;
@@ -153,9 +148,8 @@ async fn a_deployment_of_two_makes_one_replicaset_and_two_pods_and_heals() {
         assert_eq!(p.labels()["pod-template-hash"], hash);
         assert_eq!(p.owner_references()[0].uid, rs.uid().unwrap());
     }
-    let created = events(&client, "SuccessfulCreate").await;
-    assert!(created.iter().any(|m| *m == format!("Created pod: {}", pods[0].name_any())), "{created:?}");
-    assert!(events(&client, "ScalingReplicaSet").await.contains(&format!("Scaled up replica set {} from 0 to 2", rs.name_any())));
+    event_messages_until(&client, "SuccessfulCreate", |m| m.contains(&format!("Created pod: {}", pods[0].name_any()))).await;
+    event_messages_until(&client, "ScalingReplicaSet", |m| m.contains(&format!("Scaled up replica set {} from 0 to 2", rs.name_any()))).await;
 
     // Self-healing: a deleted pod is replaced.
     let victim = pods[0].name_any();
@@ -189,12 +183,11 @@ async fn scaling_to_five_and_back_to_two() {
     rolled_out(&client, "web", 2).await;
     let rs = replica_sets(&client, "web").await;
     assert_eq!(rs.len(), 1, "scaling makes no new replica set");
-    let scaling = events(&client, "ScalingReplicaSet").await;
     let name = rs[0].name_any();
-    for m in [format!("Scaled up replica set {name} from 2 to 5"), format!("Scaled down replica set {name} from 5 to 2")] {
-        assert!(scaling.contains(&m), "{m} not in {scaling:?}");
-    }
-    assert_eq!(events(&client, "SuccessfulDelete").await.len(), 3);
+    let want = [format!("Scaled up replica set {name} from 2 to 5"), format!("Scaled down replica set {name} from 5 to 2")];
+    event_messages_until(&client, "ScalingReplicaSet", |m| want.iter().all(|w| m.contains(w))).await;
+    let deleted = event_messages_until(&client, "SuccessfulDelete", |m| m.len() >= 3).await;
+    assert_eq!(deleted.len(), 3, "{deleted:?}");
 }
 
 /// Acting as the kubelet one pod at a time, check the rollout's bounds at every step.
@@ -263,7 +256,7 @@ async fn recreate_stops_every_old_pod_before_starting_new_ones() {
         assert!(Instant::now() < deadline, "recreate did not finish: {images:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(events(&client, "ScalingReplicaSet").await.iter().any(|m| m.starts_with("Scaled down replica set db-") && m.ends_with("from 3 to 0")));
+    event_messages_until(&client, "ScalingReplicaSet", |m| m.iter().any(|m| m.starts_with("Scaled down replica set db-") && m.ends_with("from 3 to 0"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,7 +545,8 @@ async fn scaling_down_removes_pods_that_are_not_ready_first() {
     })
     .await;
     assert!(left.iter().all(|p| p.name_any() != not_ready && is_ready(p)), "the pod that was not Ready goes first");
-    assert!(events(&client, "SuccessfulDelete").await.contains(&format!("Deleted pod: {not_ready}")));
+    // The controller records the event after the delete that the test has just seen.
+    event_messages_until(&client, "SuccessfulDelete", |m| m.contains(&format!("Deleted pod: {not_ready}"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

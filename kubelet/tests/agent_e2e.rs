@@ -171,9 +171,11 @@ fn crash_loops_back_off_and_probes_restart_and_unready_containers() {
     // Liveness: the container is restarted when its file goes.
     cluster.kubectl.ok(&["exec", "probed", "--", "rm", "/tmp/alive"]);
     cluster.wait_for("the liveness restart", Duration::from_secs(40), || cluster.pod_field("probed", "{.status.containerStatuses[0].restartCount}") == "1");
-    let events = cluster.kubectl.ok(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
-    assert!(events.contains("Liveness probe failed"), "{events}");
-    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    // The kubelet writes its events from a queue, so they may land after the restart shows.
+    cluster.wait_for("the liveness events", Duration::from_secs(20), || {
+        let events = cluster.kubectl.ok(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
+        events.contains("Liveness probe failed") && events.contains("failed liveness probe, will be restarted")
+    });
 
     // The crashing container: restarted with growing back-off, shown as CrashLoopBackOff.
     cluster.wait_for("CrashLoopBackOff", Duration::from_secs(60), || {

@@ -3,11 +3,14 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+mod events;
 mod kubelet_stand_in;
 mod wait;
 
 #[allow(unused_imports)]
 pub use kubelet_stand_in::KubeletStandIn;
+#[allow(unused_imports)]
+pub use events::{event_messages, event_messages_until};
 #[allow(unused_imports)]
 pub use wait::{eventually, wait_for};
 
