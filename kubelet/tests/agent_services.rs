@@ -60,7 +60,12 @@ fn rules(cluster: &Cluster) -> String {
 }
 
 fn ready_endpoints(cluster: &Cluster) -> usize {
-    let out = cluster.kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+    ready_endpoints_of(cluster, "web")
+}
+
+/// The ready endpoints in the EndpointSlices of `service`.
+fn ready_endpoints_of(cluster: &Cluster, service: &str) -> usize {
+    let out = cluster.kubectl.run(&["get", "endpointslices", "-l", &format!("kubernetes.io/service-name={service}"), "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
     let endpoints = list["items"].as_array().into_iter().flatten().flat_map(|s| s["endpoints"].as_array().into_iter().flatten());
     endpoints.filter(|e| e["conditions"]["ready"] == serde_json::Value::Bool(true)).count()
@@ -181,7 +186,8 @@ fn pods_resolve_services_headless_services_and_outside_names_through_the_cluster
     for pod in ["web-a", "web-b"] {
         cluster.wait_phase(pod, "Running", Duration::from_secs(60));
     }
-    cluster.wait_for("both web pods ready", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+    // Both services: the headless one's slices are written apart from web's.
+    cluster.wait_for("both web pods ready in both services' endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2 && ready_endpoints_of(&cluster, "web-h") == 2);
     // Created after the service: it gets the service's variables too.
     cluster.kubectl.apply(&client_pod(&cluster, "client"));
     cluster.wait_phase("client", "Running", Duration::from_secs(60));
@@ -195,29 +201,50 @@ fn pods_resolve_services_headless_services_and_outside_names_through_the_cluster
     let env = cluster.kubectl.ok(&["exec", "client", "--", "env"]);
     assert!(env.contains(&format!("WEB_SERVICE_HOST={ip}")) && env.contains("WEB_SERVICE_PORT=80"), "{env}");
 
-    let lookup = |name: &str| {
-        let out = cluster.kubectl.run(&["exec", "client", "--", "nslookup", name]);
-        format!("{}{}", out.stdout, out.stderr)
-    };
-    // The answer section: the addresses after the "Name:" line.
-    let addresses = |text: &str| -> BTreeSet<String> {
-        text.split("Name:").skip(1).flat_map(|s| s.lines().filter_map(|l| l.trim().strip_prefix("Address:").map(|a| a.trim().split_whitespace().next().unwrap_or("").to_string()))).collect()
-    };
-    let mut out = String::new();
-    cluster.wait_for("web.default.svc.cluster.local to resolve", Duration::from_secs(20), || {
-        out = lookup("web.default.svc.cluster.local");
-        addresses(&out).contains(&ip)
-    });
-    assert_eq!(addresses(&lookup("web.default.svc.cluster.local")), [ip.clone()].into(), "{out}");
-    let short = lookup("web");
-    assert!(addresses(&short).contains(&ip), "the short name through the search path: {short}");
-    let headless = lookup("web-h.default.svc.cluster.local");
-    assert_eq!(addresses(&headless), pod_ips, "a headless service gives the pods' addresses: {headless}");
-    let outside = lookup("outside.example");
-    assert!(addresses(&outside).contains("192.0.2.7"), "an outside name is forwarded upstream: {outside}");
-    let missing = lookup("nothing.default.svc.cluster.local");
-    assert!(addresses(&missing).is_empty() && (missing.contains("NXDOMAIN") || missing.contains("can't resolve")), "{missing}");
+    // The DNS server learns of services and endpoints through its watch, so each answer is
+    // awaited (as a client of CoreDNS would retry), failing with what it last gave.
+    let web = lookup_until(&cluster, "web.default.svc.cluster.local", "the service's cluster IP", |a, _| a.contains(&ip));
+    assert_eq!(addresses(&web), [ip.clone()].into(), "only the cluster IP: {web}");
+    lookup_until(&cluster, "web", "the cluster IP through the search path", |a, _| a.contains(&ip));
+    lookup_until(&cluster, "web-h.default.svc.cluster.local", &format!("the pods' addresses {pod_ips:?} for a headless service"), |a, _| *a == pod_ips);
+    lookup_until(&cluster, "outside.example", "192.0.2.7 from the upstream", |a, _| a.contains("192.0.2.7"));
+    lookup_until(&cluster, "nothing.default.svc.cluster.local", "NXDOMAIN", |a, out| a.is_empty() && (out.contains("NXDOMAIN") || out.contains("can't resolve")));
     // And the answer reaches the service.
-    let answers = from_pod(&cluster, "client", "web 80", 8);
-    assert!(answers.iter().all(|a| a.starts_with("web-")), "{answers:?}");
+    let start = std::time::Instant::now();
+    loop {
+        let answers = from_pod(&cluster, "client", "web 80", 8);
+        if answers.len() == 8 && answers.iter().all(|a| a.starts_with("web-")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "8 answers from the web pods through the name web: {answers:?}\n{}", rules(&cluster));
+    }
+}
+
+/// `nslookup name` in the pod `client`, with its stderr.
+fn lookup(cluster: &Cluster, name: &str) -> String {
+    let out = cluster.kubectl.run(&["exec", "client", "--", "nslookup", name]);
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// The addresses in nslookup's answer sections (after each "Name:" line).
+fn addresses(text: &str) -> BTreeSet<String> {
+    text.split("Name:").skip(1).flat_map(|s| s.lines().filter_map(|l| l.trim().strip_prefix("Address:").map(|a| a.split_whitespace().next().unwrap_or("").to_string()))).collect()
+}
+
+/// Look `name` up from the pod `client` until `check(addresses, output)` holds, at most 20 s,
+/// and return that output. Fails naming `want`, with the last output and the DNS log lines.
+fn lookup_until(cluster: &Cluster, name: &str, want: &str, check: impl Fn(&BTreeSet<String>, &str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let out = lookup(cluster, name);
+        if check(&addresses(&out), &out) {
+            return out;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = cluster.log();
+            let dns: Vec<&str> = log.lines().filter(|l| l.contains("DNS") || l.contains("dns")).collect();
+            panic!("nslookup {name} did not give {want} in 20 s; last:\n{out}\nDNS log lines:\n{}\n{}", dns.join("\n"), cluster.diagnose());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
