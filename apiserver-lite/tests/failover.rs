@@ -230,9 +230,12 @@ fn a_node_that_stops_heartbeating_loses_its_pods_to_the_other_node() {
     for name in &on_n1 {
         assert!(now.iter().all(|p| p.0 != *name || p.3), "{name} was evicted: {now:?}");
     }
-    let events = k.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
-    assert!(events.lines().any(|l| l == format!("TaintManagerEviction: Marking for deletion Pod default/{}", on_n1[0])), "{events}");
-    assert!(events.lines().any(|l| l == "NodeNotReady: Node n1 status is now: NodeNotReady"), "{events}");
+    // Events are written after the changes they tell of.
+    wait_for("the eviction and NotReady events", 10, || {
+        let events = k.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
+        let evicted = events.lines().any(|l| l == format!("TaintManagerEviction: Marking for deletion Pod default/{}", on_n1[0]));
+        if evicted && events.lines().any(|l| l == "NodeNotReady: Node n1 status is now: NodeNotReady") { Ok(()) } else { Err(events) }
+    });
 }
 
 fn nothing_left(k: &Kubectl) -> Result<(), String> {

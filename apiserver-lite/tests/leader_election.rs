@@ -344,8 +344,10 @@ fn two_servers_on_one_etcd_run_one_controller_manager_and_fail_over_when_its_pro
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(names(&kb, "pods").len(), 3);
     assert_eq!(names(&kb, "replicasets").len(), 1, "one ReplicaSet");
-    let events = events(&ka, "kube-system", "LeaderElection");
-    assert!(events.contains(&(format!("{cm} became leader"), "kube-controller-manager".to_string())), "{events:?}");
+    wait_for("the controller manager's LeaderElection event", 10, || {
+        let events = events(&ka, "kube-system", "LeaderElection");
+        if events.contains(&(format!("{cm} became leader"), "kube-controller-manager".to_string())) { Ok(()) } else { Err(format!("{events:?}")) }
+    });
 
     // kill -9 the leader's process: the other server's controller manager takes the lease
     // and acts (a deleted pod is replaced).
@@ -437,12 +439,18 @@ async fn the_controller_manager_and_the_scheduler_run_as_processes_of_their_own(
         let h = holder(&k, lease);
         assert!(!h.is_empty() && log.contains(&h), "{lease} held by {h:?}; log: {log}");
     }
-    let elected = events(&k, "kube-system", "LeaderElection");
-    for (lease, source) in [("kube-controller-manager", "kube-controller-manager"), ("kube-scheduler", "default-scheduler")] {
-        assert!(elected.contains(&(format!("{} became leader", holder(&k, lease)), source.to_string())), "{elected:?}");
-    }
-    let scheduled = events(&k, "default", "Scheduled");
-    assert!(scheduled.iter().filter(|(m, _)| m.ends_with(" to n1")).count() == 2, "{scheduled:?}");
+    // Each event is written after what it tells of (the lease taken, the pod bound).
+    eventually("the LeaderElection and Scheduled events", 10, || async move {
+        let elected = events(k2, "kube-system", "LeaderElection");
+        for (lease, source) in [("kube-controller-manager", "kube-controller-manager"), ("kube-scheduler", "default-scheduler")] {
+            if !elected.contains(&(format!("{} became leader", holder(k2, lease)), source.to_string())) {
+                return Err(format!("{lease}: {elected:?}"));
+            }
+        }
+        let scheduled = events(k2, "default", "Scheduled");
+        if scheduled.iter().filter(|(m, _)| m.ends_with(" to n1")).count() == 2 { Ok(()) } else { Err(format!("{scheduled:?}")) }
+    })
+    .await;
     // The controller manager publishes the CA its kubeconfig trusts.
     let ca = std::fs::read_to_string(dir.path().join("server/pki/ca.crt")).unwrap();
     let (k2, ca) = (&k, &ca);
