@@ -1,6 +1,7 @@
 //! Terminals, stdin and Attach end to end, as root: `kubelet-rs cri` in a node network
 //! namespace (the harness of `cri_streaming.rs`), a busybox pod, containers with `tty` and
-//! `stdin`, and WebSocket clients attached to them through the URLs `Attach` returns.
+//! `stdin`, and WebSocket clients attached to them through the URLs `Attach` returns, up to
+//! the session's closing handshake.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 mod common;
+use common::raw_ws::RawWs;
 use common::*;
 
 type Client = RuntimeServiceClient<tonic::transport::Channel>;
@@ -219,6 +221,25 @@ async fn tty_stdin_and_attach(runtime: Runtime) {
     assert_eq!(status.exit_code, 0, "{status:?}");
     let logged: Vec<String> = log_entries(&logs.join("sh.log")).into_iter().map(|(_, c)| c).collect();
     assert!(logged.iter().any(|l| l == "hi"), "{logged:?}");
+
+    // The closing handshake, as for exec (cri_streaming.rs): the container's end ends the
+    // session, and the server keeps the connection until the client answers its close frame.
+    let id = run_container(&mut rt, &svc, &pod, container_config("ticks", &["sh", "-c", "while :; do echo tick; sleep 0.2; done"], false, false, false)).await;
+    let url = attach_url(&mut rt, &id, false, false, false).await.unwrap();
+    let mut raw = RawWs::connect(&node, &url, "v5.channel.k8s.io").await;
+    // Attached once the output comes.
+    loop {
+        let (opcode, payload) = tokio::time::timeout(Duration::from_secs(20), raw.frame()).await.expect("the container's output");
+        assert_ne!(opcode, 8, "the session closed before any output: {payload:?}\n{}", svc.log());
+        if opcode == 2 && payload.first() == Some(&1) {
+            break;
+        }
+    }
+    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    let frames = raw.frames_until_close().await;
+    let status = frames.iter().find(|(op, p)| *op == 2 && p.first() == Some(&3)).map(|(_, p)| String::from_utf8_lossy(&p[1..]).into_owned());
+    assert!(status.as_deref().is_some_and(|s| s.contains("Success")), "the session's status: {status:?}; frames {frames:?}");
+    raw.closing_handshake().await;
 
     rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use cri_api::RuntimeServiceClient;
 use cri_api::runtime::v1 as cri;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 mod common;
+use common::raw_ws::RawWs;
 use common::*;
 
 type Client = RuntimeServiceClient<tonic::transport::Channel>;
@@ -64,75 +64,6 @@ async fn read_all(ws: &mut Ws) -> BTreeMap<u8, Vec<u8>> {
     }
     assert_eq!(close_code, Some(Some(1000)), "the session ends with a normal close frame");
     channels
-}
-
-/// A WebSocket session read frame by frame off the TCP stream, with no library between that
-/// would answer the server's close frame on its own.
-struct RawWs {
-    tcp: tokio::net::TcpStream,
-    buffered: Vec<u8>,
-}
-
-impl RawWs {
-    async fn connect(node: &Path, url: &str, protocol: &str) -> RawWs {
-        let addr: std::net::SocketAddr = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
-        let tcp = in_ns(node, move || std::net::TcpStream::connect(addr)).unwrap();
-        tcp.set_nonblocking(true).unwrap();
-        let mut tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
-        let path = url.splitn(4, '/').nth(3).unwrap();
-        let request = format!(
-            "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = RawWs { tcp, buffered: Vec::new() };
-        let end = loop {
-            if let Some(i) = raw.buffered.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(raw.fill().await > 0, "the connection ended during the handshake");
-        };
-        let head = String::from_utf8_lossy(&raw.buffered[..end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        raw.buffered.drain(..end);
-        raw
-    }
-
-    async fn fill(&mut self) -> usize {
-        let mut buf = [0u8; 4096];
-        let n = self.tcp.read(&mut buf).await.unwrap();
-        self.buffered.extend_from_slice(&buf[..n]);
-        n
-    }
-
-    /// The next frame's opcode and payload (the server's frames are unmasked).
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            if let [b0, b1, rest @ ..] = self.buffered.as_slice() {
-                let (len, header) = match b1 & 0x7f {
-                    126 if rest.len() >= 2 => (u16::from_be_bytes([rest[0], rest[1]]) as usize, 4),
-                    126 | 127 => (usize::MAX, 0),
-                    n => (n as usize, 2),
-                };
-                if len != usize::MAX && self.buffered.len() >= header + len {
-                    let opcode = b0 & 0x0f;
-                    let payload = self.buffered[header..header + len].to_vec();
-                    self.buffered.drain(..header + len);
-                    return (opcode, payload);
-                }
-            }
-            assert!(self.fill().await > 0, "the connection ended inside a frame");
-        }
-    }
-
-    /// Our close frame, status 1000, masked as a client's must be.
-    async fn close(&mut self) {
-        let mask = [1u8, 2, 3, 4];
-        let payload = [0x03u8, 0xe8];
-        let mut frame = vec![0x88, 0x80 | payload.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.tcp.write_all(&frame).await.unwrap();
-    }
 }
 
 fn text(channels: &BTreeMap<u8, Vec<u8>>, ch: u8) -> String {
@@ -235,17 +166,9 @@ async fn exec_and_port_forward_over_websocket(runtime: Runtime) {
     // reset, and a proxy between (the kubelet's, the API server's) then lost the exit status.
     let url = exec_url(&mut rt, &id, &["true"], false, false, false).await;
     let mut raw = RawWs::connect(&node, &url, "v5.channel.k8s.io").await;
-    let mut frames = Vec::new();
-    while frames.last().map(|(op, _)| *op) != Some(8) {
-        frames.push(tokio::time::timeout(Duration::from_secs(20), raw.frame()).await.expect("the session's frames"));
-    }
+    let frames = raw.frames_until_close().await;
     assert!(frames.iter().any(|(op, p)| *op == 2 && p.first() == Some(&3)), "a status on the error channel: {frames:?}");
-    let mut more = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(500), raw.tcp.read(&mut more)).await;
-    assert!(early.is_err(), "the server closed before the client answered its close frame: {early:?}");
-    raw.close().await;
-    let end = tokio::time::timeout(Duration::from_secs(5), raw.tcp.read(&mut more)).await;
-    assert!(matches!(end, Ok(Ok(0))), "the server did not close after the client's close frame: {end:?}");
+    raw.closing_handshake().await;
 
     // stdin reaches the process; v5's close signal ends it.
     let url = exec_url(&mut rt, &id, &["cat"], true, false, false).await;

@@ -20,6 +20,7 @@ use test_support::netns::TestNetns;
 use test_support::{CgroupParent, require_root};
 
 pub mod cluster;
+pub mod raw_ws;
 
 pub const BUSYBOX: &str = "docker.io/library/busybox:latest";
 
