@@ -16,7 +16,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
 
 use super::channel::{self, Outgoing, CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, Size, Version};
-use super::tty::{self, PtyMaster};
+use super::tty::{self, PtyMaster, PtyOutput};
 use super::{Error, io};
 use crate::cri::container::{ExecOptions, OciCli};
 
@@ -92,7 +92,7 @@ where
             // Only the runtime holds the slave now: its exit ends the output (EIO).
             drop(slave);
             let master = Arc::new(PtyMaster::new(master).map_err(io("the terminal's master"))?);
-            pumps.push(tokio::spawn(pump_pty(master.clone(), out.clone())));
+            pumps.push(tokio::spawn(pump(PtyOutput(master.clone()), STDOUT, out.clone())));
             // Resizes go to the terminal even when the client sends no input.
             Input::Pty(master)
         }
@@ -132,19 +132,12 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// Copies `from` (a pipe, or the terminal's output) to the client's `channel` until it ends
+/// or the client is gone.
 async fn pump(mut from: impl AsyncRead + Unpin, channel: u8, out: Outgoing) {
     let mut buf = vec![0u8; 32 * 1024];
     while let Ok(n) = from.read(&mut buf).await {
         if n == 0 || out.send(channel::binary(channel, &buf[..n])).await.is_err() {
-            break;
-        }
-    }
-}
-
-async fn pump_pty(master: Arc<PtyMaster>, out: Outgoing) {
-    let mut buf = vec![0u8; 32 * 1024];
-    while let Ok(n) = master.read(&mut buf).await {
-        if n == 0 || out.send(channel::binary(STDOUT, &buf[..n])).await.is_err() {
             break;
         }
     }

@@ -3,8 +3,12 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::Error;
 use super::channel::Size;
@@ -51,18 +55,6 @@ impl PtyMaster {
         Ok(PtyMaster { fd })
     }
 
-    /// Output of the terminal; 0 once every slave is closed (the kernel says EIO).
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut ready = self.fd.readable().await?;
-            match ready.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(io::Error::from)) {
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut ready = self.fd.writable().await?;
@@ -80,5 +72,47 @@ impl PtyMaster {
         // Safety: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
         let rc = unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+/// The terminal's output, read as any other stream: it ends (a read of 0) once every slave
+/// is closed, which the kernel tells the master with EIO.
+pub struct PtyOutput(pub Arc<PtyMaster>);
+
+impl AsyncRead for PtyOutput {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.0.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn output_is_read_until_the_last_slave_closes() {
+        let (master, slave) = open_pty().unwrap();
+        let mut output = PtyOutput(Arc::new(PtyMaster::new(master).unwrap()));
+        nix::unistd::write(&slave, b"hello").unwrap();
+        let mut buf = [0u8; 16];
+        let n = output.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        drop(slave);
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), output.read(&mut buf)).await.expect("the end of the output");
+        assert_eq!(n.unwrap(), 0, "EIO after the slave closed reads as the end");
     }
 }
