@@ -12,7 +12,7 @@ use apiserver_lite::controllers::cronjob::clock::FakeClock;
 use apiserver_lite::controllers::{cronjob, garbage_collector, job, ttl_after_finished};
 use common::{event_messages, event_messages_until, eventually, wait_for, Kubectl, ServerProcess, TestServer};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};

@@ -59,12 +59,8 @@ fn rules(cluster: &Cluster) -> String {
     [run(&["nft", "list", "table", "ip", "krs-proxy"]), run(&["ip", "-br", "addr"]), run(&["ip", "route"]), run(&["conntrack", "-L"])].join("\n")
 }
 
-fn ready_endpoints(cluster: &Cluster) -> usize {
-    ready_endpoints_of(cluster, "web")
-}
-
 /// The ready endpoints in the EndpointSlices of `service`.
-fn ready_endpoints_of(cluster: &Cluster, service: &str) -> usize {
+fn ready_endpoints(cluster: &Cluster, service: &str) -> usize {
     let out = cluster.kubectl.run(&["get", "endpointslices", "-l", &format!("kubernetes.io/service-name={service}"), "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
     let endpoints = list["items"].as_array().into_iter().flatten().flat_map(|s| s["endpoints"].as_array().into_iter().flatten());
@@ -83,7 +79,7 @@ fn the_service_proxy_sends_cluster_ip_node_port_and_load_balancer_traffic_to_rea
     for pod in ["web-a", "web-b", "client"] {
         cluster.wait_phase(pod, "Running", Duration::from_secs(60));
     }
-    cluster.wait_for("both web pods ready in the service's endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+    cluster.wait_for("both web pods ready in the service's endpoints", Duration::from_secs(30), || ready_endpoints(&cluster, "web") == 2);
     let ip = cluster.kubectl.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
     assert!(octets[0] == 10 && (96..112).contains(&octets[1]), "a cluster IP from 10.96.0.0/12: {ip}");
@@ -109,10 +105,10 @@ fn the_service_proxy_sends_cluster_ip_node_port_and_load_balancer_traffic_to_rea
 
     // An unready backend gets no traffic.
     cluster.kubectl.ok(&["exec", "web-a", "--", "touch", "/tmp/unready"]);
-    cluster.wait_for("web-a to leave the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 1);
+    cluster.wait_for("web-a to leave the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster, "web") == 1);
     cluster.wait_for("only web-b to answer", Duration::from_secs(10), || distinct(&from_pod(&cluster, "client", &format!("{ip} 80"), 12)) == ["web-b"].into());
     cluster.kubectl.ok(&["exec", "web-a", "--", "rm", "/tmp/unready"]);
-    cluster.wait_for("web-a back in the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2);
+    cluster.wait_for("web-a back in the ready endpoints", Duration::from_secs(30), || ready_endpoints(&cluster, "web") == 2);
 
     // Session affinity pins a client to one backend.
     cluster.kubectl.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
@@ -187,7 +183,7 @@ fn pods_resolve_services_headless_services_and_outside_names_through_the_cluster
         cluster.wait_phase(pod, "Running", Duration::from_secs(60));
     }
     // Both services: the headless one's slices are written apart from web's.
-    cluster.wait_for("both web pods ready in both services' endpoints", Duration::from_secs(30), || ready_endpoints(&cluster) == 2 && ready_endpoints_of(&cluster, "web-h") == 2);
+    cluster.wait_for("both web pods ready in both services' endpoints", Duration::from_secs(30), || ready_endpoints(&cluster, "web") == 2 && ready_endpoints(&cluster, "web-h") == 2);
     // Created after the service: it gets the service's variables too.
     cluster.kubectl.apply(&client_pod(&cluster, "client"));
     cluster.wait_phase("client", "Running", Duration::from_secs(60));
